@@ -1,0 +1,39 @@
+"""bioplastic: a sign-preserving, structurally plastic learning rule for deep networks.
+
+Core library: the rule (:class:`BioRule`), Dale's-law initialisation and layers, probes,
+offline data, robustness evaluation and the command line. It never imports Avalanche or
+learn2learn; their integrations live in the ``strategies`` package.
+"""
+
+from bioplastic.dale import (
+    BioConvNet,
+    BioMLP,
+    DaleConv2d,
+    DaleLinear,
+    OnOffSplit,
+    dale_init_,
+    dalify,
+    on_off_sign,
+)
+from bioplastic.probes import synaptic_layers
+from bioplastic.functional import multiplicative_update
+from bioplastic.optim import OPTIMIZER_NAMES, BioRule, EnforcedAdam, make_optimizer
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "OPTIMIZER_NAMES",
+    "BioConvNet",
+    "BioMLP",
+    "BioRule",
+    "DaleConv2d",
+    "DaleLinear",
+    "EnforcedAdam",
+    "OnOffSplit",
+    "dale_init_",
+    "dalify",
+    "on_off_sign",
+    "make_optimizer",
+    "multiplicative_update",
+    "synaptic_layers",
+]

@@ -1,0 +1,511 @@
+"""The bio rule's equations, in one place (SPEC section 3).
+
+Every weight of a synaptic layer is ``w = s * m`` with a fixed sign ``s`` (the type of its
+presynaptic unit) and a magnitude ``m >= 0``. One step of the rule is
+
+1. homeostatic scaling and multiplicative plasticity, in one multiplication::
+
+       dlog m = clip(-lr * p * (s * g + decay) + noise * xi, -max_step, max_step)
+                + log(budget / current sum)     (per postsynaptic unit, E and I separately)
+       m <- m * exp(dlog m)
+
+   which, because ``s`` never changes, can neither flip a sign nor revive a zero weight;
+   the second line rescales each unit's summed excitatory and summed inhibitory magnitudes
+   to their budgets (heterosynaptic competition);
+2. growth of absent synapses (optional, every ``grow_every`` steps);
+3. elimination: magnitudes at or below ``threshold`` become exactly 0 (unless protected).
+
+:func:`bio_step` applies step 1 to lists of tensors in place, through a single-tensor loop or
+through ``torch._foreach_*`` kernels; :func:`grow_` and :func:`eliminate_` are steps 2-3. :func:`multiplicative_update` is the same step 1 written
+out-of-place and differentiable, for inner loops of meta-learning; :func:`bio_update` applies
+it to a whole module in the style of learn2learn's ``maml_update`` (see
+``strategies.fewshot``). :func:`adam_step` and :func:`sgd_step` are the plain additive updates
+used for parameters that are not synapses (biases, norm layers).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "adam_step",
+    "bio_step",
+    "bio_update",
+    "add_noise_",
+    "eliminate_",
+    "grow_",
+    "homeostatic_log_factors",
+    "log_step",
+    "multiplicative_update",
+    "presynaptic_shape",
+    "row_budgets",
+    "sgd_step",
+    "type_masks",
+]
+
+
+def log_step(
+    signed_grad: Tensor,
+    lr: float,
+    plasticity: Tensor | None = None,
+    decay: float = 0.0,
+    max_step: float | None = None,
+) -> Tensor:
+    """Return ``clip(-lr * p * (s*g + decay), -max_step, max_step)`` (out of place).
+
+    ``signed_grad`` is ``s * g``. Differentiable in all tensor arguments. Noise is added by the
+    caller (it needs a generator) before clipping; see :func:`bio_step`.
+    """
+    drive = signed_grad + decay if decay else signed_grad
+    step = drive * (-lr) if plasticity is None else drive * plasticity * (-lr)
+    if max_step is not None:
+        step = step.clamp(-max_step, max_step)
+    return step
+
+
+def multiplicative_update(
+    weight: Tensor,
+    grad: Tensor,
+    lr: float,
+    max_step: float | None = 0.5,
+    decay: float = 0.0,
+    plasticity: Tensor | None = None,
+) -> Tensor:
+    """Differentiable bio step: ``w * exp(clip(-lr * p * (sign(w) * g + decay)))``.
+
+    The sign is read from ``weight`` itself, so zeros stay zero and no entry changes sign.
+    Gradients flow to ``weight`` and ``grad`` (second-order meta-learning works through it).
+
+    Example::
+
+        w_new = multiplicative_update(w, torch.autograd.grad(loss, w, create_graph=True)[0], 1.0)
+    """
+    return weight * torch.exp(log_step(torch.sign(weight) * grad, lr, plasticity, decay, max_step))
+
+
+def bio_update(
+    module: nn.Module,
+    lr: float,
+    grads: Sequence[Tensor | None] | None = None,
+    max_step: float | None = 0.5,
+    other_lr: float | None = None,
+) -> nn.Module:
+    """Differentiable bio step on every parameter of ``module``, re-routing its tensors.
+
+    The bio rule's counterpart of learn2learn's ``maml_update``: synapses (parameters with
+    ``dim >= 2``) get :func:`multiplicative_update` (``w * exp(clip(-lr * sign(w) * g))``: the
+    sign is fixed, an absent synapse stays absent, ``|dlog m| <= max_step``); other parameters
+    (biases, norm layers) get the plain step ``p - other_lr * g``. Like ``maml_update``, the
+    module is changed in place but no tensor is: each parameter slot is pointed at its new,
+    out-of-place tensor (recursing into submodules; a tensor shared by several modules is
+    updated once), so gradients flow back through the step to the old parameters and to
+    ``grads`` (second-order meta-learning). Buffers are handled as learn2learn does: a buffer
+    that is one of the updated tensors follows it, any other buffer is left as it is.
+
+    Args:
+        module: the model to update, typically a clone (``BioMAML.clone()`` or learn2learn's
+            ``clone_module``).
+        lr: plasticity rate of the log-domain step (> 0).
+        grads: one gradient (or ``None``: no update) per ``module.parameters()`` entry, in that
+            order; if ``None``, each parameter's ``.grad`` is used.
+        max_step: bound on ``|dlog m|`` per step (> 0), or ``None``.
+        other_lr: learning rate of the additive step of non-synapse parameters (>= 0); ``None``
+            means ``lr``.
+
+    Returns:
+        ``module`` (updated in place).
+
+    Reference: Cornford et al. 2024, "Brain-like learning with exponentiated gradients";
+    Finn et al. 2017 (MAML); learn2learn's ``maml_update``/``update_module``.
+
+    Example::
+
+        clone = strategies.fewshot.BioMAML(model, lr=1.0).clone()
+        loss = loss_fn(clone(x), y)
+        grads = torch.autograd.grad(loss, list(clone.parameters()), create_graph=True)
+        bio_update(clone.module, lr=1.0, grads=grads)
+    """
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    if max_step is not None and not (
+        isinstance(max_step, (int, float)) and math.isfinite(max_step) and max_step > 0
+    ):
+        raise ValueError(f"max_step must be a finite number > 0 or None, got {max_step!r}")
+    if other_lr is None:
+        other_lr = lr
+    elif not (isinstance(other_lr, (int, float)) and math.isfinite(other_lr) and other_lr >= 0):
+        raise ValueError(f"other_lr must be a finite number >= 0 or None, got {other_lr!r}")
+    params = list(module.parameters())
+    if grads is None:
+        grads = [p.grad for p in params]
+    else:
+        grads = list(grads)
+        if len(grads) != len(params):
+            raise ValueError(
+                f"grads has {len(grads)} entries but the module has {len(params)} parameters"
+            )
+    new: dict[int, Tensor] = {}
+    for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+        if g is None or id(p) in new:
+            continue
+        if g.shape != p.shape:
+            raise ValueError(
+                f"grads[{i}] has shape {tuple(g.shape)}, its parameter {tuple(p.shape)}"
+            )
+        if p.dim() >= 2:
+            new[id(p)] = multiplicative_update(p, g, lr, max_step=max_step)
+        else:
+            new[id(p)] = p - other_lr * g
+    _reroute(module, new, set())
+    return module
+
+
+def _reroute(module: nn.Module, new: dict[int, Tensor], seen: set[int]) -> None:
+    """Point every parameter and buffer slot holding an updated tensor at its new tensor."""
+    if id(module) in seen:
+        return
+    seen.add(id(module))
+    for key, p in module._parameters.items():
+        if p is not None and id(p) in new:
+            # Assigning to the dict (not setattr) allows a non-leaf tensor, as learn2learn does.
+            module._parameters[key] = new[id(p)]
+    for key, b in module._buffers.items():
+        if b is not None and id(b) in new:
+            module._buffers[key] = new[id(b)]
+    for child in module._modules.values():
+        if child is not None:
+            _reroute(child, new, seen)
+    if hasattr(module, "flatten_parameters"):
+        module._apply(lambda x: x)  # RNNs: rebuild the flattened weights (learn2learn #139)
+
+
+# --------------------------------------------------------------------------------------------
+# structural and homeostatic parts (in place, per tensor)
+# --------------------------------------------------------------------------------------------
+
+
+def presynaptic_shape(weight: Tensor) -> list[int]:
+    """Shape that broadcasts a per-presynaptic-unit vector along dimension 1 of ``weight``."""
+    shape = [1] * weight.dim()
+    shape[1] = -1
+    return shape
+
+
+def type_masks(unit_sign: Tensor, weight: Tensor) -> Tensor:
+    """``[2, fan_in]`` float masks of the excitatory and inhibitory entries of a weight row.
+
+    ``unit_sign`` holds the presynaptic types (dimension 1); a row of a convolution weight
+    repeats each input channel's type over its kernel.
+    """
+    per_input = weight[0].numel() // weight.shape[1]
+    exc = (unit_sign > 0).to(weight.dtype).repeat_interleave(per_input)
+    return torch.stack([exc, 1.0 - exc])
+
+
+def row_budgets(weight: Tensor, types: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Summed excitatory and inhibitory magnitudes of each postsynaptic unit (dimension 0).
+
+    With ``types`` (from :func:`type_masks`, for a Dale-typed weight) the sums are one
+    matrix product; otherwise entries are classified by their own sign.
+    """
+    rows = weight.reshape(weight.shape[0], -1)
+    if types is not None:
+        sums = rows @ types.T
+        return sums[:, 0], -sums[:, 1]
+    exc = rows.clamp(min=0).sum(1)
+    return exc, exc - rows.sum(1)
+
+
+def homeostatic_log_factors(
+    weight: Tensor,
+    budget_exc: Tensor,
+    budget_inh: Tensor,
+    types: Tensor | None = None,
+    budget_rate: float = 0.0,
+) -> tuple[Tensor, Tensor]:
+    """``log(budget / current sum)`` for the excitatory and inhibitory inputs of each row.
+
+    Rows whose current sum is zero get 0 (nothing to rescale). With ``budget_rate > 0`` the
+    budgets first move towards the current sums by that fraction (slow adaptation), in place.
+    """
+    exc, inh = row_budgets(weight, types)
+    if budget_rate:
+        budget_exc.lerp_(exc, budget_rate)
+        budget_inh.lerp_(inh, budget_rate)
+    tiny = torch.finfo(weight.dtype).tiny
+    zero = torch.zeros((), dtype=weight.dtype, device=weight.device)
+    log_e = torch.where(
+        exc > tiny, budget_exc.clamp(min=tiny).log() - exc.clamp(min=tiny).log(), zero
+    )
+    log_i = torch.where(
+        inh > tiny, budget_inh.clamp(min=tiny).log() - inh.clamp(min=tiny).log(), zero
+    )
+    return log_e, log_i
+
+
+def _add_homeostatic_(
+    step: Tensor, weight: Tensor, homeostasis: tuple[Tensor, Tensor, Tensor | None, float]
+) -> None:
+    budget_exc, budget_inh, types, rate = homeostasis
+    log_e, log_i = homeostatic_log_factors(weight, budget_exc, budget_inh, types, rate)
+    rows = step.view(step.shape[0], -1)
+    if types is not None:
+        rows.addmm_(torch.stack([log_e, log_i], 1), types)  # log_e on E entries, log_i on I
+    else:
+        sign = torch.sign(weight).view(weight.shape[0], -1)
+        rows.add_(((log_e + log_i) / 2).unsqueeze(1))
+        rows.addcmul_(((log_e - log_i) / 2).unsqueeze(1), sign)
+
+
+def eliminate_(weight: Tensor, threshold: float, protected: Tensor | None = None) -> None:
+    """Set every synapse with ``|w| <= threshold`` (absolute) to exactly 0, in place.
+
+    ``protected`` (bool, same shape) marks synapses exempt from elimination.
+    """
+    if protected is None:
+        torch.hardshrink(weight, threshold, out=weight)
+    else:
+        weight.copy_(torch.where(protected, weight, torch.hardshrink(weight, threshold)))
+
+
+def add_noise_(
+    step: Tensor,
+    std: float,
+    generator: torch.Generator | None,
+    reuse: int = 1,
+    offset_generator: torch.Generator | None = None,
+) -> None:
+    """Add ``std * xi`` with ``xi ~ N(0, 1)`` per entry of ``step``, in place.
+
+    With ``reuse = k > 1`` (and a large tensor), only ``n/k`` normal numbers are drawn per
+    call; each of the ``k`` blocks of the flattened tensor reads them cyclically shifted by its
+    own random offset (drawn from ``offset_generator``, a CPU generator). Every entry still
+    gets a fresh standard normal every call, and two entries share a draw in a given call
+    only by chance (probability about ``k/n``), so their noise is practically uncorrelated;
+    drawing normals is the dominant cost of noise on CPUs and this divides it by ``k``.
+    """
+    flat = step.view(-1)
+    n = flat.numel()
+    if reuse <= 1 or n < 64 * reuse:
+        flat.add_(torch.randn(n, generator=generator, device=step.device, dtype=step.dtype),
+                  alpha=std)  # fmt: skip
+        return
+    length = -(-n // reuse)
+    pool = torch.randn(length, generator=generator, device=step.device, dtype=step.dtype)
+    offsets = torch.randint(0, length, (reuse,), generator=offset_generator).tolist()
+    for block, offset in enumerate(offsets):
+        chunk = flat[block * length : (block + 1) * length]
+        head = min(chunk.numel(), length - offset)
+        chunk[:head].add_(pool[offset : offset + head], alpha=std)
+        if chunk.numel() > head:
+            chunk[head:].add_(pool[: chunk.numel() - head], alpha=std)
+
+
+def grow_(
+    weight: Tensor,
+    unit_sign: Tensor,
+    n_grow: int,
+    magnitude: float,
+    generator: torch.Generator | None,
+    signed_grad: Tensor | None = None,
+    spread: float = 0.25,
+) -> Tensor:
+    """Create up to ``n_grow`` synapses among the absent ones, in place; return the grown mask.
+
+    New magnitudes are ``magnitude * exp(spread * xi)`` (lognormal), with the sign of the
+    presynaptic unit (``unit_sign`` along dimension 1). With ``signed_grad`` (``s*g`` evaluated
+    with the presynaptic sign), only synapses whose growth would lower the loss (``s*g < 0``)
+    are candidates, strongest evidence first; otherwise locations are chosen uniformly at random.
+    """
+    absent = weight == 0
+    n_absent = int(absent.sum())
+    n_grow = min(n_grow, n_absent)
+    grown = torch.zeros_like(absent)
+    if n_grow <= 0:
+        return grown
+    noise = torch.rand(weight.shape, generator=generator, device=weight.device, dtype=weight.dtype)
+    if signed_grad is None:
+        score = noise
+        score.masked_fill_(~absent, -1.0)
+    else:
+        candidates = absent & (signed_grad < 0)
+        n_grow = min(n_grow, int(candidates.sum()))
+        if n_grow <= 0:
+            return grown
+        # Random tie-break among equal evidence; the evidence dominates otherwise.
+        score = -signed_grad * (1.0 + 1e-3 * noise)
+        score.masked_fill_(~candidates, -math.inf)
+    idx = torch.topk(score.reshape(-1), n_grow, sorted=False).indices
+    grown.view(-1)[idx] = True
+    xi = torch.randn(n_grow, generator=generator, device=weight.device, dtype=weight.dtype)
+    sign = unit_sign.to(weight.dtype).reshape(presynaptic_shape(weight)).expand_as(weight)
+    weight.view(-1)[idx] = sign.reshape(-1)[idx] * magnitude * torch.exp(spread * xi)
+    return grown
+
+
+# --------------------------------------------------------------------------------------------
+# the step
+# --------------------------------------------------------------------------------------------
+
+
+def bio_step(
+    weights: list[Tensor],
+    grads: list[Tensor],
+    momentum_buffers: list[Tensor | None],
+    plasticities: list[Tensor | None],
+    unit_signs: list[Tensor | None],
+    homeostasis: list[tuple[Tensor, Tensor, Tensor | None, float] | None],
+    grad_scales: list[Tensor | None] | None = None,
+    *,
+    lr: float,
+    momentum: float,
+    decay: float,
+    noise: float,
+    max_step: float | None,
+    generator: torch.Generator | None,
+    noise_reuse: int = 1,
+    offset_generator: torch.Generator | None = None,
+    foreach: bool,
+) -> None:
+    """Equation 1 of the rule, with homeostatic scaling folded in, on lists of tensors.
+
+    Per weight ``w`` with gradient ``g``::
+
+        drive = c * s * g                   (momentum: buf <- momentum * buf + c * s * g)
+        dlog  = clip(-lr * p * (drive + decay) + noise * xi, -max_step, max_step)
+        dlog += log(budget / current sum)   (per row, E and I separately: homeostasis)
+        w    <- w * exp(dlog)
+
+    Homeostatic scaling is applied in the same multiplication as plasticity: each row's E and
+    I magnitudes are brought back to their budgets just before the plastic change, so after
+    a step they deviate from the budgets by at most that step's plastic change.
+
+    ``unit_signs[i]`` is the presynaptic sign broadcast along dimension 1 (a Dale-typed
+    weight, whose present entries all carry their unit's sign) or ``None`` (``s = sign(w)``
+    element-wise). ``homeostasis[i]`` is ``(budget_exc, budget_inh, type_masks or None,
+    budget_rate)`` or ``None``. ``grad_scales[i]`` is a 0-dim tensor ``c`` that normalises the
+    gradient (``1 / RMS``, see ``BioRule(normalize=True)``) or ``None`` (``c = 1``).
+    ``momentum_buffers`` must hold tensors where ``momentum > 0``;
+    ``plasticities`` entries are ``p`` tensors or ``None`` for ``p = 1``.
+    """
+    if not weights:
+        return
+    impl = _multi_tensor_bio_step if foreach else _single_tensor_bio_step
+    if grad_scales is None:
+        grad_scales = [None] * len(weights)
+    impl(
+        weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales, lr=lr,
+        momentum=momentum, decay=decay, noise=noise, max_step=max_step, generator=generator,
+        noise_reuse=noise_reuse, offset_generator=offset_generator,
+    )  # fmt: skip
+
+
+def _drive(w: Tensor, g: Tensor, unit_sign: Tensor | None) -> Tensor:
+    return g * unit_sign if unit_sign is not None else torch.sign(w).mul_(g)
+
+
+def _single_tensor_bio_step(
+    weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales, *, lr,
+    momentum, decay, noise, max_step, generator, noise_reuse, offset_generator,
+):  # fmt: skip
+    for w, g, buf, p, s, h, c in zip(
+        weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales,
+        strict=True,
+    ):  # fmt: skip
+        if momentum:
+            drive = _drive(w, g, s)
+            if c is not None:
+                drive.mul_(c)
+            buf.mul_(momentum).add_(drive)
+            step = buf * -lr
+        else:
+            rate = -lr if c is None else c * -lr
+            step = g * (s * rate) if s is not None else torch.sign(w).mul_(rate).mul_(g)
+        if decay:
+            step.sub_(lr * decay)
+        if p is not None:
+            step.mul_(p)
+        if noise:
+            add_noise_(step, noise, generator, noise_reuse, offset_generator)
+        if max_step is not None:
+            step.clamp_(-max_step, max_step)
+        if h is not None:
+            _add_homeostatic_(step, w, h)
+        w.mul_(step.exp_())
+
+
+def _multi_tensor_bio_step(
+    weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales, *, lr,
+    momentum, decay, noise, max_step, generator, noise_reuse, offset_generator,
+):  # fmt: skip
+    if momentum:
+        drives = [_drive(w, g, s) for w, g, s in zip(weights, grads, unit_signs, strict=True)]
+        idx = [i for i, c in enumerate(grad_scales) if c is not None]
+        if idx:
+            torch._foreach_mul_([drives[i] for i in idx], [grad_scales[i] for i in idx])
+        torch._foreach_mul_(momentum_buffers, momentum)
+        torch._foreach_add_(momentum_buffers, drives)
+        steps = torch._foreach_mul(momentum_buffers, -lr)
+    else:
+        rates = [-lr if c is None else c * -lr for c in grad_scales]
+        scales = [s * r if s is not None else torch.sign(w).mul_(r)
+                  for w, s, r in zip(weights, unit_signs, rates, strict=True)]  # fmt: skip
+        steps = torch._foreach_mul(grads, scales)
+    if decay:
+        torch._foreach_add_(steps, -lr * decay)
+    idx = [i for i, p in enumerate(plasticities) if p is not None]
+    if idx:
+        torch._foreach_mul_([steps[i] for i in idx], [plasticities[i] for i in idx])
+    if noise:
+        for step in steps:
+            add_noise_(step, noise, generator, noise_reuse, offset_generator)
+    if max_step is not None:
+        for step in steps:  # one pass each, where the foreach pair needs two
+            step.clamp_(-max_step, max_step)
+    for step, w, h in zip(steps, weights, homeostasis, strict=True):
+        if h is not None:
+            _add_homeostatic_(step, w, h)
+    torch._foreach_exp_(steps)
+    torch._foreach_mul_(weights, steps)
+
+
+# --------------------------------------------------------------------------------------------
+# additive updates for parameters that are not synapses
+# --------------------------------------------------------------------------------------------
+
+
+def sgd_step(params: list[Tensor], grads: list[Tensor], *, lr: float, weight_decay: float) -> None:
+    """Plain SGD: ``p <- p - lr * (g + weight_decay * p)``."""
+    for p, g in zip(params, grads, strict=True):
+        if weight_decay:
+            g = g.add(p, alpha=weight_decay)
+        p.add_(g, alpha=-lr)
+
+
+def adam_step(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    *,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    weight_decay: float,
+) -> None:
+    """Adam (Kingma & Ba 2015) with L2 weight decay, as ``torch.optim.Adam`` defines it."""
+    beta1, beta2 = betas
+    for p, g, m, v, t in zip(params, grads, exp_avgs, exp_avg_sqs, steps, strict=True):
+        if weight_decay:
+            g = g.add(p, alpha=weight_decay)
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        bias1 = 1 - beta1**t
+        bias2 = 1 - beta2**t
+        denom = (v.sqrt() / math.sqrt(bias2)).add_(eps)
+        p.addcdiv_(m, denom, value=-lr / bias1)

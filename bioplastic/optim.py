@@ -1,0 +1,681 @@
+"""``BioRule``: the bio rule as a ``torch.optim.Optimizer``, and the named baselines.
+
+The equations live in :mod:`bioplastic.functional`; this module is bookkeeping: validation,
+per-parameter state, the random generator, structural schedules and consolidation.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from bioplastic import functional as F
+
+__all__ = ["BioRule", "EnforcedAdam", "OPTIMIZER_NAMES", "make_optimizer"]
+
+_GROW_MODES = ("random", "gradient")
+_PRUNE_MODES = ("relative", "absolute")
+_OTHER_RULES = ("adam", "sgd")
+_CONSOLIDATE_BY = ("magnitude", "importance")
+
+
+def _check_range(name: str, value: Any, lo: float, hi: float, lo_open=False, hi_open=False):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+    if not ok:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        raise ValueError(
+            f"{name} must be a finite number in {left}{lo}, {hi}{right}, got {value!r}"
+        )
+
+
+class BioRule(Optimizer):
+    r"""Sign-preserving multiplicative plasticity with homeostasis and structural plasticity.
+
+    For every synapse (an entry of a weight with two or more dimensions, or of any parameter in
+    a group with ``synapse=True``) with fixed sign ``s`` and magnitude ``m``, one step is
+
+    .. math::
+        \Delta\log m = \mathrm{clip}(-\mathrm{lr}\, p\, (s g + \mathrm{decay}) + \mathrm{noise}
+        \,\xi,\ \pm\mathrm{max\_step}),\qquad m \leftarrow m\, e^{\Delta\log m}
+
+    where the same multiplication also rescales each postsynaptic unit's summed excitatory
+    and inhibitory magnitudes to their budgets (measured at the first step; homeostasis), then
+    (optionally) growth of absent synapses and elimination of synapses whose magnitude is at or
+    below ``prune_threshold * median`` (``prune_mode="relative"``: the (lower) median of the
+    layer's present magnitudes at the first step, a fixed reference that homeostasis keeps
+    meaningful) or at or below ``prune_threshold`` itself (``prune_mode="absolute"``). No weight ever changes sign and a
+    zero weight stays zero unless growth recreates it with its presynaptic unit's sign.
+
+    Parameters that are not synapses (biases, norm layers; ``dim < 2`` by default) get a plain
+    additive update: ``other="adam"`` (``torch.optim.Adam`` semantics with ``other_lr``,
+    ``betas``, ``eps``, ``weight_decay``) or ``other="sgd"``.
+
+    Args:
+        params: parameters or param groups; every hyper-parameter below can be set per group.
+        lr: plasticity rate of the log-domain step (> 0). With ``normalize`` it is the
+            typical relative change of a synapse per step (0.05: about 5%).
+        normalize: divide each weight tensor's gradient by its root-mean-square, smoothed
+            over steps with ``grad_beta`` (a scalar per tensor, so no per-synapse memory), so
+            that ``lr`` does not depend on the scale of the loss or of the inputs.
+        grad_beta: smoothing in [0, 1) of the squared gradient RMS (bias-corrected, as Adam's).
+        momentum: momentum on ``s*g`` in [0, 1) (SGD-style, no dampening).
+        decay: metabolic cost >= 0 added to ``s*g`` (shrinks unsupported synapses).
+        noise: std >= 0 of the log-domain synaptic noise per step.
+        noise_halflife: steps over which the noise std halves (0: constant noise); a
+            developmental period of high structural turnover that settles down.
+        max_step: bound on ``|dlog m|`` per step (> 0), or ``None`` for no clipping.
+        prune_threshold: elimination threshold >= 0 (0 disables elimination).
+        prune_mode: ``"relative"`` (to the layer's initial median magnitude) or ``"absolute"``.
+        homeostasis: rescale E and I input budgets of each postsynaptic unit after every step.
+        budget_rate: in [0, 1]; budgets follow the current sums with this rate (0: fixed).
+        grow_every: grow absent synapses every this many steps (0 disables growth).
+        grow_fraction: fraction in [0, 1] of the absent synapses grown per growth event.
+        grow_mode: ``"gradient"`` (only where ``s*g < 0``, strongest first) or ``"random"``.
+        grow_scale: magnitude of new synapses relative to the initial median (> 0).
+        max_connectivity: synapse budget per layer in (0, 1]: growth never exceeds it.
+        track_importance: accumulate the path integral ``-g * dw`` per synapse (for
+            :meth:`consolidate` with ``by="importance"``; costs one weight-sized buffer).
+        protect_consolidated: consolidated synapses (plasticity < 1) are never eliminated.
+        other, other_lr, betas, eps, weight_decay: update of non-synapse parameters.
+        synapse: ``None`` (auto: ``dim >= 2``), ``True`` or ``False`` for a whole group.
+        seed: seed of the generator used for noise and growth (``None``: drawn from torch's
+            global generator, so ``torch.manual_seed`` makes runs reproducible).
+        foreach: use the ``torch._foreach_*`` implementation (default) or a per-tensor loop.
+
+    State (created lazily in :meth:`step`, so wiping ``optimizer.state`` only resets it) and the
+    generator round-trip through :meth:`state_dict`; a resumed run continues bit-for-bit.
+    Non-finite gradients skip that tensor's update; the first one warns, all are counted in
+    :attr:`nonfinite_skips`.
+
+    Presynaptic signs come from ``weight.dale_sign`` (set by :func:`bioplastic.dalify`) when
+    present, otherwise from the sign pattern of each weight column at the first step.
+
+    Reference: SPEC section 3; Cornford et al. (2024) "Brain-like learning with exponentiated
+    gradients"; Knoblauch et al. (2014) on structural plasticity.
+
+    Example::
+
+        model = bioplastic.dalify(nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10)))
+        opt = BioRule(model.parameters())
+        loss_fn(model(x), y).backward(); opt.step(); opt.zero_grad()
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict],
+        lr: float = 0.05,
+        *,
+        normalize: bool = True,
+        grad_beta: float = 0.99,
+        momentum: float = 0.0,
+        decay: float = 0.0,
+        noise: float = 0.18,
+        noise_halflife: float = 400.0,
+        noise_reuse: int = 8,
+        max_step: float | None = 0.5,
+        prune_threshold: float = 0.05,
+        prune_mode: str = "relative",
+        homeostasis: bool = True,
+        budget_rate: float = 0.0,
+        grow_every: int = 0,
+        grow_fraction: float = 0.0,
+        grow_mode: str = "gradient",
+        grow_scale: float = 0.25,
+        max_connectivity: float = 1.0,
+        track_importance: bool = False,
+        protect_consolidated: bool = True,
+        other: str = "adam",
+        other_lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        synapse: bool | None = None,
+        seed: int | None = None,
+        foreach: bool = True,
+    ):
+        defaults = dict(
+            lr=lr, normalize=normalize, grad_beta=grad_beta, momentum=momentum, decay=decay, noise=noise, noise_halflife=noise_halflife,
+            noise_reuse=noise_reuse,
+            max_step=max_step,
+            prune_threshold=prune_threshold, prune_mode=prune_mode, homeostasis=homeostasis,
+            budget_rate=budget_rate, grow_every=grow_every, grow_fraction=grow_fraction,
+            grow_mode=grow_mode, grow_scale=grow_scale, max_connectivity=max_connectivity,
+            track_importance=track_importance, protect_consolidated=protect_consolidated,
+            other=other, other_lr=other_lr, betas=betas, eps=eps, weight_decay=weight_decay,
+            synapse=synapse, foreach=foreach,
+        )  # fmt: skip
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+        elif not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
+        self._seed = seed
+        self._generators: dict[str, torch.Generator] = {}
+        self.nonfinite_skips = 0
+        self._warned_nonfinite = False
+        super().__init__(params, defaults)
+
+    # ---------------------------------------------------------------- validation
+    def add_param_group(self, param_group: dict) -> None:
+        for key, value in self.defaults.items():
+            param_group.setdefault(key, value)
+        _validate_group(param_group)
+        super().add_param_group(param_group)
+
+    # ---------------------------------------------------------------- helpers
+    def _generator(self, device: torch.device) -> torch.Generator:
+        key = str(device)
+        gen = self._generators.get(key)
+        if gen is None:
+            gen = torch.Generator(device=device)
+            gen.manual_seed(self._seed)
+            self._generators[key] = gen
+        return gen
+
+    @staticmethod
+    def _is_synapse(group: dict, p: Tensor) -> bool:
+        return p.dim() >= 2 if group["synapse"] is None else bool(group["synapse"])
+
+    def _init_synapse_state(self, group: dict, p: Tensor) -> dict:
+        state = self.state[p]
+        if "unit_sign" in state:
+            return state
+        if p.dim() < 2:
+            raise ValueError(
+                f"a synapse parameter needs at least 2 dimensions, got shape {tuple(p.shape)}; "
+                "put it in a group with synapse=False"
+            )
+        with torch.no_grad():
+            sign = getattr(p, "dale_sign", None)
+            if sign is None or sign.numel() != p.shape[1]:
+                dims = [d for d in range(p.dim()) if d != 1]
+                votes = torch.sign(p).sum(dim=dims)
+                sign = torch.where(votes < 0, -1.0, 1.0)
+            sign = sign.detach().to(device=p.device, dtype=p.dtype)
+            state["unit_sign"] = sign.to(torch.int8)
+            # Dale-typed: every present synapse carries its presynaptic unit's sign, which
+            # lets the step use the per-unit sign (cheaper than sign(w) per entry).
+            mismatch = torch.sign(p) * sign.reshape(F.presynaptic_shape(p)) < 0
+            state["dale"] = not bool(mismatch.any())
+            present = p[p != 0].abs()
+            state["ref_magnitude"] = float(present.median()) if present.numel() else 1.0
+            state["step"] = 0
+            state["n_present"] = int((p != 0).sum())  # at the last structural event
+            state["n_eliminated"] = 0
+            state["n_grown"] = 0
+            state["n_nonfinite"] = 0
+        return state
+
+    def _types(self, p: Tensor, state: dict) -> Tensor | None:
+        if not state["dale"]:
+            return None
+        if "type_masks" not in state:  # small ([2, fan_in]); kept in the state
+            state["type_masks"] = F.type_masks(state["unit_sign"].to(p.dtype), p)
+        return state["type_masks"]
+
+    def _finite_mask(self, params: list[Tensor]) -> tuple[list[bool], list[Tensor]]:
+        """Which gradients are finite, and their L2 norms (reused for normalisation)."""
+        if not params:
+            return [], []
+        norms = list(torch._foreach_norm([p.grad for p in params]))
+        finite = torch.isfinite(torch.stack([n.float().cpu() for n in norms]))
+        result = finite.tolist()
+        for i, ok in enumerate(result):
+            # A huge but finite gradient can overflow the norm; confirm element-wise.
+            if not ok and torch.isfinite(params[i].grad).all():
+                result[i] = True
+                norms[i] = params[i].grad.double().norm()
+        return result, norms
+
+    def _skip(self, p: Tensor) -> None:
+        self.nonfinite_skips += 1
+        if "n_nonfinite" in self.state[p]:
+            self.state[p]["n_nonfinite"] += 1
+        if not self._warned_nonfinite:
+            self._warned_nonfinite = True
+            warnings.warn(
+                "BioRule: non-finite gradient; that tensor's update was skipped (further "
+                "skips are counted in optimizer.nonfinite_skips without a warning)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    # ---------------------------------------------------------------- the step
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        """Perform one step of the rule (see the class docstring)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            with_grad = [p for p in group["params"] if p.grad is not None]
+            if any(p.grad.is_sparse for p in with_grad):
+                raise ValueError("BioRule does not support sparse gradients")
+            finite, norms = self._finite_mask(with_grad)
+            synapses, synapse_norms, others = [], [], []
+            for p, ok, norm in zip(with_grad, finite, norms, strict=True):
+                if not ok:
+                    self._skip(p)
+                elif self._is_synapse(group, p):
+                    synapses.append(p)
+                    synapse_norms.append(norm)
+                else:
+                    others.append(p)
+            self._step_synapses(group, synapses, synapse_norms)
+            self._step_others(group, others)
+        return loss
+
+    def _grad_scales(self, group: dict, params, states, norms) -> list[Tensor | None]:
+        """``1 / RMS`` of each tensor's gradient, smoothed over steps (``normalize=True``)."""
+        if not group["normalize"]:
+            return [None] * len(params)
+        beta = group["grad_beta"]
+        scales = []
+        for p, state, norm in zip(params, states, norms, strict=True):
+            # float64: the square of a huge but finite float32 norm must not overflow
+            mean_sq = norm.double() ** 2 / max(p.numel(), 1)
+            if "grad_sq" not in state:
+                state["grad_sq"] = torch.zeros((), dtype=torch.float64, device=p.device)
+            state["grad_sq"].mul_(beta).add_(mean_sq, alpha=1 - beta)
+            debiased = state["grad_sq"] / (1 - beta ** (state["step"] + 1))
+            scales.append((1.0 / (debiased.sqrt() + group["eps"])).to(p.dtype))
+        return scales
+
+    def _step_synapses(self, group: dict, params: list[Tensor], norms: list[Tensor]) -> None:
+        if not params:
+            return
+        states = [self._init_synapse_state(group, p) for p in params]
+        for p, state in zip(params, states, strict=True):
+            # a group's options may change between steps (e.g. momentum switched on)
+            if group["momentum"] and "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p)
+            if group["track_importance"] and "importance" not in state:
+                state["importance"] = torch.zeros_like(p)
+            if group["homeostasis"] and "budget_exc" not in state:
+                state["budget_exc"], state["budget_inh"] = F.row_budgets(p, self._types(p, state))
+        grads = [p.grad for p in params]
+        if group["track_importance"]:
+            before = [p.clone() for p in params]
+        noise = self._noise_now(group, states[0]["step"])
+        grad_scales = self._grad_scales(group, params, states, norms)
+        by_device: dict[torch.device, list[int]] = {}
+        for i, p in enumerate(params):
+            by_device.setdefault(p.device, []).append(i)
+        for device, idx in by_device.items():
+            unit_signs, homeostasis = [], []
+            for i in idx:
+                p, state = params[i], states[i]
+                types = self._types(p, state)
+                unit_signs.append(
+                    state["unit_sign"].to(p.dtype).reshape(F.presynaptic_shape(p))
+                    if types is not None
+                    else None
+                )
+                homeostasis.append(
+                    (state["budget_exc"], state["budget_inh"], types, group["budget_rate"])
+                    if group["homeostasis"]
+                    else None
+                )
+            F.bio_step(
+                [params[i] for i in idx],
+                [grads[i] for i in idx],
+                [states[i].get("momentum_buffer") for i in idx],
+                [states[i].get("plasticity") for i in idx],
+                unit_signs,
+                homeostasis,
+                [grad_scales[i] for i in idx],
+                lr=group["lr"],
+                momentum=group["momentum"],
+                decay=group["decay"],
+                noise=noise,
+                max_step=group["max_step"],
+                generator=self._generator(device) if noise else None,
+                noise_reuse=group["noise_reuse"],
+                offset_generator=self._generator(torch.device("cpu")) if noise else None,
+                foreach=group["foreach"],
+            )
+        for i, (p, state) in enumerate(zip(params, states, strict=True)):
+            state["step"] += 1
+            if group["grow_every"] and state["step"] % group["grow_every"] == 0:
+                self._grow(group, p, state)
+            if group["prune_threshold"]:
+                threshold = group["prune_threshold"]
+                if group["prune_mode"] == "relative":
+                    threshold *= state["ref_magnitude"]
+                protected = None
+                plasticity = state.get("plasticity")
+                if group["protect_consolidated"] and plasticity is not None:
+                    protected = plasticity < 1
+                F.eliminate_(p, threshold, protected)
+            if group["track_importance"]:
+                state["importance"].addcmul_(grads[i], p - before[i], value=-1.0)
+
+    @staticmethod
+    def _noise_now(group: dict, step: int) -> float:
+        if not group["noise"] or not group["noise_halflife"]:
+            return group["noise"]
+        return group["noise"] * 0.5 ** (step / group["noise_halflife"])
+
+    def _grow(self, group: dict, p: Tensor, state: dict) -> None:
+        numel = p.numel()
+        present = int((p != 0).sum())
+        # whatever disappeared since the last structural event was eliminated
+        state["n_eliminated"] += state["n_present"] - present
+        state["n_present"] = present
+        room = math.floor(group["max_connectivity"] * numel + 1e-9) - present
+        n_grow = min(round(group["grow_fraction"] * (numel - present)), room)
+        if n_grow <= 0:
+            return
+        signed_grad = None
+        if group["grow_mode"] == "gradient":
+            signed_grad = state["unit_sign"].to(p.dtype).reshape(F.presynaptic_shape(p)) * p.grad
+        grown = F.grow_(
+            p,
+            state["unit_sign"],
+            n_grow,
+            magnitude=group["grow_scale"] * state["ref_magnitude"],
+            generator=self._generator(p.device),
+            signed_grad=signed_grad,
+        )
+        n_grown = int(grown.sum())
+        state["n_grown"] += n_grown
+        state["n_present"] += n_grown
+        for key in ("plasticity", "momentum_buffer", "importance"):
+            if key in state:
+                fill = 1.0 if key == "plasticity" else 0.0
+                state[key].masked_fill_(grown, fill)
+
+    def _step_others(self, group: dict, params: list[Tensor]) -> None:
+        if not params:
+            return
+        grads = [p.grad for p in params]
+        if group["other"] == "sgd":
+            F.sgd_step(params, grads, lr=group["other_lr"], weight_decay=group["weight_decay"])
+            return
+        exp_avgs, exp_avg_sqs, steps = [], [], []
+        for p in params:
+            state = self.state[p]
+            if "exp_avg" not in state:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(p)
+                state["exp_avg_sq"] = torch.zeros_like(p)
+            state["step"] += 1
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            steps.append(state["step"])
+        F.adam_step(
+            params, grads, exp_avgs, exp_avg_sqs, steps, lr=group["other_lr"],
+            betas=group["betas"], eps=group["eps"], weight_decay=group["weight_decay"],
+        )  # fmt: skip
+
+    # ---------------------------------------------------------------- consolidation
+    @torch.no_grad()
+    def consolidate(
+        self, fraction: float = 0.5, factor: float = 0.1, by: str = "magnitude"
+    ) -> dict[str, int]:
+        """Lower the plasticity of the most important present synapses (metaplasticity).
+
+        In every synapse tensor, the top ``fraction`` of present synapses by ``|w|``
+        (``by="magnitude"``) or by the path integral of ``-g * dw`` accumulated since the last
+        call (``by="importance"``, needs ``track_importance=True``) get their plasticity
+        multiplied by ``factor`` in (0, 1]; with ``protect_consolidated`` they are no longer
+        eliminated. Call it at experience boundaries. Returns the number of synapses
+        consolidated now and in total (plasticity < 1).
+        """
+        _check_range("fraction", fraction, 0.0, 1.0)
+        _check_range("factor", factor, 0.0, 1.0, lo_open=True)
+        if by not in _CONSOLIDATE_BY:
+            raise ValueError(f"by must be one of {_CONSOLIDATE_BY}, got {by!r}")
+        now = total = 0
+        for group in self.param_groups:
+            if by == "importance" and not group["track_importance"]:
+                raise ValueError('by="importance" needs track_importance=True in every group')
+            for p in group["params"]:
+                if not self._is_synapse(group, p):
+                    continue
+                state = self._init_synapse_state(group, p)
+                present = p != 0
+                n_present = int(present.sum())
+                k = round(fraction * n_present)
+                plasticity = state.get("plasticity")
+                if plasticity is None:
+                    plasticity = state["plasticity"] = torch.ones_like(p)
+                if k > 0:
+                    score = p.abs() if by == "magnitude" else state["importance"].clone()
+                    score = score.masked_fill(~present, -math.inf).reshape(-1)
+                    idx = torch.topk(score, k, sorted=False).indices
+                    plasticity.view(-1)[idx] *= factor
+                    now += k
+                if by == "importance":
+                    state["importance"].zero_()
+                total += int((plasticity < 1).sum())
+        return {"consolidated": now, "consolidated_total": total}
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """The usual optimizer state plus the seed and generator states (noise, growth)."""
+        state = super().state_dict()
+        state["bio"] = {
+            "seed": self._seed,
+            "nonfinite_skips": self.nonfinite_skips,
+            "rng": {key: gen.get_state() for key, gen in self._generators.items()},
+        }
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        bio = state_dict.pop("bio", None)
+        super().load_state_dict(state_dict)
+        for state in self.state.values():
+            # Optimizer.load_state_dict casts tensors to the parameter's dtype; restore ours.
+            if isinstance(state.get("step"), Tensor):
+                state["step"] = int(state["step"])
+            if "unit_sign" in state:
+                state["unit_sign"] = state["unit_sign"].to(torch.int8)
+            if "grad_sq" in state:
+                state["grad_sq"] = state["grad_sq"].to(torch.float64)
+        if bio is not None:
+            self._seed = int(bio["seed"])
+            self.nonfinite_skips = int(bio["nonfinite_skips"])
+            self._generators = {}
+            for key, rng in bio["rng"].items():
+                try:
+                    gen = torch.Generator(device=key)
+                    gen.set_state(rng)
+                except RuntimeError:
+                    continue  # a device we do not have now: it is re-seeded on first use
+                self._generators[key] = gen
+
+    # ---------------------------------------------------------------- probes
+    def structural_counts(self) -> dict[str, int]:
+        """Totals of eliminated and grown synapses and of skipped non-finite updates.
+
+        Elimination is counted from the change in the number of present synapses between
+        structural events (so it costs nothing per step); a synapse whose magnitude underflows
+        to 0 counts as eliminated.
+        """
+        eliminated = grown = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state.get(p, {})
+                if "n_eliminated" in state:
+                    pending = state["n_present"] - int((p != 0).sum())
+                    eliminated += state["n_eliminated"] + pending
+                    grown += state["n_grown"]
+        return {"eliminated": eliminated, "grown": grown, "nonfinite_skips": self.nonfinite_skips}
+
+
+def _validate_group(group: dict) -> None:
+    _check_range("lr", group["lr"], 0.0, math.inf, lo_open=True, hi_open=True)
+    _check_range("momentum", group["momentum"], 0.0, 1.0, hi_open=True)
+    _check_range("grad_beta", group["grad_beta"], 0.0, 1.0, hi_open=True)
+    _check_range("decay", group["decay"], 0.0, math.inf, hi_open=True)
+    _check_range("noise", group["noise"], 0.0, math.inf, hi_open=True)
+    _check_range("noise_halflife", group["noise_halflife"], 0.0, math.inf, hi_open=True)
+    nr = group["noise_reuse"]
+    if not isinstance(nr, int) or isinstance(nr, bool) or nr < 1:
+        raise ValueError(
+            f"noise_reuse must be an int >= 1 (1: a fresh draw per synapse), got {nr!r}"
+        )
+    if group["max_step"] is not None:
+        _check_range("max_step", group["max_step"], 0.0, math.inf, lo_open=True, hi_open=True)
+    _check_range("prune_threshold", group["prune_threshold"], 0.0, math.inf, hi_open=True)
+    if group["prune_mode"] not in _PRUNE_MODES:
+        raise ValueError(f"prune_mode must be one of {_PRUNE_MODES}, got {group['prune_mode']!r}")
+    _check_range("budget_rate", group["budget_rate"], 0.0, 1.0)
+    ge = group["grow_every"]
+    if not isinstance(ge, int) or isinstance(ge, bool) or ge < 0:
+        raise ValueError(f"grow_every must be an int >= 0 (0 disables growth), got {ge!r}")
+    _check_range("grow_fraction", group["grow_fraction"], 0.0, 1.0)
+    if group["grow_mode"] not in _GROW_MODES:
+        raise ValueError(f"grow_mode must be one of {_GROW_MODES}, got {group['grow_mode']!r}")
+    _check_range("grow_scale", group["grow_scale"], 0.0, math.inf, lo_open=True, hi_open=True)
+    _check_range("max_connectivity", group["max_connectivity"], 0.0, 1.0, lo_open=True)
+    if group["other"] not in _OTHER_RULES:
+        raise ValueError(f"other must be one of {_OTHER_RULES}, got {group['other']!r}")
+    _check_range("other_lr", group["other_lr"], 0.0, math.inf, hi_open=True)
+    betas = group["betas"]
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas must be a pair of numbers in [0, 1), got {betas!r}")
+    _check_range("betas[0]", betas[0], 0.0, 1.0, hi_open=True)
+    _check_range("betas[1]", betas[1], 0.0, 1.0, hi_open=True)
+    _check_range("eps", group["eps"], 0.0, math.inf, lo_open=True, hi_open=True)
+    _check_range("weight_decay", group["weight_decay"], 0.0, math.inf, hi_open=True)
+    if group["synapse"] not in (None, True, False):
+        raise ValueError(f"synapse must be None, True or False, got {group['synapse']!r}")
+    for key in ("normalize", "homeostasis", "track_importance", "protect_consolidated", "foreach"):
+        if not isinstance(group[key], bool):
+            raise ValueError(f"{key} must be a bool, got {group[key]!r}")
+
+
+class EnforcedAdam(torch.optim.Adam):
+    """Adam with the properties *enforced*: sign projection, L1 shrinkage, magnitude pruning.
+
+    The "explicit enforcement" baseline: after every Adam step, each synapse (``dim >= 2``) is
+    projected onto its presynaptic unit's sign (a weight that crossed zero is set to 0: Dale's
+    law by clamping), shrunk towards 0 by ``lr * l1`` (the proximal step of an L1 penalty), and
+    every ``prune_every`` steps the weakest present synapses are pruned so that connectivity
+    falls by ``prune_rate`` (relative) per event until ``target_connectivity``; pruned
+    synapses stay at 0 (a mask). Compare with :class:`BioRule`, where these properties are
+    meant to emerge from the update.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        *,
+        l1: float = 1e-4,
+        target_connectivity: float = 0.3,
+        prune_every: int = 50,
+        prune_rate: float = 0.2,
+        **adam_kwargs,
+    ):
+        _check_range("l1", l1, 0.0, math.inf, hi_open=True)
+        _check_range("target_connectivity", target_connectivity, 0.0, 1.0, lo_open=True)
+        if not isinstance(prune_every, int) or isinstance(prune_every, bool) or prune_every < 1:
+            raise ValueError(f"prune_every must be an int >= 1, got {prune_every!r}")
+        _check_range("prune_rate", prune_rate, 0.0, 1.0, hi_open=True)
+        self.l1 = l1
+        self.target_connectivity = target_connectivity
+        self.prune_every = prune_every
+        self.prune_rate = prune_rate
+        self._enforce_steps = 0
+        super().__init__(params, lr=lr, **adam_kwargs)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = super().step(closure)
+        self._enforce_steps += 1
+        prune_now = self._enforce_steps % self.prune_every == 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                # Adam skipped it (no gradient, e.g. another task's head); state made here
+                # before Adam's own would make Adam think it had initialised it.
+                if p.dim() < 2 or p.grad is None:
+                    continue
+                state = self.state[p]
+                if "enforce_sign" not in state:
+                    sign = getattr(p, "dale_sign", None)
+                    if sign is None or sign.numel() != p.shape[1]:
+                        votes = torch.sign(p).sum(dim=[d for d in range(p.dim()) if d != 1])
+                        sign = torch.where(votes < 0, -1.0, 1.0)
+                    shape = [1] * p.dim()
+                    shape[1] = -1
+                    state["enforce_sign"] = sign.to(p.device, p.dtype).reshape(shape).clone()
+                    state["enforce_mask"] = p != 0
+                s = state["enforce_sign"]
+                mag = (p * s).clamp_(min=0)  # sign projection
+                mag.sub_(group["lr"] * self.l1).clamp_(min=0)  # L1 proximal step
+                mask = state["enforce_mask"]
+                if prune_now:
+                    mask &= mag > 0
+                    n = int(mask.sum())
+                    keep = max(
+                        math.ceil(self.target_connectivity * p.numel()),
+                        math.ceil(n * (1 - self.prune_rate)),
+                    )
+                    if keep < n:
+                        score = mag.masked_fill(~mask, -1.0).reshape(-1)
+                        idx = torch.topk(score, keep, sorted=False).indices
+                        mask.zero_()
+                        mask.view(-1)[idx] = True
+                p.copy_(mag * s * mask)
+        return loss
+
+
+# Defaults per name: the first try of a user must work.
+_OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "bio": {},
+    "eg": dict(
+        lr=1.0,
+        normalize=False,
+        decay=0.0,
+        noise=0.0,
+        noise_halflife=0.0,
+        max_step=None,
+        prune_threshold=0.0,
+        homeostasis=False,
+        grow_every=0,
+        momentum=0.0,
+    ),  # fmt: skip
+    "sgd": dict(lr=0.05, momentum=0.9),
+    "adam": dict(lr=1e-3),
+    "enforced": dict(lr=1e-3),
+}
+OPTIMIZER_NAMES = tuple(_OPTIMIZER_DEFAULTS)
+
+
+def make_optimizer(name: str, params, **kwargs) -> Optimizer:
+    """Build an optimizer by name: ``bio``, ``eg``, ``sgd``, ``adam`` or ``enforced``.
+
+    ``eg`` is textbook exponentiated gradient on the same sign-fixed parameterisation
+    (``w <- w * exp(-lr * sign(w) * (g + weight_decay * sign(w)))``): :class:`BioRule` without
+    homeostasis, noise, clipping, elimination or growth, plasticity 1 and momentum 0 unless
+    given. For ``eg``, ``weight_decay`` is the EG decay on synapses (it is ``decay``);
+    ``other_weight_decay`` is the L2 decay of non-synapse parameters. Keyword arguments
+    override the defaults of each name.
+    """
+    if name not in _OPTIMIZER_DEFAULTS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
+    options = {**_OPTIMIZER_DEFAULTS[name], **kwargs}
+    if name in ("bio", "eg"):
+        if name == "eg":
+            options["decay"] = options.pop("weight_decay", options.get("decay", 0.0))
+            if "other_weight_decay" in options:
+                options["weight_decay"] = options.pop("other_weight_decay")
+        return BioRule(params, **options)
+    if name == "sgd":
+        return torch.optim.SGD(params, **options)
+    if name == "adam":
+        return torch.optim.Adam(params, **options)
+    return EnforcedAdam(params, **options)

@@ -1,0 +1,43 @@
+"""Integrations of :mod:`bioplastic` with continual-learning and few-shot libraries.
+
+* :mod:`strategies.avalanche`: the bio rule as an Avalanche strategy and plugin, probe metrics,
+  benchmarks from the offline streams, checkpoints (needs ``avalanche-lib``).
+* :mod:`strategies.fewshot`: learn2learn few-shot wrappers.
+
+Names of :mod:`strategies.avalanche` are also available here (``strategies.BioPlastic``); they
+are imported on first use, so ``import strategies`` does not need Avalanche.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_AVALANCHE_NAMES = (
+    "ActivityProbeMetric",
+    "BioPlastic",
+    "BioRulePlugin",
+    "JSONResultsLogger",
+    "MultiHeadMLP",
+    "STRATEGY_NAMES",
+    "TaskEncodingMetric",
+    "WeightProbeMetric",
+    "avalanche_benchmark",
+    "load_checkpoint",
+    "make_evaluator",
+    "make_model",
+    "make_strategy",
+    "save_checkpoint",
+)
+
+__all__ = list(_AVALANCHE_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _AVALANCHE_NAMES:
+        return getattr(importlib.import_module("strategies.avalanche"), name)
+    raise AttributeError(f"module 'strategies' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_AVALANCHE_NAMES))
