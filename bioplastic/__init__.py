@@ -15,9 +15,9 @@ from bioplastic.dale import (
     dalify,
     on_off_sign,
 )
-from bioplastic.probes import synaptic_layers
 from bioplastic.functional import multiplicative_update
 from bioplastic.optim import OPTIMIZER_NAMES, BioRule, EnforcedAdam, make_optimizer
+from bioplastic.probes import synaptic_layers
 
 __version__ = "0.1.0.dev0"
 

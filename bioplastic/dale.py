@@ -221,7 +221,7 @@ class OnOffSplit(nn.Module):
 
 
 def on_off_sign(n_inputs: int) -> Tensor:
-    """Presynaptic types for an :class:`OnOffSplit` input: ``n`` excitatory then ``n`` inhibitory."""
+    """Types for an :class:`OnOffSplit` input: ``n`` excitatory, then ``n`` inhibitory units."""
     return torch.cat([torch.ones(n_inputs), -torch.ones(n_inputs)])
 
 

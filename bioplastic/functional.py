@@ -5,7 +5,8 @@ presynaptic unit) and a magnitude ``m >= 0``. One step of the rule is
 
 1. homeostatic scaling and multiplicative plasticity, in one multiplication::
 
-       dlog m = clip(-lr * p * (s * g + decay) + noise * xi, -max_step, max_step)
+       drive  = c * s * g          (c = 1 / RMS of the tensor's gradient; momentum-averaged)
+       dlog m = clip(-lr * p * (drive + decay), -max_step, max_step) + noise * xi
                 + log(budget / current sum)     (per postsynaptic unit, E and I separately)
        m <- m * exp(dlog m)
 
@@ -16,11 +17,12 @@ presynaptic unit) and a magnitude ``m >= 0``. One step of the rule is
 3. elimination: magnitudes at or below ``threshold`` become exactly 0 (unless protected).
 
 :func:`bio_step` applies step 1 to lists of tensors in place, through a single-tensor loop or
-through ``torch._foreach_*`` kernels; :func:`grow_` and :func:`eliminate_` are steps 2-3. :func:`multiplicative_update` is the same step 1 written
-out-of-place and differentiable, for inner loops of meta-learning; :func:`bio_update` applies
-it to a whole module in the style of learn2learn's ``maml_update`` (see
-``strategies.fewshot``). :func:`adam_step` and :func:`sgd_step` are the plain additive updates
-used for parameters that are not synapses (biases, norm layers).
+through ``torch._foreach_*`` kernels; :func:`grow_` and :func:`eliminate_` are steps 2-3.
+:func:`multiplicative_update` is the plastic part of step 1 written out-of-place and
+differentiable, for inner loops of meta-learning; :func:`bio_update` applies it to a whole
+module in the style of learn2learn's ``maml_update`` (see ``strategies.fewshot``).
+:func:`adam_step` and :func:`sgd_step` are the plain additive updates used for parameters that
+are not synapses (biases, norm layers).
 """
 
 from __future__ import annotations
@@ -376,7 +378,7 @@ def bio_step(
     Per weight ``w`` with gradient ``g``::
 
         drive = c * s * g                   (momentum: buf <- momentum * buf + c * s * g)
-        dlog  = clip(-lr * p * (drive + decay) + noise * xi, -max_step, max_step)
+        dlog  = clip(-lr * p * (drive + decay), -max_step, max_step) + noise * xi
         dlog += log(budget / current sum)   (per row, E and I separately: homeostasis)
         w    <- w * exp(dlog)
 
@@ -429,10 +431,10 @@ def _single_tensor_bio_step(
             step.sub_(lr * decay)
         if p is not None:
             step.mul_(p)
-        if noise:
-            add_noise_(step, noise, generator, noise_reuse, offset_generator)
         if max_step is not None:
             step.clamp_(-max_step, max_step)
+        if noise:
+            add_noise_(step, noise, generator, noise_reuse, offset_generator)
         if h is not None:
             _add_homeostatic_(step, w, h)
         w.mul_(step.exp_())
@@ -460,12 +462,12 @@ def _multi_tensor_bio_step(
     idx = [i for i, p in enumerate(plasticities) if p is not None]
     if idx:
         torch._foreach_mul_([steps[i] for i in idx], [plasticities[i] for i in idx])
-    if noise:
-        for step in steps:
-            add_noise_(step, noise, generator, noise_reuse, offset_generator)
     if max_step is not None:
         for step in steps:  # one pass each, where the foreach pair needs two
             step.clamp_(-max_step, max_step)
+    if noise:
+        for step in steps:
+            add_noise_(step, noise, generator, noise_reuse, offset_generator)
     for step, w, h in zip(steps, weights, homeostasis, strict=True):
         if h is not None:
             _add_homeostatic_(step, w, h)

@@ -6,6 +6,7 @@ per-parameter state, the random generator, structural schedules and consolidatio
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from collections.abc import Callable, Iterable
@@ -44,16 +45,18 @@ class BioRule(Optimizer):
     a group with ``synapse=True``) with fixed sign ``s`` and magnitude ``m``, one step is
 
     .. math::
-        \Delta\log m = \mathrm{clip}(-\mathrm{lr}\, p\, (s g + \mathrm{decay}) + \mathrm{noise}
-        \,\xi,\ \pm\mathrm{max\_step}),\qquad m \leftarrow m\, e^{\Delta\log m}
+        \Delta\log m = \mathrm{clip}(-\mathrm{lr}\, p\, (c\, s g + \mathrm{decay}),
+        \pm\mathrm{max\_step}) + \mathrm{noise}\,\xi,\qquad m \leftarrow m\, e^{\Delta\log m}
 
+    (``c`` normalises each tensor's gradient by its RMS, ``s g`` is averaged with momentum),
     where the same multiplication also rescales each postsynaptic unit's summed excitatory
     and inhibitory magnitudes to their budgets (measured at the first step; homeostasis), then
     (optionally) growth of absent synapses and elimination of synapses whose magnitude is at or
     below ``prune_threshold * median`` (``prune_mode="relative"``: the (lower) median of the
     layer's present magnitudes at the first step, a fixed reference that homeostasis keeps
-    meaningful) or at or below ``prune_threshold`` itself (``prune_mode="absolute"``). No weight ever changes sign and a
-    zero weight stays zero unless growth recreates it with its presynaptic unit's sign.
+    meaningful) or at or below ``prune_threshold`` itself (``prune_mode="absolute"``). No
+    weight ever changes sign and a zero weight stays zero unless growth recreates it with its
+    presynaptic unit's sign.
 
     Parameters that are not synapses (biases, norm layers; ``dim < 2`` by default) get a plain
     additive update: ``other="adam"`` (``torch.optim.Adam`` semantics with ``other_lr``,
@@ -62,7 +65,8 @@ class BioRule(Optimizer):
     Args:
         params: parameters or param groups; every hyper-parameter below can be set per group.
         lr: plasticity rate of the log-domain step (> 0). With ``normalize`` it is the
-            typical relative change of a synapse per step (0.05: about 5%).
+            typical relative change of a synapse per step before momentum (0.005 with
+            momentum 0.9: about 5% per step once momentum has built up).
         normalize: divide each weight tensor's gradient by its root-mean-square, smoothed
             over steps with ``grad_beta`` (a scalar per tensor, so no per-synapse memory), so
             that ``lr`` does not depend on the scale of the loss or of the inputs.
@@ -112,16 +116,16 @@ class BioRule(Optimizer):
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict],
-        lr: float = 0.05,
+        lr: float = 0.005,
         *,
         normalize: bool = True,
         grad_beta: float = 0.99,
-        momentum: float = 0.0,
+        momentum: float = 0.9,
         decay: float = 0.0,
         noise: float = 0.18,
         noise_halflife: float = 400.0,
         noise_reuse: int = 8,
-        max_step: float | None = 0.5,
+        max_step: float | None = 0.2,
         prune_threshold: float = 0.05,
         prune_mode: str = "relative",
         homeostasis: bool = True,
@@ -143,9 +147,8 @@ class BioRule(Optimizer):
         foreach: bool = True,
     ):
         defaults = dict(
-            lr=lr, normalize=normalize, grad_beta=grad_beta, momentum=momentum, decay=decay, noise=noise, noise_halflife=noise_halflife,
-            noise_reuse=noise_reuse,
-            max_step=max_step,
+            lr=lr, normalize=normalize, grad_beta=grad_beta, momentum=momentum, decay=decay,
+            noise=noise, noise_halflife=noise_halflife, noise_reuse=noise_reuse, max_step=max_step,
             prune_threshold=prune_threshold, prune_mode=prune_mode, homeostasis=homeostasis,
             budget_rate=budget_rate, grow_every=grow_every, grow_fraction=grow_fraction,
             grow_mode=grow_mode, grow_scale=grow_scale, max_connectivity=max_connectivity,
@@ -475,6 +478,12 @@ class BioRule(Optimizer):
         state_dict = dict(state_dict)
         bio = state_dict.pop("bio", None)
         super().load_state_dict(state_dict)
+        # Optimizer.__setstate__ adds torch's own options (e.g. "differentiable") that
+        # BioRule does not take; drop them so that BioRule(params, **opt.defaults) still works.
+        accepted = set(self._accepted_options())
+        for options in (self.defaults, *self.param_groups):
+            for key in [k for k in options if k not in accepted and k != "params"]:
+                del options[key]
         for state in self.state.values():
             # Optimizer.load_state_dict casts tensors to the parameter's dtype; restore ours.
             if isinstance(state.get("step"), Tensor):
@@ -494,6 +503,10 @@ class BioRule(Optimizer):
                 except RuntimeError:
                     continue  # a device we do not have now: it is re-seeded on first use
                 self._generators[key] = gen
+
+    @staticmethod
+    def _accepted_options() -> list[str]:
+        return [k for k in inspect.signature(BioRule.__init__).parameters if k != "self"]
 
     # ---------------------------------------------------------------- probes
     def structural_counts(self) -> dict[str, int]:

@@ -1,0 +1,110 @@
+"""Default hyper-parameters of every strategy :func:`strategies.avalanche.make_strategy` offers.
+
+One readable table, the only place where these numbers live: :class:`BioPlastic`,
+:class:`BioRulePlugin` and :func:`make_strategy` read their defaults from here, and a tuning
+script (or the CLI) should override them through ``make_strategy(name, model, **overrides)``
+rather than by editing call sites. Values here are first-try defaults for the small offline
+streams (digits, MNIST-1D): an MLP, mini-batches of 32, Adam for the backprop baselines.
+
+Keys of each entry:
+
+``optimizer``
+    ``(name, kwargs)`` for :func:`bioplastic.make_optimizer` (``bio``, ``eg``, ``sgd``,
+    ``adam``, ``enforced``).
+``strategy``
+    keyword arguments of the Avalanche strategy or plugin (``ewc_lambda``, ``mem_size``, ...).
+``consolidate``
+    for the bio rule: ``fraction`` of present synapses consolidated after each experience and
+    the plasticity ``factor`` they get (see :meth:`bioplastic.BioRule.consolidate`); ``None``
+    disables consolidation.
+``dalify``
+    whether the model is given Dale's-law types and a lognormal initialisation first.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+__all__ = ["COMMON", "STRATEGY_DEFAULTS", "STRATEGY_NAMES", "strategy_defaults"]
+
+#: Arguments every strategy gets (Avalanche's own defaults are mini-batches of 1).
+COMMON: dict[str, Any] = {
+    "train_mb_size": 32,
+    "eval_mb_size": 256,
+    "train_epochs": 10,
+}
+
+#: The bio rule's experience-level behaviour (consolidation after each experience).
+BIO_CONSOLIDATE: dict[str, Any] = {"fraction": 0.5, "factor": 0.1, "by": "magnitude"}
+
+STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
+    # The bio rule: BioRule's own defaults (bioplastic.optim), consolidation between tasks.
+    "bio": {
+        "optimizer": ("bio", {}),
+        "consolidate": BIO_CONSOLIDATE,
+        "dalify": True,
+    },
+    # Backprop baselines: Adam, no Dale's law.
+    "naive": {"optimizer": ("adam", {"lr": 1e-3}), "dalify": False},
+    "ewc": {
+        "optimizer": ("adam", {"lr": 1e-3}),
+        "strategy": {"ewc_lambda": 100.0, "mode": "separate"},
+        "dalify": False,
+    },
+    "si": {
+        "optimizer": ("adam", {"lr": 1e-3}),
+        "strategy": {"si_lambda": 1.0},
+        "dalify": False,
+    },
+    "mas": {
+        "optimizer": ("adam", {"lr": 1e-3}),
+        "strategy": {"lambda_reg": 1.0, "alpha": 0.5},
+        "dalify": False,
+    },
+    "lwf": {
+        "optimizer": ("adam", {"lr": 1e-3}),
+        "strategy": {"alpha": 1.0, "temperature": 2.0},
+        "dalify": False,
+    },
+    "replay": {
+        "optimizer": ("adam", {"lr": 1e-3}),
+        "strategy": {"mem_size": 200},
+        "dalify": False,
+    },
+    "packnet": {
+        "optimizer": ("adam", {"lr": 1e-3}),
+        # PackNet needs train_epochs > post_prune_epochs.
+        "strategy": {"post_prune_epochs": 2, "prune_proportion": 0.5},
+        "dalify": False,
+    },
+    # Exponentiated gradient on the same Dale-typed model: no structural plasticity, p = 1.
+    "eg": {"optimizer": ("eg", {}), "consolidate": None, "dalify": True},
+    # Explicit enforcement: Adam + sign projection + L1 + magnitude pruning on a Dale model.
+    "enforced": {"optimizer": ("enforced", {"lr": 1e-3}), "dalify": True},
+    # The bio rule added to Replay through BioRulePlugin.
+    "bio+replay": {
+        "optimizer": ("bio", {}),
+        "consolidate": BIO_CONSOLIDATE,
+        "strategy": {"mem_size": 200},
+        "dalify": True,
+    },
+}
+
+#: Names accepted by ``make_strategy``, in the order of the comparison tables.
+STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGY_DEFAULTS)
+
+
+def strategy_defaults(name: str) -> dict[str, Any]:
+    """A deep copy of ``STRATEGY_DEFAULTS[name]`` merged with :data:`COMMON`.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones).
+    """
+    if name not in STRATEGY_DEFAULTS:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGY_NAMES)}")
+    entry = copy.deepcopy(STRATEGY_DEFAULTS[name])
+    entry.setdefault("strategy", {})
+    entry.setdefault("consolidate", None)
+    entry["common"] = copy.deepcopy(COMMON)
+    return entry

@@ -1,0 +1,344 @@
+"""``BioPlastic``: the bio rule as a drop-in Avalanche strategy, and ``make_strategy`` by name.
+
+``BioPlastic`` is Avalanche's ``SupervisedTemplate`` wired with the rule: it dalifies the model,
+builds a :class:`bioplastic.BioRule` and adds :class:`BioRulePlugin` (consolidation between
+experiences). Swap it in where you had ``Naive`` or ``EWC``::
+
+    from avalanche.models import SimpleMLP
+    from strategies.avalanche import BioPlastic, avalanche_benchmark
+
+    strategy = BioPlastic(model=SimpleMLP(num_classes=10, input_size=64), train_epochs=5)
+    for experience in benchmark.train_stream:
+        strategy.train(experience)
+        strategy.eval(benchmark.test_stream)
+
+:func:`make_strategy` builds any of the compared strategies by name, with the defaults of
+:mod:`strategies.avalanche.config`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from avalanche.core import BasePlugin
+from avalanche.models.packnet import PackNetModel, PackNetModule
+from avalanche.training import (
+    EWC,
+    MAS,
+    LwF,
+    Naive,
+    PackNet,
+    Replay,
+    SynapticIntelligence,
+)
+from avalanche.training.plugins import EvaluationPlugin
+from avalanche.training.plugins.evaluation import default_evaluator
+from avalanche.training.templates import SupervisedTemplate
+from torch import nn
+from torch.optim import Optimizer
+
+from bioplastic import BioRule, dalify
+from bioplastic import make_optimizer as make_torch_optimizer
+from strategies.avalanche.config import (
+    BIO_CONSOLIDATE,
+    COMMON,
+    STRATEGY_NAMES,
+    strategy_defaults,
+)
+from strategies.avalanche.models import MultiHeadMLP, PackNetMultiHead
+from strategies.avalanche.plugins import BioRulePlugin, GrowSchedule
+
+__all__ = ["BioPlastic", "STRATEGY_NAMES", "make_strategy", "resolve_device"]
+
+EvaluatorArg = EvaluationPlugin | Callable[[], EvaluationPlugin] | None
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a ``torch.device``; ``None`` means CUDA when available, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be a torch device or its name, got {device!r}") from err
+
+
+def _check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def _consolidate_options(consolidate: Mapping[str, Any] | None) -> dict[str, Any]:
+    if consolidate is None:
+        return {"consolidate_fraction": 0.0}
+    if not isinstance(consolidate, Mapping):
+        raise TypeError(
+            "consolidate must be None or a mapping with fraction, factor and by, "
+            f"got {type(consolidate).__name__}"
+        )
+    unknown = set(consolidate) - {"fraction", "factor", "by"}
+    if unknown:
+        raise ValueError(
+            f"unknown consolidate options {sorted(unknown)}; allowed: fraction, factor, by"
+        )
+    options = {**BIO_CONSOLIDATE, **consolidate}
+    return {
+        "consolidate_fraction": options["fraction"],
+        "consolidate_factor": options["factor"],
+        "consolidate_by": options["by"],
+    }
+
+
+class BioPlastic(SupervisedTemplate):
+    """The bio rule as an Avalanche strategy: ``SupervisedTemplate`` + ``BioRule`` + plugin.
+
+    Args:
+        model: any torch model of Linear/Conv layers (e.g. Avalanche's ``SimpleMLP``, a
+            :class:`strategies.avalanche.MultiHeadMLP` for task streams).
+        optimizer: a :class:`bioplastic.BioRule`; default ``BioRule(model.parameters(),
+            **rule_kwargs)``.
+        criterion: loss (default ``nn.CrossEntropyLoss()``).
+        train_mb_size, eval_mb_size, train_epochs: as in Avalanche (defaults from
+            :data:`strategies.avalanche.config.COMMON`: 32, 256, 10).
+        device: where to train; ``None``: CUDA if available, else the CPU.
+        plugins: more Avalanche plugins (run before the bio rule's plugin).
+        evaluator: an ``EvaluationPlugin`` (see :func:`strategies.avalanche.make_evaluator` for
+            one with the probes), a factory, or ``None`` for none. Default: Avalanche's.
+        eval_every: periodic evaluation as in Avalanche (-1: none).
+        dalify_model: give the model Dale's-law types and a lognormal initialisation
+            (:func:`bioplastic.dalify`) before training.
+        dalify_kwargs: arguments of :func:`bioplastic.dalify` (``inh_fraction``, ``sigma``...).
+        rule_kwargs: arguments of :class:`bioplastic.BioRule` when ``optimizer`` is None.
+        consolidate: ``dict(fraction=..., factor=..., by=...)`` for the consolidation after
+            each experience (defaults in :data:`strategies.avalanche.config.BIO_CONSOLIDATE`);
+            ``None`` disables it.
+        grow_schedule: rule options per experience (see :class:`BioRulePlugin`).
+        protect_consolidated: consolidated synapses are never eliminated.
+        **base_kwargs: other ``SupervisedTemplate`` arguments (e.g. ``peval_mode``).
+
+    The rule's per-synapse state (signs, plasticity, momentum, budgets, generator) survives every
+    experience: :meth:`make_optimizer` adds new parameters (new heads) without resetting it,
+    including the reset Avalanche does before the first experience.
+
+    Example::
+
+        strategy = BioPlastic(model=SimpleMLP(num_classes=10, input_size=64), train_epochs=5,
+                              consolidate=dict(fraction=0.3, factor=0.1))
+        strategy.train(benchmark.train_stream[0])
+    """
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        optimizer: Optimizer | None = None,
+        criterion: nn.Module | None = None,
+        train_mb_size: int = COMMON["train_mb_size"],
+        train_epochs: int = COMMON["train_epochs"],
+        eval_mb_size: int = COMMON["eval_mb_size"],
+        device: str | torch.device | None = None,
+        plugins: Sequence[BasePlugin] | None = None,
+        evaluator: EvaluatorArg = default_evaluator,
+        eval_every: int = -1,
+        dalify_model: bool = True,
+        dalify_kwargs: Mapping[str, Any] | None = None,
+        rule_kwargs: Mapping[str, Any] | None = None,
+        consolidate: Mapping[str, Any] | None = BIO_CONSOLIDATE,
+        grow_schedule: GrowSchedule | None = None,
+        protect_consolidated: bool = True,
+        **base_kwargs: Any,
+    ):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        for name, value in (
+            ("train_mb_size", train_mb_size),
+            ("train_epochs", train_epochs),
+            ("eval_mb_size", eval_mb_size),
+        ):
+            _check_positive_int(name, value)
+        if not isinstance(dalify_model, bool):
+            raise TypeError(f"dalify_model must be a bool, got {dalify_model!r}")
+        dalify_kwargs = dict(dalify_kwargs or {})
+        if dalify_model:
+            dalify(model, **dalify_kwargs)
+        if optimizer is None:
+            optimizer = BioRule(model.parameters(), **dict(rule_kwargs or {}))
+        elif rule_kwargs:
+            raise ValueError("rule_kwargs only apply when no optimizer is given")
+        if not isinstance(optimizer, BioRule):
+            raise TypeError(
+                f"BioPlastic needs a bioplastic.BioRule optimizer, got {type(optimizer).__name__}; "
+                "to add the rule to another strategy use BioRulePlugin"
+            )
+        self.bio_plugin = BioRulePlugin(
+            **_consolidate_options(consolidate),
+            grow_schedule=grow_schedule,
+            protect_consolidated=protect_consolidated,
+            dalify_kwargs={k: v for k, v in dalify_kwargs.items() if k not in ("seed", "skip")},
+            seed=int(dalify_kwargs.get("seed", 0) or 0),
+        )
+        plugins = [*(plugins or []), self.bio_plugin]
+        super().__init__(
+            model=model,
+            optimizer=optimizer,
+            criterion=nn.CrossEntropyLoss() if criterion is None else criterion,
+            train_mb_size=train_mb_size,
+            train_epochs=train_epochs,
+            eval_mb_size=eval_mb_size,
+            device=resolve_device(device),
+            plugins=plugins,
+            evaluator=evaluator,
+            eval_every=eval_every,
+            **base_kwargs,
+        )
+
+    def model_adaptation(self, model: nn.Module | None = None) -> nn.Module:
+        """Avalanche's adaptation (new heads, grown classifiers), then Dale types for new layers."""
+        model = super().model_adaptation(model)
+        self.bio_plugin.keeper.update(model)
+        return model
+
+    def make_optimizer(self, reset_optimizer_state: bool = False, **kwargs: Any) -> None:
+        """Add new parameters to the rule and never reset its state (Avalanche resets it once
+        before the first experience by default, which would forget signs and plasticity)."""
+        super().make_optimizer(reset_optimizer_state=False, **kwargs)
+
+
+# ---------------------------------------------------------------------------- by name
+
+
+def _split_overrides(cfg: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Route ``overrides`` into the config sections; return the rest (SupervisedTemplate args)."""
+    rest = {}
+    for key, value in overrides.items():
+        if key in cfg["common"]:
+            cfg["common"][key] = value
+        elif key in cfg["strategy"]:
+            cfg["strategy"][key] = value
+        elif key in ("consolidate", "dalify"):
+            cfg[key] = value
+        else:
+            rest[key] = value
+    return rest
+
+
+def make_strategy(
+    name: str,
+    model: nn.Module,
+    *,
+    optimizer_kwargs: Mapping[str, Any] | None = None,
+    plugins: Sequence[BasePlugin] | None = None,
+    evaluator: EvaluatorArg = default_evaluator,
+    device: str | torch.device | None = None,
+    **overrides: Any,
+) -> SupervisedTemplate:
+    """Build a strategy by name with the defaults of :mod:`strategies.avalanche.config`.
+
+    Names: ``bio`` (:class:`BioPlastic`), ``naive``, ``ewc``, ``si``, ``mas``, ``lwf``,
+    ``replay``, ``packnet`` (Avalanche's strategies with Adam), ``eg`` (exponentiated gradient
+    on a Dale model: :class:`BioPlastic` with ``make_optimizer("eg")``, no consolidation),
+    ``enforced`` (Adam with sign projection, L1 and pruning on a Dale model) and ``bio+replay``
+    (Replay with a BioRule and :class:`BioRulePlugin`).
+
+    Args:
+        name: one of :data:`STRATEGY_NAMES`.
+        model: the model; dalified in place for ``bio``, ``eg``, ``enforced``, ``bio+replay``;
+            for ``packnet`` wrapped in PackNet (a :class:`MultiHeadMLP` keeps its heads).
+        optimizer_kwargs: override the optimizer arguments of the config (e.g. ``lr``).
+        plugins: more Avalanche plugins.
+        evaluator: as in Avalanche (default: Avalanche's default evaluator).
+        device: ``None``: CUDA if available, else the CPU.
+        **overrides: config values (``train_epochs``, ``train_mb_size``, ``eval_mb_size``,
+            strategy arguments such as ``ewc_lambda`` or ``mem_size``, ``consolidate``,
+            ``dalify``) and any other ``SupervisedTemplate`` argument (e.g. ``eval_every``).
+
+    Example::
+
+        strategy = make_strategy("ewc", make_model(stream), train_epochs=5, ewc_lambda=10.0)
+    """
+    cfg = strategy_defaults(name)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    rest = _split_overrides(cfg, dict(overrides))
+    common = cfg["common"]
+    for key in ("train_mb_size", "train_epochs", "eval_mb_size"):
+        _check_positive_int(key, common[key])
+    opt_name, opt_kwargs = cfg["optimizer"]
+    opt_kwargs = {**opt_kwargs, **dict(optimizer_kwargs or {})}
+    device = resolve_device(device)
+    plugins = list(plugins or [])
+    base = dict(common, device=device, evaluator=evaluator, **rest)
+
+    if name == "bio":
+        return BioPlastic(
+            model=model,
+            rule_kwargs=opt_kwargs,
+            consolidate=cfg["consolidate"],
+            dalify_model=bool(cfg["dalify"]),
+            plugins=plugins,
+            **base,
+        )
+    if name == "eg":
+        if cfg["dalify"]:
+            dalify(model)
+        return BioPlastic(
+            model=model,
+            optimizer=make_torch_optimizer("eg", model.parameters(), **opt_kwargs),
+            consolidate=cfg["consolidate"],
+            dalify_model=False,
+            plugins=plugins,
+            **base,
+        )
+    if cfg["dalify"]:
+        dalify(model)
+    if name == "packnet":
+        model = _packnet_model(model)
+        post = cfg["strategy"]["post_prune_epochs"]
+        if common["train_epochs"] <= post:
+            raise ValueError(
+                f"packnet needs train_epochs > post_prune_epochs ({post}), "
+                f"got train_epochs={common['train_epochs']}"
+            )
+    optimizer = make_torch_optimizer(opt_name, model.parameters(), **opt_kwargs)
+    criterion = nn.CrossEntropyLoss()
+    args = dict(model=model, optimizer=optimizer, criterion=criterion, plugins=plugins, **base)
+    if name in ("naive", "enforced"):
+        return Naive(**args)
+    if name == "bio+replay":
+        bio = BioRulePlugin(**_consolidate_options(cfg["consolidate"]))
+        return Replay(**{**args, "plugins": [*plugins, bio]}, **cfg["strategy"])
+    constructors: dict[str, Callable[..., SupervisedTemplate]] = {
+        "ewc": EWC,
+        "si": SynapticIntelligence,
+        "mas": MAS,
+        "lwf": LwF,
+        "replay": Replay,
+        "packnet": PackNet,
+    }
+    strategy = constructors[name](**args, **cfg["strategy"])
+    if name == "packnet":
+        # Avalanche 0.6's PackNet passes ``plugins=[plugins, PackNetPlugin(...)]``: the user's
+        # plugins end up in a nested list that is never called. Flatten it.
+        strategy.plugins = _flat_plugins(strategy.plugins)
+    return strategy
+
+
+def _flat_plugins(plugins: Sequence[Any]) -> list[Any]:
+    flat = []
+    for plugin in plugins:
+        if isinstance(plugin, (list, tuple)):
+            flat.extend(_flat_plugins(plugin))
+        elif plugin is not None:
+            flat.append(plugin)
+    return flat
+
+
+def _packnet_model(model: nn.Module) -> nn.Module:
+    if isinstance(model, PackNetModule):
+        return model
+    if isinstance(model, MultiHeadMLP):
+        return PackNetMultiHead.from_multi_head(model)
+    return PackNetModel(model)

@@ -1,0 +1,225 @@
+"""Probe metrics as Avalanche PluginMetrics, the JSON results logger and TensorBoard output."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("avalanche")
+
+from avalanche.evaluation.metrics import accuracy_metrics  # noqa: E402
+from avalanche.training import Naive  # noqa: E402
+from avalanche.training.plugins import EvaluationPlugin  # noqa: E402
+
+from bioplastic.data import split_digits, split_stream  # noqa: E402
+from strategies.avalanche import (  # noqa: E402
+    ActivityProbeMetric,
+    BioPlastic,
+    HistogramValue,
+    JSONResultsLogger,
+    MatrixValue,
+    MultiHeadMLP,
+    TaskEncodingMetric,
+    WeightProbeMetric,
+    avalanche_benchmark,
+    make_evaluator,
+    make_model,
+    make_strategy,
+)
+from strategies.avalanche.loggers import to_jsonable  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:No loggers specified")
+
+
+@pytest.fixture(scope="module")
+def task_stream():
+    return split_digits(
+        n_experiences=5, scenario="task", max_train_per_experience=48, max_test_per_experience=24
+    )
+
+
+@pytest.fixture(scope="module")
+def task_bm(task_stream):
+    return avalanche_benchmark(task_stream)
+
+
+def test_packnet_allocation_is_recovered_by_the_probe():
+    """The task-encoding probe, run on PackNet, finds PackNet's own per-task weight ownership.
+
+    Ground truth: each PackNet layer's ``task_index`` buffer (task ``t`` owns the weights with
+    ``task_index == t``; Avalanche's PackNetModel). The probe only sees weights.
+    """
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    n = 240
+    y = torch.arange(n) % 6
+    # Gaussian inputs (no dead input features) with a class signal.
+    x = torch.randn(n, 12, generator=gen) + 2.0 * nn.functional.one_hot(y, 12).float()
+    stream = split_stream("toy", x, y, x[:60], y[:60], n_experiences=3, scenario="task")
+    bm = avalanche_benchmark(stream)
+    probe = TaskEncodingMetric(recruit_by="changed", rel_threshold=1e-6, figures=False)
+    strict = TaskEncodingMetric(figures=False)  # default: grown or strengthened (x2)
+    strategy = make_strategy(
+        "packnet",
+        MultiHeadMLP(12, 2, hidden=(16,)),
+        train_epochs=3,
+        evaluator=EvaluationPlugin(probe, strict, loggers=[]),
+        device="cpu",
+    )
+    for exp in bm.train_stream:
+        strategy.train(exp)
+    owner = strategy.model.wrappee[1].task_index  # the trunk's PackNet layer
+    assert len(probe.synapse_masks) == 3
+    for task, masks in enumerate(probe.synapse_masks):
+        owned = owner == task
+        assert owned.any()
+        assert torch.equal(masks["wrappee.1.wrappee"], owned), task
+    overlap = probe.result()["probe/task/synapse_overlap"].matrix
+    assert torch.equal(overlap, torch.eye(3, dtype=overlap.dtype))  # PackNet shares nothing
+    # The stricter default criterion finds part of what PackNet allotted, and nothing else.
+    for task, masks in enumerate(strict.synapse_masks):
+        found = masks["wrappee.1.wrappee"]
+        assert not (found & (owner != task)).any(), task
+
+
+def test_probes_once_per_experience_json_and_tensorboard(tmp_path, task_bm, task_stream):
+    torch.manual_seed(0)
+    json_path = tmp_path / "run" / "results.json"
+    evaluator = make_evaluator(
+        tensorboard_dir=tmp_path / "tb",
+        json_path=json_path,
+        metadata={"strategy": "bio", "seed": 0},
+        probe_size=32,
+    )
+    strategy = BioPlastic(
+        model=make_model(task_stream, hidden=(16,)),
+        train_epochs=1,
+        evaluator=evaluator,
+        device="cpu",
+    )
+    for exp in task_bm.train_stream[:2]:
+        strategy.train(exp)
+        strategy.eval(task_bm.test_stream[:2])
+    curves = evaluator.get_all_metrics()
+    # computed once per training experience, not per iteration
+    assert len(curves["probe/weights/connectivity"][1]) == 2
+    assert len(curves["probe/task/capacity_used"][1]) == 2
+    assert len(curves["probe/activity/trunk.2/population_sparseness/Exp000"][1]) == 2
+
+    data = json.loads(json_path.read_text())
+    assert data["format"] == "bioplastic-results" and data["metadata"]["seed"] == 0
+    assert [e["experience"] for e in data["experiences"]] == [0, 1]
+    last = data["experiences"][1]["metrics"]
+    assert last["probe/weights/dale_violations"] == 0
+    assert last["probe/weights/sign_flips"] == 0
+    assert 0 < last["probe/weights/connectivity"] <= 1
+    overlap = last["probe/task/synapse_overlap"]
+    assert len(overlap) == 2 and overlap[0][0] == overlap[1][1] == 1.0
+    assert len(last["probe/task/allocation"]) == 2 and len(last["probe/task/allocation"][0]) == 16
+    used = [e["metrics"]["probe/task/capacity_used"] for e in data["experiences"]]
+    assert 0 < used[0] <= used[1] <= 1
+    assert "Top1_Acc_Exp/eval_phase/test_stream/Task001/Exp001" in last
+    assert "probe/activity/trunk.2/lifetime_sparseness/Exp001" in last
+    hist = last["probe/weights/trunk.1/log_magnitude"]
+    assert hist["n"] > 0 and math.isfinite(hist["mean"])
+    assert not list(json_path.parent.glob("*.tmp"))  # atomic writes leave nothing behind
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0, "histograms": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert "probe/task/allocation" in tags["images"]
+    assert "probe/task/synapse_overlap" in tags["images"]
+    assert "probe/weights/trunk.1/log_magnitude" in tags["histograms"]
+    assert "probe/activity/trunk.2/activity/Exp000" in tags["histograms"]
+    assert "probe/weights/connectivity" in tags["scalars"]
+
+
+def test_probes_work_for_a_plain_backprop_baseline(task_bm):
+    """No Dale types, no BioRule: the probes still run (signs by each weight's own sign)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 2))
+    weights, activity = WeightProbeMetric(), ActivityProbeMetric(probe_size=16)
+    task = TaskEncodingMetric(figures="labeled")
+    strategy = Naive(
+        model=model,
+        optimizer=torch.optim.Adam(model.parameters(), lr=0.01),
+        criterion=nn.CrossEntropyLoss(),
+        train_mb_size=16,
+        evaluator=EvaluationPlugin(weights, activity, task, loggers=[]),
+    )
+    for exp in task_bm.train_stream[:2]:
+        strategy.train(exp)
+        strategy.eval(task_bm.test_stream[:1])
+    last = strategy.evaluator.get_last_metrics()
+    assert "probe/rule/eliminated" not in last
+    assert last["probe/weights/1/connectivity"] == 1.0
+    assert last["probe/weights/1/dale_violations"] > 0  # backprop mixes signs freely
+    assert 0 <= last["probe/activity/2/silent_fraction/Exp000"] <= 1
+    assert 1 <= last["probe/activity/2/participation_ratio/Exp000"] <= 16
+    assert last["probe/task/allocation"].matrix.shape == (2, 16)
+    image = last["probe/task/allocation"].alternatives[0].image
+    assert image.dim() == 3 and image.shape[0] == 3
+    assert len(task.synapse_masks) == 2
+
+
+def test_consolidated_synapses_count_as_recruited(task_bm, task_stream):
+    torch.manual_seed(0)
+    probe = TaskEncodingMetric(rel_threshold=100.0, figures=False)  # only growth/consolidation
+    strategy = BioPlastic(
+        model=make_model(task_stream, hidden=(16,)),
+        train_epochs=1,
+        evaluator=EvaluationPlugin(probe, loggers=[]),
+        consolidate={"fraction": 0.25, "factor": 0.5},
+        device="cpu",
+    )
+    strategy.train(task_bm.train_stream[0])
+    weight = strategy.model.trunk[1].weight
+    consolidated = strategy.optimizer.state[weight]["plasticity"] < 1
+    assert consolidated.any()
+    assert torch.equal(probe.synapse_masks[0]["trunk.1"], consolidated.cpu())
+
+
+def test_activity_probe_uses_a_fixed_batch(task_bm, task_stream):
+    torch.manual_seed(0)
+    probe = ActivityProbeMetric(probe_size=8, histograms=False)
+    strategy = BioPlastic(
+        model=make_model(task_stream, hidden=(8,)),
+        evaluator=EvaluationPlugin(probe, loggers=[]),
+        device="cpu",
+    )
+    first = strategy.eval(task_bm.test_stream[:1])
+    second = strategy.eval(task_bm.test_stream[:1])
+    keys = [k for k in first if k.startswith("probe/activity")]
+    assert keys and all(first[k] == second[k] or math.isnan(first[k]) for k in keys)
+    with pytest.raises(ValueError, match="probe_size"):
+        ActivityProbeMetric(probe_size=1)
+    with pytest.raises(ValueError, match="recruit_by"):
+        TaskEncodingMetric(recruit_by="largest")
+
+
+def test_values_and_json_conversion(tmp_path):
+    hist = HistogramValue(torch.tensor([1.0, 2.0, 3.0]))
+    assert str(hist).startswith("histogram(n=3") and hist.summary()["mean"] == 2.0
+    matrix = MatrixValue(torch.tensor([[1.0, float("nan")], [0.5, 1.0]]))
+    assert matrix.tolist() == [[1.0, None], [0.5, 1.0]]
+    assert matrix.alternatives[0].image.shape[0] == 3
+    assert to_jsonable(float("nan")) is None and to_jsonable(float("inf")) is None
+    assert to_jsonable(torch.tensor(2.5)) == 2.5
+    with pytest.raises(ValueError, match="figure"):
+        MatrixValue(torch.eye(2), figure="pretty")
+    logger = JSONResultsLogger(tmp_path / "r.json", metadata={"a": float("nan")})
+    logger.write()
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["metadata"] == {"a": None} and data["experiences"] == []
+    with pytest.raises(ValueError, match="folder"):
+        JSONResultsLogger(tmp_path)
+    # An evaluator with accuracy only still works alongside the logger.
+    assert isinstance(
+        EvaluationPlugin(accuracy_metrics(stream=True), loggers=[logger]), EvaluationPlugin
+    )

@@ -1,0 +1,404 @@
+"""BioPlastic as a drop-in Avalanche strategy, BioRulePlugin with other strategies, by name."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("avalanche")
+
+from avalanche.core import SupervisedPlugin  # noqa: E402
+from avalanche.evaluation.metrics import accuracy_metrics  # noqa: E402
+from avalanche.models import SimpleMLP  # noqa: E402
+from avalanche.models.packnet import PackNetPlugin  # noqa: E402
+from avalanche.training import LwF, Naive, Replay  # noqa: E402
+from avalanche.training.plugins import EvaluationPlugin, EWCPlugin  # noqa: E402
+
+from bioplastic import BioRule, dalify  # noqa: E402
+from bioplastic.data import split_digits  # noqa: E402
+from bioplastic.probes import dale_violations, synaptic_layers  # noqa: E402
+from strategies.avalanche import (  # noqa: E402
+    STRATEGY_NAMES,
+    BioPlastic,
+    BioRulePlugin,
+    MultiHeadMLP,
+    PackNetMultiHead,
+    WeightProbeMetric,
+    avalanche_benchmark,
+    make_model,
+    make_strategy,
+    strategy_defaults,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore:No loggers specified")
+
+
+@pytest.fixture(scope="module")
+def task_stream():
+    return split_digits(
+        n_experiences=5, scenario="task", max_train_per_experience=48, max_test_per_experience=24
+    )
+
+
+@pytest.fixture(scope="module")
+def task_bm(task_stream):
+    return avalanche_benchmark(task_stream)
+
+
+@pytest.fixture(scope="module")
+def class_bm():
+    stream = split_digits(
+        n_experiences=5, scenario="class", max_train_per_experience=96, max_test_per_experience=40
+    )
+    return avalanche_benchmark(stream)
+
+
+def quiet(*metrics) -> EvaluationPlugin:
+    return EvaluationPlugin(accuracy_metrics(experience=True, stream=True), *metrics, loggers=[])
+
+
+class Spy(SupervisedPlugin):
+    """Calls ``check(strategy)`` at the first iteration of every training experience."""
+
+    def __init__(self, check):
+        super().__init__()
+        self.check = check
+        self.seen = set()
+
+    def before_training_iteration(self, strategy, **kwargs):
+        k = strategy.clock.train_exp_counter
+        if k not in self.seen:
+            self.seen.add(k)
+            self.check(strategy)
+
+
+# --------------------------------------------------------------------------- benchmarks
+
+
+def test_avalanche_benchmark_mirrors_the_stream(task_stream, task_bm):
+    assert len(task_bm.train_stream) == len(task_bm.test_stream) == task_stream.n_experiences
+    for exp, src in zip(task_bm.train_stream, task_stream, strict=True):
+        assert exp.task_label == src.task_label
+        assert exp.classes_in_this_experience == src.labels
+        assert len(exp.dataset) == src.n_train
+        x, y, t = exp.dataset[0]
+        assert torch.equal(x, src.x_train[0]) and int(y) == int(src.y_train[0])
+        assert t == exp.task_label
+    with pytest.raises(TypeError, match="Stream"):
+        avalanche_benchmark([1, 2, 3])
+
+
+# --------------------------------------------------------------------------- BioPlastic
+
+
+def test_bioplastic_is_a_drop_in_for_naive_on_simple_mlp(class_bm):
+    """Same call as Avalanche's Naive (keyword arguments), on Avalanche's own SimpleMLP."""
+    torch.manual_seed(0)
+    naive_model = SimpleMLP(num_classes=10, input_size=64, hidden_size=32, drop_rate=0.0)
+    kwargs = dict(train_mb_size=16, train_epochs=3, eval_mb_size=64, evaluator=quiet())
+    naive = Naive(
+        model=naive_model,
+        optimizer=torch.optim.Adam(naive_model.parameters(), lr=0.01),
+        criterion=nn.CrossEntropyLoss(),
+        **kwargs,
+    )
+    model = SimpleMLP(num_classes=10, input_size=64, hidden_size=32, drop_rate=0.0)
+    kwargs["evaluator"] = quiet(WeightProbeMetric(histograms=False))
+    bio = BioPlastic(model=model, device="cpu", **kwargs)
+    assert isinstance(bio.optimizer, BioRule)
+    reference = {k: v.clone() for k, v in model.state_dict().items() if k.endswith("weight")}
+    for strategy in (naive, bio):
+        strategy.train(class_bm.train_stream[0])
+        results = strategy.eval(class_bm.test_stream[:1])
+        acc = results["Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp000"]
+        assert acc > 0.8, type(strategy).__name__
+    # Dale's law holds and no weight changed sign under the rule.
+    for name, layer in synaptic_layers(model):
+        assert dale_violations(layer) == 0, name
+        before = reference[f"{name}.weight"]
+        both = (before != 0) & (layer.weight != 0)
+        assert torch.equal(torch.sign(before[both]), torch.sign(layer.weight.detach()[both]))
+    metrics = bio.evaluator.get_last_metrics()
+    assert metrics["probe/weights/dale_violations"] == 0
+    assert metrics["probe/weights/sign_flips"] == 0
+
+
+def test_bioplastic_defaults_are_sane():
+    strategy = BioPlastic(model=SimpleMLP(num_classes=4, input_size=8), evaluator=quiet())
+    assert strategy.train_mb_size == 32 and strategy.eval_mb_size == 256
+    assert all(hasattr(m, "dale_sign") for _, m in synaptic_layers(strategy.model))
+
+
+def test_bioplastic_bad_arguments():
+    model = SimpleMLP(num_classes=4, input_size=8)
+    with pytest.raises(ValueError, match="train_mb_size"):
+        BioPlastic(model=model, train_mb_size=0)
+    with pytest.raises(TypeError, match="BioRule"):
+        BioPlastic(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(ValueError, match="unknown consolidate"):
+        BioPlastic(model=model, consolidate={"fractio": 0.2})
+    with pytest.raises(ValueError, match="consolidate_fraction"):
+        BioPlastic(model=model, consolidate={"fraction": 1.5})
+    with pytest.raises(ValueError, match="rule_kwargs"):
+        BioPlastic(model=model, optimizer=BioRule(model.parameters()), rule_kwargs={"lr": 1.0})
+    with pytest.raises(TypeError, match="nn.Module"):
+        BioPlastic(model="mlp")
+
+
+def test_rule_state_survives_experiences(task_bm, task_stream):
+    """Plasticity from the consolidation after exp 0 is there during exp 1; nothing re-seeded."""
+    torch.manual_seed(0)
+    model = make_model(task_stream, hidden=(16,))
+    snapshot = {}
+
+    def check(strategy):
+        if strategy.clock.train_exp_counter != 1:
+            return
+        opt = strategy.optimizer
+        w = strategy.model.trunk[1].weight
+        snapshot["same_optimizer"] = opt is snapshot["optimizer"]
+        snapshot["plasticity"] = opt.state[w]["plasticity"].clone()
+        snapshot["rng"] = opt.state_dict()["bio"]["rng"]["cpu"].clone()
+        head = strategy.model.heads.classifiers["1"].classifier
+        params = [p for g in opt.param_groups for p in g["params"]]
+        snapshot["head_in_rule"] = any(p is head.weight for p in params)
+        snapshot["head_dale"] = dale_violations(head) == 0 and hasattr(head, "dale_sign")
+
+    strategy = BioPlastic(
+        model=model, train_epochs=2, plugins=[Spy(check)], evaluator=quiet(), device="cpu"
+    )
+    strategy.train(task_bm.train_stream[0])
+    opt = strategy.optimizer
+    snapshot["optimizer"] = opt
+    w = model.trunk[1].weight
+    plasticity = opt.state[w]["plasticity"].clone()
+    rng = opt.state_dict()["bio"]["rng"]["cpu"].clone()
+    assert (plasticity < 1).any()
+    # Avalanche-style reset requests do not wipe the rule's state.
+    strategy.make_optimizer(reset_optimizer_state=True)
+    assert torch.equal(opt.state[w]["plasticity"], plasticity)
+    strategy.train(task_bm.train_stream[1])
+    assert snapshot["same_optimizer"]
+    assert torch.equal(snapshot["plasticity"], plasticity)
+    assert torch.equal(snapshot["rng"], rng)
+    fresh = torch.Generator().manual_seed(opt.state_dict()["bio"]["seed"]).get_state()
+    assert not torch.equal(snapshot["rng"], fresh)
+    assert snapshot["head_in_rule"] and snapshot["head_dale"]
+    history = strategy.bio_plugin.history
+    assert [h["experience"] for h in history] == [0, 1]
+    assert history[1]["consolidated_total"] >= history[0]["consolidated_total"] > 0
+
+
+def test_grown_classifier_keeps_types_and_old_rows():
+    """Avalanche's IncrementalClassifier is replaced by a larger copy when classes arrive."""
+    from avalanche.models import IncrementalClassifier
+
+    torch.manual_seed(0)
+    stream = split_digits(
+        n_experiences=5,
+        scenario="class",
+        class_order=list(range(10)),
+        max_train_per_experience=32,
+        max_test_per_experience=8,
+    )
+    bm = avalanche_benchmark(stream)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), IncrementalClassifier(16, 2))
+    seen = {}
+
+    def check(strategy):
+        head = strategy.model[3].classifier
+        seen[strategy.clock.train_exp_counter] = (head.weight.detach().clone(), head)
+
+    strategy = BioPlastic(
+        model=model, train_epochs=1, plugins=[Spy(check)], evaluator=quiet(), device="cpu"
+    )
+    strategy.train(bm.train_stream[0])
+    after_first = model[3].classifier.weight.detach().clone()
+    sign = model[3].classifier.dale_sign.clone()
+    strategy.train(bm.train_stream[1])
+    rows, head = seen[1]
+    assert rows.shape[0] == 4 and torch.equal(rows[:2], after_first)
+    assert torch.equal(head.dale_sign, sign) and head.weight.dale_sign is head.dale_sign
+    assert dale_violations(head) == 0
+    params = [p for g in strategy.optimizer.param_groups for p in g["params"]]
+    assert any(p is head.weight for p in params)
+
+
+def test_grow_schedule_per_experience(task_bm, task_stream):
+    torch.manual_seed(0)
+    model = make_model(task_stream, hidden=(16,))
+    strategy = BioPlastic(
+        model=model,
+        train_epochs=1,
+        evaluator=quiet(),
+        dalify_kwargs={"connectivity": 0.5},
+        grow_schedule={1: {"grow_every": 1, "grow_fraction": 0.05}},
+        device="cpu",
+    )
+    strategy.train(task_bm.train_stream[0])
+    assert strategy.bio_plugin.history[0]["grown"] == 0
+    strategy.train(task_bm.train_stream[1])
+    assert strategy.bio_plugin.history[1]["grown"] > 0
+    assert all(g["grow_every"] == 1 for g in strategy.optimizer.param_groups)
+
+    bad = BioPlastic(
+        model=make_model(task_stream, hidden=(8,)),
+        evaluator=quiet(),
+        grow_schedule={0: {"grow_fraction": 2.0}},
+    )
+    with pytest.raises(ValueError, match="grow_fraction"):
+        bad.train(task_bm.train_stream[0])
+    with pytest.raises(ValueError, match="unknown BioRule options"):
+        BioPlastic(
+            model=make_model(task_stream, hidden=(8,)),
+            evaluator=quiet(),
+            grow_schedule=[{"grow_rate": 1}],
+        ).train(task_bm.train_stream[0])
+    with pytest.raises(TypeError, match="grow_schedule"):
+        BioRulePlugin(grow_schedule=3)
+
+
+# --------------------------------------------------------------------------- the plugin
+
+
+def test_plugin_turns_replay_into_replay_plus_bio_rule(class_bm):
+    torch.manual_seed(0)
+    model = SimpleMLP(num_classes=10, input_size=64, hidden_size=32, drop_rate=0.0)
+    plugin = BioRulePlugin(replace_optimizer=True, consolidate_fraction=0.3)
+    strategy = Replay(
+        model=model,
+        optimizer=torch.optim.Adam(model.parameters()),
+        criterion=nn.CrossEntropyLoss(),
+        mem_size=40,
+        train_mb_size=16,
+        train_epochs=2,
+        plugins=[plugin],
+        evaluator=quiet(WeightProbeMetric(histograms=False)),
+    )
+    for exp in class_bm.train_stream[:2]:
+        strategy.train(exp)
+    assert isinstance(strategy.optimizer, BioRule)
+    assert all(hasattr(m, "dale_sign") for _, m in synaptic_layers(model))
+    metrics = strategy.evaluator.get_last_metrics()
+    assert metrics["probe/weights/dale_violations"] == 0
+    assert metrics["probe/weights/sign_flips"] == 0
+    assert [h["experience"] for h in plugin.history] == [0, 1]
+    assert plugin.history[0]["consolidated"] > 0
+    replay = next(p for p in strategy.plugins if type(p).__name__ == "ReplayPlugin")
+    assert len(replay.storage_policy.buffer) > 0
+
+
+def test_plugin_with_lwf_and_a_given_rule(task_bm, task_stream):
+    torch.manual_seed(0)
+    model = dalify(make_model(task_stream, hidden=(16,)))
+    plugin = BioRulePlugin(consolidate_fraction=0.2, consolidate_by="importance")
+    strategy = LwF(
+        model=model,
+        optimizer=BioRule(model.parameters()),
+        criterion=nn.CrossEntropyLoss(),
+        alpha=1.0,
+        temperature=2.0,
+        train_mb_size=16,
+        plugins=[plugin],
+        evaluator=quiet(),
+    )
+    for exp in task_bm.train_stream[:2]:
+        strategy.train(exp)
+    assert all(g["track_importance"] for g in strategy.optimizer.param_groups)
+    assert len(plugin.history) == 2 and plugin.history[1]["consolidated"] > 0
+    head = model.heads.classifiers["1"].classifier
+    assert hasattr(head, "dale_sign") and dale_violations(head) == 0
+
+
+def test_plugin_keeps_rule_state_when_packnet_rebuilds_the_optimizer(task_bm, task_stream):
+    torch.manual_seed(0)
+    model = PackNetMultiHead.from_multi_head(MultiHeadMLP(64, 2, hidden=(16,)))
+    dalify(model)
+    first = BioRule(model.parameters())
+    seen = {}
+
+    def check(strategy):
+        if strategy.clock.train_exp_counter == 1:
+            w = model.wrappee[1].wrappee.weight
+            seen["rebuilt"] = strategy.optimizer is not seen["rule0"]
+            seen["plasticity"] = strategy.optimizer.state[w]["plasticity"].clone()
+            seen["seed"] = strategy.optimizer.state_dict()["bio"]["seed"]
+
+    strategy = Naive(
+        model=model,
+        optimizer=first,
+        criterion=nn.CrossEntropyLoss(),
+        train_mb_size=16,
+        train_epochs=2,
+        plugins=[PackNetPlugin(post_prune_epochs=1), BioRulePlugin(), Spy(check)],
+        evaluator=quiet(),
+    )
+    strategy.train(task_bm.train_stream[0])
+    rule0 = seen["rule0"] = strategy.optimizer  # PackNet already replaced ``first`` once
+    assert rule0 is not first and isinstance(rule0, BioRule)
+    plasticity = rule0.state[model.wrappee[1].wrappee.weight]["plasticity"].clone()
+    strategy.train(task_bm.train_stream[1])
+    assert seen["rebuilt"]
+    assert torch.equal(seen["plasticity"], plasticity)
+    assert seen["seed"] == first.state_dict()["bio"]["seed"]
+
+
+def test_plugin_refuses_another_optimizer(class_bm):
+    model = SimpleMLP(num_classes=10, input_size=64, hidden_size=8)
+    strategy = Naive(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        criterion=nn.CrossEntropyLoss(),
+        plugins=[BioRulePlugin()],
+        evaluator=quiet(),
+    )
+    with pytest.raises(TypeError, match="replace_optimizer=True"):
+        strategy.train(class_bm.train_stream[0])
+
+
+def test_plugin_bad_arguments():
+    with pytest.raises(ValueError, match="consolidate_factor"):
+        BioRulePlugin(consolidate_factor=0.0)
+    with pytest.raises(ValueError, match="consolidate_by"):
+        BioRulePlugin(consolidate_by="size")
+    with pytest.raises(TypeError, match="replace_optimizer"):
+        BioRulePlugin(replace_optimizer="yes")
+
+
+# --------------------------------------------------------------------------- by name
+
+
+def test_make_strategy_builds_every_name(task_bm, task_stream):
+    for name in STRATEGY_NAMES:
+        torch.manual_seed(0)
+        epochs = 3 if name == "packnet" else 1
+        model = make_model(task_stream, hidden=(8,))
+        strategy = make_strategy(name, model, train_epochs=epochs, evaluator=quiet(), device="cpu")
+        assert strategy.train_mb_size == 32 and strategy.eval_mb_size == 256, name
+        strategy.train(task_bm.train_stream[0])
+        results = strategy.eval(task_bm.test_stream[:1])
+        assert "Top1_Acc_Stream/eval_phase/test_stream/Task000" in results, name
+        if name in ("bio", "eg", "bio+replay"):
+            assert isinstance(strategy.optimizer, BioRule), name
+        elif name != "enforced":
+            assert isinstance(strategy.optimizer, torch.optim.Adam), name
+
+
+def test_make_strategy_overrides_and_errors(task_stream):
+    defaults = strategy_defaults("ewc")
+    assert defaults["strategy"]["ewc_lambda"] > 0 and defaults["common"]["train_mb_size"] == 32
+    strategy = make_strategy(
+        "ewc", make_model(task_stream, hidden=(8,)), ewc_lambda=5.0, evaluator=quiet()
+    )
+    assert next(p for p in strategy.plugins if isinstance(p, EWCPlugin)).ewc_lambda == 5.0
+    bio = make_strategy(
+        "bio", make_model(task_stream, hidden=(8,)), optimizer_kwargs={"lr": 2.0}, evaluator=quiet()
+    )
+    assert bio.optimizer.param_groups[0]["lr"] == 2.0
+    with pytest.raises(ValueError, match="unknown strategy 'sgdd'.*naive"):
+        make_strategy("sgdd", make_model(task_stream))
+    with pytest.raises(ValueError, match="post_prune_epochs"):
+        make_strategy("packnet", make_model(task_stream), train_epochs=1)
+    with pytest.raises(ValueError, match="train_epochs"):
+        make_strategy("naive", make_model(task_stream), train_epochs=0)
