@@ -406,8 +406,16 @@ def bio_step(
     )  # fmt: skip
 
 
-def _drive(w: Tensor, g: Tensor, unit_sign: Tensor | None) -> Tensor:
-    return g * unit_sign if unit_sign is not None else torch.sign(w).mul_(g)
+def _accumulate_(
+    buf: Tensor, w: Tensor, g: Tensor, s: Tensor | None, c: Tensor | None, momentum: float
+) -> None:
+    """``buf <- momentum * buf + c * s * g`` in two passes over the weight."""
+    buf.mul_(momentum)
+    if s is not None:  # Dale-typed: s * c is a small tensor broadcast along dimension 1
+        buf.addcmul_(g, s if c is None else s * c)
+    else:
+        drive = torch.sign(w).mul_(g)
+        buf.add_(drive if c is None else drive.mul_(c))
 
 
 def _single_tensor_bio_step(
@@ -419,10 +427,7 @@ def _single_tensor_bio_step(
         strict=True,
     ):  # fmt: skip
         if momentum:
-            drive = _drive(w, g, s)
-            if c is not None:
-                drive.mul_(c)
-            buf.mul_(momentum).add_(drive)
+            _accumulate_(buf, w, g, s, c, momentum)
             step = buf * -lr
         else:
             rate = -lr if c is None else c * -lr
@@ -445,12 +450,10 @@ def _multi_tensor_bio_step(
     momentum, decay, noise, max_step, generator, noise_reuse, offset_generator,
 ):  # fmt: skip
     if momentum:
-        drives = [_drive(w, g, s) for w, g, s in zip(weights, grads, unit_signs, strict=True)]
-        idx = [i for i, c in enumerate(grad_scales) if c is not None]
-        if idx:
-            torch._foreach_mul_([drives[i] for i in idx], [grad_scales[i] for i in idx])
-        torch._foreach_mul_(momentum_buffers, momentum)
-        torch._foreach_add_(momentum_buffers, drives)
+        for w, g, s, c, buf in zip(
+            weights, grads, unit_signs, grad_scales, momentum_buffers, strict=True
+        ):
+            _accumulate_(buf, w, g, s, c, momentum)
         steps = torch._foreach_mul(momentum_buffers, -lr)
     else:
         rates = [-lr if c is None else c * -lr for c in grad_scales]

@@ -124,7 +124,7 @@ class BioRule(Optimizer):
         decay: float = 0.0,
         noise: float = 0.18,
         noise_halflife: float = 400.0,
-        noise_reuse: int = 8,
+        noise_reuse: int = 16,
         max_step: float | None = 0.2,
         prune_threshold: float = 0.05,
         prune_mode: str = "relative",
@@ -477,7 +477,15 @@ class BioRule(Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
         bio = state_dict.pop("bio", None)
+        # Optimizer.load_state_dict casts every floating tensor to its parameter's dtype; the
+        # float64 gradient statistics must survive that exactly for bit-exact resumption.
+        exact = {
+            idx: st["grad_sq"] for idx, st in state_dict["state"].items() if "grad_sq" in st
+        }
         super().load_state_dict(state_dict)
+        params = [p for group in self.param_groups for p in group["params"]]
+        for idx, value in exact.items():
+            self.state[params[idx]]["grad_sq"] = value.to(params[idx].device).clone()
         # Optimizer.__setstate__ adds torch's own options (e.g. "differentiable") that
         # BioRule does not take; drop them so that BioRule(params, **opt.defaults) still works.
         accepted = set(self._accepted_options())
@@ -490,8 +498,6 @@ class BioRule(Optimizer):
                 state["step"] = int(state["step"])
             if "unit_sign" in state:
                 state["unit_sign"] = state["unit_sign"].to(torch.int8)
-            if "grad_sq" in state:
-                state["grad_sq"] = state["grad_sq"].to(torch.float64)
         if bio is not None:
             self._seed = int(bio["seed"])
             self.nonfinite_skips = int(bio["nonfinite_skips"])

@@ -96,7 +96,7 @@ def test_bioplastic_is_a_drop_in_for_naive_on_simple_mlp(class_bm):
     """Same call as Avalanche's Naive (keyword arguments), on Avalanche's own SimpleMLP."""
     torch.manual_seed(0)
     naive_model = SimpleMLP(num_classes=10, input_size=64, hidden_size=32, drop_rate=0.0)
-    kwargs = dict(train_mb_size=16, train_epochs=3, eval_mb_size=64, evaluator=quiet())
+    kwargs = dict(train_mb_size=16, train_epochs=8, eval_mb_size=64, evaluator=quiet())
     naive = Naive(
         model=naive_model,
         optimizer=torch.optim.Adam(naive_model.parameters(), lr=0.01),
