@@ -1,0 +1,207 @@
+"""``bioplastic report`` and ``bioplastic robustness``: subcommands for the main CLI.
+
+:func:`add_parser` registers both on the ``bioplastic`` command's subparsers (see
+:mod:`bioplastic.cli`); :func:`main` runs them standalone with the same error handling (one
+line on stderr, exit status 2 for bad input).
+
+    bioplastic robustness [--datasets digits,mnist1d] [--seeds 3] [--out benchmarks/results]
+    bioplastic report [--quick] [--results benchmarks/results] [--out benchmarks/results/REPORT.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from bioplastic.cli import CLIError, _csv, _Parser, _positive_int, _set_threads
+
+__all__ = ["add_parser", "main"]
+
+_DATASETS = ("digits", "mnist1d")
+QUICK_OUT = Path("runs/report-quick/REPORT.md")
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+    if not values or any(not (v >= 0 and v != float("inf")) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers >= 0, got {text!r}")
+    return values
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected widths like 256 or 128,64, got {text!r}"
+        ) from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive widths, got {text!r}")
+    return values
+
+
+def _listed(value: object) -> list[str]:
+    return value if isinstance(value, list) else str(value).split(",")
+
+
+# ------------------------------------------------------------------------------ robustness
+def _add_robustness(sub) -> None:
+    from bioplastic.optim import OPTIMIZER_NAMES
+
+    p = sub.add_parser(
+        "robustness",
+        help="adversarial robustness of learning rules at matched clean accuracy",
+        description="Train the same Dale-initialised BioMLP with each rule until validation "
+        "accuracy first reaches a common target, attack it (FGSM, PGD, PGD-L2, APGD-DLR), probe "
+        "it, and test whether differences come from connectivity or weight scale. Writes "
+        "robustness_<dataset>.json/.md and figures.",
+    )
+    p.add_argument("--datasets", type=_csv(_DATASETS), default="digits,mnist1d")
+    p.add_argument("--rules", type=_csv(OPTIMIZER_NAMES), default="bio,adam,eg,enforced")
+    p.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds")
+    p.add_argument(
+        "--target",
+        type=_fraction,
+        default=None,
+        help="validation accuracy target (default: per dataset)",
+    )
+    p.add_argument("--epsilons", type=_floats, default=None, help="L-inf budgets, e.g. 0,0.05,0.1")
+    p.add_argument("--l2-epsilons", type=_floats, default=None, help="L2 budgets")
+    p.add_argument("--hidden", type=_widths, default=(256,), help="hidden widths, e.g. 256")
+    p.add_argument("--pgd-steps", type=_positive_int, default=10)
+    p.add_argument("--restarts", type=_positive_int, default=1)
+    p.add_argument(
+        "--no-interventions", action="store_true", help="skip the pruning / rescaling interventions"
+    )
+    p.add_argument("--threads", type=_positive_int, default=1)
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="output folder")
+    p.set_defaults(run=_run_robustness)
+
+
+def _run_robustness(args: argparse.Namespace) -> int:
+    from bioplastic.robustness_benchmark import format_markdown, run_robustness, write_results
+
+    _set_threads(args.threads)
+    for dataset in _listed(args.datasets):
+        command = (
+            f"bioplastic robustness --datasets {dataset} --rules {','.join(_listed(args.rules))} "
+            f"--seeds {args.seeds} --pgd-steps {args.pgd_steps} --restarts {args.restarts}"
+            + (f" --target {args.target}" if args.target is not None else "")
+            + (f" --epsilons {','.join(map(str, args.epsilons))}" if args.epsilons else "")
+            + (f" --l2-epsilons {','.join(map(str, args.l2_epsilons))}" if args.l2_epsilons else "")
+            + f" --hidden {','.join(map(str, args.hidden))}"
+            + (" --no-interventions" if args.no_interventions else "")
+        )
+        start = time.perf_counter()
+        results = run_robustness(
+            dataset,
+            rules=_listed(args.rules),
+            seeds=args.seeds,
+            target_accuracy=args.target,
+            epsilons=args.epsilons,
+            l2_epsilons=args.l2_epsilons,
+            hidden=tuple(args.hidden),
+            pgd_steps=args.pgd_steps,
+            restarts=args.restarts,
+            interventions=not args.no_interventions,
+            progress=lambda line: print(line, flush=True),
+        )
+        results["command"] = command
+        results["seconds"] = time.perf_counter() - start
+        paths = write_results(results, args.out)
+        print(format_markdown(results))
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+# ------------------------------------------------------------------------------ report
+def _add_report(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help="one page (REPORT.md + figures) testing the paper's claims against our results",
+        description="Read the committed benchmark results (or, with --quick, run small versions "
+        "first) and write one markdown page with PNG figures that opens with the paper's claims "
+        "and our measured verdicts.",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="run small fast versions of the digits benchmarks first (a few minutes)",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=Path("benchmarks/results"),
+        help="folder with the results files",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"report file (default: <results>/REPORT.md; with --quick {QUICK_OUT})",
+    )
+    p.add_argument("--threads", type=_positive_int, default=1)
+    p.set_defaults(run=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from bioplastic.report import build_report
+
+    _set_threads(args.threads)
+    out = args.out
+    if out is None:
+        out = QUICK_OUT if args.quick else args.results / "REPORT.md"
+    path = build_report(
+        args.results, out, quick=args.quick, progress=lambda line: print(line, flush=True)
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ wiring
+def add_parser(subparsers) -> None:
+    """Register the ``report`` and ``robustness`` subcommands on ``subparsers`` (the object
+    returned by ``parser.add_subparsers(parser_class=_Parser)`` in :mod:`bioplastic.cli`)."""
+    _add_report(subparsers)
+    _add_robustness(subparsers)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``report`` or ``robustness`` standalone (``python -m bioplastic.cli_report ...``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _Parser(prog="bioplastic", description="bioplastic report and robustness")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    add_parser(sub)
+    try:
+        args = parser.parse_args(argv)
+        return args.run(args)
+    except CLIError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:
+        print(f"bioplastic: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
