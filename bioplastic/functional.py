@@ -59,8 +59,11 @@ def log_step(
 ) -> Tensor:
     """Return ``clip(-lr * p * (s*g + decay), -max_step, max_step)`` (out of place).
 
-    ``signed_grad`` is ``s * g``. Differentiable in all tensor arguments. Noise is added by the
-    caller (it needs a generator) before clipping; see :func:`bio_step`.
+    ``signed_grad`` is ``s * g`` (in :class:`~bioplastic.BioRule`, normalised and
+    momentum-averaged). Differentiable in all tensor arguments. The single-tensor path of
+    :func:`bio_step` and :func:`multiplicative_update` both use it; the ``torch._foreach_``
+    path writes the same expression with list kernels. Noise is added by the caller (it needs
+    a generator) after clipping.
     """
     drive = signed_grad + decay if decay else signed_grad
     step = drive * (-lr) if plasticity is None else drive * plasticity * (-lr)
@@ -428,16 +431,12 @@ def _single_tensor_bio_step(
     ):  # fmt: skip
         if momentum:
             _accumulate_(buf, w, g, s, c, momentum)
-            step = buf * -lr
+            drive = buf
         else:
-            rate = -lr if c is None else c * -lr
-            step = g * (s * rate) if s is not None else torch.sign(w).mul_(rate).mul_(g)
-        if decay:
-            step.sub_(lr * decay)
-        if p is not None:
-            step.mul_(p)
-        if max_step is not None:
-            step.clamp_(-max_step, max_step)
+            drive = g * s if s is not None else torch.sign(w).mul_(g)
+            if c is not None:
+                drive.mul_(c)
+        step = log_step(drive, lr, p, decay, max_step)  # the same function as the meta path
         if noise:
             add_noise_(step, noise, generator, noise_reuse, offset_generator)
         if h is not None:

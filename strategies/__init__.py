@@ -4,8 +4,9 @@
   benchmarks from the offline streams, checkpoints (needs ``avalanche-lib``).
 * :mod:`strategies.fewshot`: learn2learn few-shot wrappers.
 
-Names of :mod:`strategies.avalanche` are also available here (``strategies.BioPlastic``); they
-are imported on first use, so ``import strategies`` does not need Avalanche.
+The main names of both are also available here (``strategies.BioPlastic``,
+``strategies.BioMAML``); they are imported on first use, so ``import strategies`` needs
+neither Avalanche nor learn2learn.
 """
 
 from __future__ import annotations
@@ -30,14 +31,25 @@ _AVALANCHE_NAMES = (
     "save_checkpoint",
 )
 
-__all__ = list(_AVALANCHE_NAMES)
+_FEWSHOT_NAMES = (
+    "BioMAML",
+    "ProtoEvaluator",
+    "finetune_readout",
+    "load_omniglot",
+    "make_taskset",
+    "run_fewshot_benchmark",
+)
+
+__all__ = [*_AVALANCHE_NAMES, *_FEWSHOT_NAMES]
 
 
 def __getattr__(name: str) -> Any:
     if name in _AVALANCHE_NAMES:
         return getattr(importlib.import_module("strategies.avalanche"), name)
+    if name in _FEWSHOT_NAMES:
+        return getattr(importlib.import_module("strategies.fewshot"), name)
     raise AttributeError(f"module 'strategies' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_AVALANCHE_NAMES))
+    return sorted(set(globals()) | set(__all__))
