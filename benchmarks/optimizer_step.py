@@ -36,8 +36,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def build(model_name: str, device: str) -> tuple[nn.Module, torch.Tensor]:
     if model_name == "mlp-784-1000-1000-10":
         model = bp.dalify(
-            nn.Sequential(nn.Linear(784, 1000), nn.ReLU(), nn.Linear(1000, 1000), nn.ReLU(),
-                          nn.Linear(1000, 10))  # fmt: skip
+            nn.Sequential(
+                nn.Linear(784, 1000),
+                nn.ReLU(),
+                nn.Linear(1000, 1000),
+                nn.ReLU(),
+                nn.Linear(1000, 10),
+            )  # fmt: skip
         )
         x = torch.rand(64, 784)
     else:
@@ -120,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     for model_name in models:
         rows = {name: measure(model_name, name, args.device, args.repeats, args.warmup)
                 for name in optimizers}  # fmt: skip
-        for name, row in rows.items():
+        for row in rows.values():
             row["ratio_vs_adam"] = row["median_ms"] / rows["adam"]["median_ms"]
             row["ratio_vs_sgd"] = row["median_ms"] / rows["sgd"]["median_ms"]
         results["models"][model_name] = rows

@@ -128,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_compare(sub)
+    from bioplastic import cli_fewshot, cli_report, cli_stream
+
+    cli_stream.add_parser(sub)
+    from bioplastic import cli_train
+
+    cli_train.add_parser(sub)
+    cli_fewshot.add_parser(sub)
+    cli_report.add_parser(sub)
     return parser
 
 

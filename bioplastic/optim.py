@@ -24,6 +24,7 @@ _GROW_MODES = ("random", "gradient")
 _PRUNE_MODES = ("relative", "absolute")
 _OTHER_RULES = ("adam", "sgd")
 _CONSOLIDATE_BY = ("magnitude", "importance")
+_MAX_ADDITIVE = 1e6  # bound of other_lr and weight_decay
 
 
 def _check_range(name: str, value: Any, lo: float, hi: float, lo_open=False, hi_open=False):
@@ -89,7 +90,8 @@ class BioRule(Optimizer):
         track_importance: accumulate the path integral ``-g * dw`` per synapse (for
             :meth:`consolidate` with ``by="importance"``; costs one weight-sized buffer).
         protect_consolidated: consolidated synapses (plasticity < 1) are never eliminated.
-        other, other_lr, betas, eps, weight_decay: update of non-synapse parameters.
+        other, other_lr, betas, eps, weight_decay: update of non-synapse parameters
+            (``other_lr`` and ``weight_decay`` in [0, 1e6]).
         synapse: ``None`` (auto: ``dim >= 2``), ``True`` or ``False`` for a whole group.
         seed: seed of the generator used for noise and growth (``None``: drawn from torch's
             global generator, so ``torch.manual_seed`` makes runs reproducible).
@@ -98,7 +100,9 @@ class BioRule(Optimizer):
     State (created lazily in :meth:`step`, so wiping ``optimizer.state`` only resets it) and the
     generator round-trip through :meth:`state_dict`; a resumed run continues bit-for-bit.
     Non-finite gradients skip that tensor's update; the first one warns, all are counted in
-    :attr:`nonfinite_skips`.
+    :attr:`nonfinite_skips`. A finite update that overflows (a huge ``lr`` without
+    ``max_step``, huge noise or growth) saturates at the dtype's largest magnitude, keeping the
+    sign; an absent synapse stays absent.
 
     Presynaptic signs come from ``weight.dale_sign`` (set by :func:`bioplastic.dalify`) when
     present, otherwise from the sign pattern of each weight column at the first step.
@@ -268,6 +272,8 @@ class BioRule(Optimizer):
             for p, ok, norm in zip(with_grad, finite, norms, strict=True):
                 if not ok:
                     self._skip(p)
+                elif p.numel() == 0:
+                    continue  # nothing to update (a zero-size layer)
                 elif self._is_synapse(group, p):
                     synapses.append(p)
                     synapse_norms.append(norm)
@@ -275,6 +281,7 @@ class BioRule(Optimizer):
                     others.append(p)
             self._step_synapses(group, synapses, synapse_norms)
             self._step_others(group, others)
+            _keep_finite_(others)
         return loss
 
     def _grad_scales(self, group: dict, params, states, norms) -> list[Tensor | None]:
@@ -314,6 +321,12 @@ class BioRule(Optimizer):
         for i, p in enumerate(params):
             by_device.setdefault(p.device, []).append(i)
         for device, idx in by_device.items():
+            # Scalars beyond the dtype's range make torch raise; these substitutes give the
+            # same result (exp of such a step overflows or underflows either way).
+            cap = min(torch.finfo(params[i].dtype).max for i in idx)
+            max_step = group["max_step"]
+            if max_step is not None and max_step >= cap:
+                max_step = None
             unit_signs, homeostasis = [], []
             for i in idx:
                 p, state = params[i], states[i]
@@ -339,13 +352,14 @@ class BioRule(Optimizer):
                 lr=group["lr"],
                 momentum=group["momentum"],
                 decay=group["decay"],
-                noise=noise,
-                max_step=group["max_step"],
+                noise=min(noise, cap),
+                max_step=max_step,
                 generator=self._generator(device) if noise else None,
                 noise_reuse=group["noise_reuse"],
                 offset_generator=self._generator(torch.device("cpu")) if noise else None,
                 foreach=group["foreach"],
             )
+        _keep_finite_(params, [s.get("momentum_buffer") for s in states])
         for i, (p, state) in enumerate(zip(params, states, strict=True)):
             state["step"] += 1
             if group["grow_every"] and state["step"] % group["grow_every"] == 0:
@@ -354,6 +368,7 @@ class BioRule(Optimizer):
                 threshold = group["prune_threshold"]
                 if group["prune_mode"] == "relative":
                     threshold *= state["ref_magnitude"]
+                threshold = min(threshold, torch.finfo(p.dtype).max)
                 protected = None
                 plasticity = state.get("plasticity")
                 if group["protect_consolidated"] and plasticity is not None:
@@ -389,6 +404,8 @@ class BioRule(Optimizer):
             generator=self._generator(p.device),
             signed_grad=signed_grad,
         )
+        if group["grow_scale"] * state["ref_magnitude"] * 100 >= torch.finfo(p.dtype).max:
+            _keep_finite_([p])  # a huge grow_scale: new synapses at the largest magnitude
         n_grown = int(grown.sum())
         state["n_grown"] += n_grown
         state["n_present"] += n_grown
@@ -452,6 +469,8 @@ class BioRule(Optimizer):
                 plasticity = state.get("plasticity")
                 if plasticity is None:
                     plasticity = state["plasticity"] = torch.ones_like(p)
+                if by == "importance" and "importance" not in state:
+                    state["importance"] = torch.zeros_like(p)  # no step taken yet
                 if k > 0:
                     score = p.abs() if by == "magnitude" else state["importance"].clone()
                     score = score.masked_fill(~present, -math.inf).reshape(-1)
@@ -479,9 +498,7 @@ class BioRule(Optimizer):
         bio = state_dict.pop("bio", None)
         # Optimizer.load_state_dict casts every floating tensor to its parameter's dtype; the
         # float64 gradient statistics must survive that exactly for bit-exact resumption.
-        exact = {
-            idx: st["grad_sq"] for idx, st in state_dict["state"].items() if "grad_sq" in st
-        }
+        exact = {idx: st["grad_sq"] for idx, st in state_dict["state"].items() if "grad_sq" in st}
         super().load_state_dict(state_dict)
         params = [p for group in self.param_groups for p in group["params"]]
         for idx, value in exact.items():
@@ -533,6 +550,30 @@ class BioRule(Optimizer):
         return {"eliminated": eliminated, "grown": grown, "nonfinite_skips": self.nonfinite_skips}
 
 
+def _keep_finite_(params: list[Tensor], buffers: list[Tensor | None] | None = None) -> None:
+    """Keep weights finite after an update that overflowed (huge step, noise or growth).
+
+    ``inf`` becomes the largest finite value of its sign (the sign is kept) and NaN, which an
+    update of a finite weight can only produce as ``0 * inf`` (an absent synapse times an
+    overflowed factor) or ``inf - inf``, becomes 0 (absent). The momentum buffer of such a
+    tensor is cleaned the same way. Costs one norm per tensor when nothing overflowed.
+    """
+    if not params:
+        return
+    norms = [n.float() for n in torch._foreach_norm(params)]
+    if len({n.device for n in norms}) == 1:  # one synchronisation, not one per tensor
+        finite = torch.isfinite(torch.stack(norms)).tolist()
+    else:
+        finite = [bool(torch.isfinite(n)) for n in norms]
+    for i, ok in enumerate(finite):
+        if ok:
+            continue
+        for t in (params[i], buffers[i] if buffers else None):
+            if t is not None:
+                big = torch.finfo(t.dtype).max
+                torch.nan_to_num_(t, nan=0.0, posinf=big, neginf=-big)
+
+
 def _validate_group(group: dict) -> None:
     _check_range("lr", group["lr"], 0.0, math.inf, lo_open=True, hi_open=True)
     _check_range("momentum", group["momentum"], 0.0, 1.0, hi_open=True)
@@ -561,15 +602,17 @@ def _validate_group(group: dict) -> None:
     _check_range("max_connectivity", group["max_connectivity"], 0.0, 1.0, lo_open=True)
     if group["other"] not in _OTHER_RULES:
         raise ValueError(f"other must be one of {_OTHER_RULES}, got {group['other']!r}")
-    _check_range("other_lr", group["other_lr"], 0.0, math.inf, hi_open=True)
+    # An additive step beyond these is a divergence, and torch's float32 kernels cannot take
+    # much larger scalars (they raise); the bio rule's own lr has no such bound.
+    _check_range("other_lr", group["other_lr"], 0.0, _MAX_ADDITIVE)
     betas = group["betas"]
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise ValueError(f"betas must be a pair of numbers in [0, 1), got {betas!r}")
     _check_range("betas[0]", betas[0], 0.0, 1.0, hi_open=True)
     _check_range("betas[1]", betas[1], 0.0, 1.0, hi_open=True)
     _check_range("eps", group["eps"], 0.0, math.inf, lo_open=True, hi_open=True)
-    _check_range("weight_decay", group["weight_decay"], 0.0, math.inf, hi_open=True)
-    if group["synapse"] not in (None, True, False):
+    _check_range("weight_decay", group["weight_decay"], 0.0, _MAX_ADDITIVE)
+    if not (group["synapse"] is None or isinstance(group["synapse"], bool)):
         raise ValueError(f"synapse must be None, True or False, got {group['synapse']!r}")
     for key in ("normalize", "homeostasis", "track_importance", "protect_consolidated", "foreach"):
         if not isinstance(group[key], bool):

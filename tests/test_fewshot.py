@@ -326,3 +326,44 @@ def test_benchmark_validates_arguments():
         run_fewshot_benchmark(methods=())
     with pytest.raises(ValueError, match="root"):
         run_fewshot_benchmark("omniglot", root=None)
+
+
+def test_fewshot_cli_choices_match_the_library():
+    from bioplastic import cli_fewshot
+    from strategies.fewshot import benchmark
+
+    assert cli_fewshot.DATASETS == benchmark.DATASETS
+    assert cli_fewshot.RULES == benchmark.RULES
+    assert cli_fewshot.METHODS == benchmark.METHODS
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--rules", "bio,lion"], "'lion'"),
+        (["--shots", "1,x"], "integers"),
+        (["--episodes", "0"], "positive integer"),
+        (["--dataset", "cifar"], "invalid choice"),
+        (["--bio", "[1]"], "JSON object"),
+        (["--dataset", "omniglot"], "--root"),
+    ],
+)
+def test_fewshot_cli_bad_input(tmp_path, capsys, argv, needle):
+    from bioplastic.cli import main
+
+    assert main(["fewshot", *argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_fewshot_cli_tiny_run(tmp_path):
+    from bioplastic.cli import main
+
+    out = tmp_path / "o"
+    argv = ["fewshot", "--dataset", "digits", "--shots", "1", "--episodes", "20", "--rules"]
+    argv += ["bio,adam", "--methods", "proto", "--seeds", "1", "--epochs", "1", "--out", str(out)]
+    assert main(argv) == 0
+    results = json.loads((out / "fewshot_digits.json").read_text())
+    assert {row["rule"] for row in results["accuracy"]} == {"bio", "adam"}
+    assert (out / "fewshot_digits.md").exists()

@@ -275,7 +275,8 @@ def test_eg_mode_is_textbook_exponentiated_gradient(wd):
         g = torch.randn(5, 7)
         w.grad = g.clone()
         opt.step()
-        expected = expected * torch.exp(-lr * torch.sign(expected) * (g + wd * torch.sign(expected)))
+        s = torch.sign(expected)
+        expected = expected * torch.exp(-lr * s * (g + wd * s))
     torch.testing.assert_close(w.detach(), expected, rtol=1e-5, atol=1e-7)
 
 
@@ -287,9 +288,7 @@ def test_homeostasis_keeps_excitatory_and_inhibitory_budgets(dale):
         with torch.no_grad():
             w[::2, :] *= -1
     exc0, inh0 = F.row_budgets(w.detach())
-    opt = BioRule(
-        model.parameters(), prune_threshold=0.0, max_step=0.05, noise=0.0, momentum=0.0
-    )
+    opt = BioRule(model.parameters(), prune_threshold=0.0, max_step=0.05, noise=0.0, momentum=0.0)
     assert opt.param_groups[0]["homeostasis"]
     _train(model, opt, 5)
     exc, inh = F.row_budgets(w.detach())

@@ -357,5 +357,3 @@ def _carry_state(old: BioRule, new: BioRule) -> None:
     state = new.state_dict()
     state["bio"] = old.state_dict()["bio"]
     new.load_state_dict(state)
-
-

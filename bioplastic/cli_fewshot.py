@@ -1,0 +1,103 @@
+"""``bioplastic fewshot``: few-shot generalisation of bio-, Adam- and EG-trained backbones.
+
+The learn2learn integration lives in :mod:`strategies.fewshot`; it is imported inside the
+command, so ``bioplastic`` itself never needs learn2learn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from bioplastic.cli import _csv, _positive_int, _set_threads, write_atomic
+
+__all__ = ["add_parser"]
+
+# Kept in step with strategies.fewshot.benchmark (a test checks it), so that --help and
+# argument errors work without importing learn2learn.
+DATASETS = ("digits", "mnist1d", "glyphs", "omniglot")
+RULES = ("bio", "eg", "adam", "sgd")
+METHODS = ("proto", "finetune", "maml")
+
+
+def _shots(text: str) -> list[int]:
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive shots, got {text!r}")
+    return values
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def add_parser(sub) -> None:
+    """Register ``bioplastic fewshot`` on an ``argparse`` sub-parser collection."""
+    p = sub.add_parser(
+        "fewshot",
+        help="few-shot accuracy of backbones trained by each rule (learn2learn)",
+        description="Pre-train a backbone per rule on meta-train classes, then evaluate "
+        "N-way K-shot episodes of held-out classes (the same seeded episodes for every rule) "
+        "and report mean accuracy with 95%% confidence intervals and paired differences.",
+    )
+    p.add_argument("--dataset", choices=DATASETS, default="glyphs")
+    p.add_argument("--root", type=Path, default=None, help="Omniglot root (holds omniglot-py/)")
+    p.add_argument("--ways", type=_positive_int, default=5)
+    p.add_argument("--shots", type=_shots, default=[1, 5], help="e.g. 1,5")
+    p.add_argument("--episodes", type=_positive_int, default=600)
+    p.add_argument("--rules", type=_csv(RULES), default=["bio", "adam", "eg"])
+    p.add_argument("--methods", type=_csv(METHODS), default=["proto", "finetune"])
+    p.add_argument("--seeds", type=_positive_int, default=3)
+    p.add_argument("--epochs", type=_positive_int, default=None, help="pre-training epochs")
+    p.add_argument("--bio", type=_json_object, default={}, help="JSON options of the bio rule")
+    p.add_argument("--threads", type=_positive_int, default=1)
+    p.add_argument("--out", type=Path, default=Path("runs/fewshot"), help="output folder")
+    p.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.dataset == "omniglot" and args.root is None:
+        raise ValueError("--dataset omniglot needs --root (a folder holding omniglot-py/)")
+    from strategies.fewshot import format_markdown, run_fewshot_benchmark
+
+    _set_threads(args.threads)
+    start = time.perf_counter()
+
+    def progress(done: int, total: int, message: str) -> None:
+        print(f"[{done}/{total}] {message}", flush=True)
+
+    results = run_fewshot_benchmark(
+        args.dataset,
+        ways=args.ways,
+        shots=tuple(args.shots),
+        episodes=args.episodes,
+        rules=tuple(args.rules),
+        methods=tuple(args.methods),
+        seeds=args.seeds,
+        pretrain_epochs=args.epochs,
+        root=None if args.root is None else str(args.root),
+        progress=progress,
+        optimizer_kwargs={"bio": args.bio},
+    )
+    results["timing"]["total_s"] = time.perf_counter() - start
+    table = format_markdown(results)
+    print()
+    print(table)
+    stem = f"fewshot_{args.dataset}"
+    write_atomic(args.out / f"{stem}.json", json.dumps(results, indent=1) + "\n")
+    write_atomic(args.out / f"{stem}.md", table)
+    print(f"wrote {args.out / (stem + '.json')} and {args.out / (stem + '.md')}")
+    return 0

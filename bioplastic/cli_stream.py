@@ -1,0 +1,128 @@
+"""``bioplastic stream``: continual-learning strategies side by side on an offline task stream.
+
+Trains each strategy (the bio rule and the Avalanche baselines) on the same stream and seeds,
+prints one progress line per experience and the final table (final average accuracy, average
+forgetting, BWT, connectivity, Dale violations; mean ± std over seeds), and writes
+``results.json``/``results.md``, TensorBoard logs and checkpoints under
+``<logdir>/<stream>-<scenario>/``. ``--resume`` picks up an interrupted comparison.
+
+The work is done by :func:`strategies.avalanche.compare.run_stream_comparison`, imported only
+when the command runs: ``bioplastic`` itself imports without Avalanche.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from bioplastic.cli import CLIError, _csv, _positive_int, _set_threads
+from bioplastic.data import SCENARIOS, available_streams
+
+__all__ = ["STRATEGY_CHOICES", "add_parser"]
+
+#: The names of ``strategies.avalanche.STRATEGY_NAMES``, repeated here so that parsing (and
+#: ``--help``) does not import Avalanche; a test keeps the two equal.
+STRATEGY_CHOICES: tuple[str, ...] = (
+    "bio", "naive", "ewc", "si", "mas", "lwf", "replay", "packnet", "eg", "enforced",
+    "bio+replay",
+)  # fmt: skip
+DEFAULT_STRATEGIES = "bio,naive,ewc,si,mas,lwf,replay,packnet,eg,enforced"
+#: Streams read from local IDX files: they need ``--root``.
+_FILE_STREAMS = ("mnist", "fashion-mnist")
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``bioplastic stream`` on the ``bioplastic`` subcommand parsers."""
+    p = subparsers.add_parser(
+        "stream",
+        help="continual-learning strategies side by side on a task stream (Avalanche)",
+        description="Train the bio strategy and the continual-learning baselines on the same "
+        "offline task stream and seeds; print and write final average accuracy, forgetting, "
+        "BWT, connectivity and Dale violations, with TensorBoard logs.",
+    )
+    p.add_argument("--stream", choices=available_streams(), default="split-digits")
+    p.add_argument("--scenario", choices=SCENARIOS, default="task")
+    p.add_argument(
+        "--strategies",
+        type=_csv(STRATEGY_CHOICES),
+        default=DEFAULT_STRATEGIES,
+        help=f"comma-separated, from {','.join(STRATEGY_CHOICES)} (default: {DEFAULT_STRATEGIES})",
+    )
+    p.add_argument(
+        "--seeds", type=_positive_int, default=None, help="number of seeds (5; 1 with --quick)"
+    )
+    p.add_argument(
+        "--epochs", type=_positive_int, default=None, help="epochs per experience (10; 3 quick)"
+    )
+    p.add_argument("--logdir", type=Path, default=Path("runs"), help="output folder (runs)")
+    p.add_argument(
+        "--resume", action="store_true", help="reuse finished runs, continue interrupted ones"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="short version: 3 epochs, fewer samples, 1 seed"
+    )
+    p.add_argument("--threads", type=_positive_int, default=1, help="torch threads (1)")
+    p.add_argument("--root", type=Path, default=None, help="folder of the MNIST IDX files")
+    p.set_defaults(run=_run_stream)
+
+
+def _check(args: argparse.Namespace) -> None:
+    needs_root = args.stream.removeprefix("split-").removeprefix("permuted-") in _FILE_STREAMS
+    if needs_root and args.root is None:
+        raise CLIError(f"bioplastic stream: --stream {args.stream} needs --root (IDX files)")
+    if not needs_root and args.root is not None:
+        raise CLIError(
+            f"bioplastic stream: --root only applies to MNIST streams, not {args.stream}"
+        )
+    if needs_root and not args.root.is_dir():
+        raise CLIError(f"bioplastic stream: --root {args.root} is not a folder")
+    if args.logdir.exists() and not args.logdir.is_dir():
+        raise CLIError(f"bioplastic stream: --logdir {args.logdir} is not a folder")
+
+
+def _run_stream(args: argparse.Namespace) -> int:
+    _check(args)
+    try:
+        from strategies.avalanche import STRATEGY_NAMES
+        from strategies.avalanche.compare import format_markdown, run_stream_comparison
+    except ImportError as err:
+        raise CLIError(
+            f"bioplastic stream needs Avalanche ({err}); install bioplastic[avalanche]"
+        ) from None
+    if set(STRATEGY_NAMES) != set(STRATEGY_CHOICES):  # pragma: no cover - caught by a test
+        raise RuntimeError("cli_stream.STRATEGY_CHOICES is out of date with STRATEGY_NAMES")
+    _set_threads(args.threads)
+    strategies = args.strategies.split(",") if isinstance(args.strategies, str) else args.strategies
+    seeds = args.seeds if args.seeds is not None else (1 if args.quick else 5)
+    n_runs = len(strategies) * seeds
+    runs_done = [0]
+
+    def progress(line: str) -> None:
+        if ": done" in line or "finished earlier" in line:
+            runs_done[0] += 1
+        print(f"[{runs_done[0]}/{n_runs}] {line}", flush=True)
+
+    stream_kwargs = {"root": args.root} if args.root is not None else None
+    try:
+        results = run_stream_comparison(
+            stream=args.stream,
+            scenario=args.scenario,
+            strategies=strategies,
+            seeds=seeds,
+            epochs=args.epochs,
+            logdir=args.logdir,
+            resume=args.resume,
+            quick=args.quick,
+            progress=progress,
+            stream_kwargs=stream_kwargs,
+        )
+    except FileNotFoundError as err:
+        raise CLIError(f"bioplastic stream: {err}") from None
+    folder = args.logdir / f"{args.stream}-{args.scenario}"
+    print()
+    print(format_markdown(results))
+    print(f"wrote {folder / 'results.json'} and {folder / 'results.md'}")
+    print(f"TensorBoard: tensorboard --logdir {args.logdir}", file=sys.stdout)
+    return 0

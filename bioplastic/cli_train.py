@@ -1,0 +1,195 @@
+"""``bioplastic train``: one rule, one Dale MLP, one process or many (``torchrun``).
+
+    bioplastic train --rule bio --epochs 10 --out runs/train
+    torchrun --standalone --nproc_per_node 2 -m bioplastic.cli train --rule bio --out runs/ddp
+    bioplastic train --rule bio --epochs 10 --out runs/train --resume   # after a kill
+
+The loop is :func:`bioplastic.distributed.train`; see that module for how ranks split the
+global batch, why they stay identical (we seed, not broadcast) and how checkpoints work. Rank 0
+prints one line per epoch and writes ``<out>/train.json`` (final accuracy, per-epoch history,
+connectivity, Dale violations, and a checksum of weights and optimizer state); every epoch it
+writes ``<out>/checkpoint.pt``. SIGTERM: the current step finishes, a checkpoint is written and
+the command exits with status 143.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from bioplastic.cli import CLIError, _positive_int, _set_threads, write_atomic
+
+__all__ = ["EXIT_SIGTERM", "add_parser"]
+
+#: Exit status after SIGTERM (128 + 15, as a shell reports a process killed by it).
+EXIT_SIGTERM = 143
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or any(w < 1 for w in widths):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers (e.g. 64 or 128,64), got {text!r}"
+        )
+    return widths
+
+
+def _fraction(lo_open: bool):
+    interval = "(0, 1]" if lo_open else "[0, 1]"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (0 < value <= 1 if lo_open else 0 <= value <= 1):
+            raise argparse.ArgumentTypeError(f"expected a number in {interval}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _rule_option(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. noise=0.1), got {text!r}")
+    try:
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError):
+        value = raw.strip()  # a bare word, e.g. grow_mode=random
+    return key, value
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``bioplastic train`` on the ``bioplastic`` subcommand parsers."""
+    from bioplastic.distributed import BACKENDS, DATASETS, DEVICES
+    from bioplastic.optim import OPTIMIZER_NAMES
+
+    p = subparsers.add_parser(
+        "train",
+        help="train a Dale MLP with one rule, on one process or under torchrun (DDP)",
+        description="Train a Dale MLP on digits or MNIST-1D with one rule, as a plain process "
+        "or under 'torchrun --nproc_per_node N' (DistributedDataParallel; the global batch is "
+        "split over the ranks). Checkpoints every epoch; --resume continues after a kill.",
+    )
+    p.add_argument("--dataset", choices=DATASETS, default="digits")
+    p.add_argument("--rule", choices=OPTIMIZER_NAMES, default="bio")
+    p.add_argument(
+        "--rule-option",
+        dest="rule_options",
+        type=_rule_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a hyper-parameter of the rule, e.g. noise=0.1 or grow_every=10 (repeatable)",
+    )
+    p.add_argument("--hidden", type=_widths, default=(64,), help="hidden widths (64)")
+    p.add_argument("--epochs", type=_positive_int, default=10)
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=32, help="global batch size, split over ranks"
+    )
+    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument(
+        "--consolidate",
+        type=_fraction(lo_open=False),
+        default=0.0,
+        help="fraction of synapses consolidated after each epoch (bio, eg; 0: off)",
+    )
+    p.add_argument("--consolidate-factor", type=_fraction(lo_open=True), default=0.5)
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="under torchrun (auto)")
+    p.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+    p.add_argument(
+        "--save-rank-states",
+        action="store_true",
+        help="every rank also writes its final state to <out>/rank-<r>.pt (to compare ranks)",
+    )
+    p.add_argument("--threads", type=_positive_int, default=1, help="torch threads per rank (1)")
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except (ValueError, CLIError):
+        if os.environ.get("RANK", "0") != "0":
+            return 2  # under torchrun, rank 0 reports the same error once
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bioplastic.distributed import (
+        TrainConfig,
+        TrainingInterrupted,
+        init_distributed,
+        shutdown,
+    )
+
+    if args.out.exists() and not args.out.is_dir():
+        raise CLIError(f"bioplastic train: --out {args.out} is not a folder")
+    config = TrainConfig(
+        dataset=args.dataset,
+        rule=args.rule,
+        rule_options=dict(args.rule_options),
+        hidden=args.hidden,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        consolidate=args.consolidate,
+        consolidate_factor=args.consolidate_factor,
+        out=args.out,
+        resume=args.resume,
+        save_rank_states=args.save_rank_states,
+    )
+    config.validate()
+    _set_threads(args.threads)
+    info = init_distributed(args.device, args.backend)
+    try:
+        _train_and_report(config, info)
+    except TrainingInterrupted as stop:
+        if info.is_main:
+            print(f"bioplastic train: {stop}", file=sys.stderr, flush=True)
+        return EXIT_SIGTERM
+    finally:
+        shutdown(info)
+    return 0
+
+
+def _train_and_report(config: Any, info: Any) -> dict[str, Any]:
+    from bioplastic.distributed import train
+
+    def progress(line: str) -> None:
+        print(line, flush=True)
+
+    result = train(config, info, progress=progress)
+    if info.is_main:
+        path = config.out / "train.json"
+        write_atomic(path, json.dumps(result, indent=1) + "\n")
+        print(
+            f"test accuracy {result['test_accuracy']:.4f}, connectivity "
+            f"{result['connectivity']:.3f}, Dale violations {result['dale_violations']}, "
+            f"checksum {result['checksum'][:16]}",
+            flush=True,
+        )
+        print(f"wrote {path} and {config.out / 'checkpoint.pt'}", flush=True)
+    return result
