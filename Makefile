@@ -5,7 +5,8 @@ setup:
 	@bash scripts/setup.sh
 
 main: setup
-	.venv/bin/bioplastic compare --seeds 2 --epochs 20 --out runs/compare
+	.venv/bin/bioplastic stream --quick --stream split-digits --scenario task \
+		--strategies bio,naive,ewc,si,replay,packnet,eg,enforced --logdir runs
 
 test: setup
 	.venv/bin/python -m pytest -q

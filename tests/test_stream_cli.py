@@ -124,7 +124,8 @@ def test_tiny_cli_run_writes_results_and_tensorboard(tmp_path, capsys):
         assert len(run["task_encoding"]) == 5
         run_dir = folder / run["config"]["strategy"] / "seed0"
         assert list(run_dir.glob("events.out.tfevents.*"))
-        assert (run_dir / "metrics.json").exists() and (run_dir / "checkpoint.pt").exists()
+        assert (run_dir / "metrics.json").exists() and (run_dir / "run.json").exists()
+        assert not (run_dir / "checkpoint.pt").exists()  # only unfinished runs keep one
     bio = results["summary"]["bio"]
     assert bio["dale_typed"] and bio["dale_violations"]["max"] == 0
     assert not results["summary"]["naive"]["dale_typed"]

@@ -18,7 +18,8 @@ Layout under ``logdir``::
         results.json            everything below, aggregated (mean ± std over seeds)
         results.md              the tables (format_markdown)
         <strategy>/seed<k>/     TensorBoard events, metrics.json (every metric per experience,
-                                :class:`JSONResultsLogger`), checkpoint.pt, run.json (summary)
+                                :class:`JSONResultsLogger`), run.json (the run's summary) and,
+                                until the run is finished, checkpoint.pt
 
 With ``resume=True`` a run whose ``run.json`` exists (same settings and hyper-parameters) is
 not trained again, and a run interrupted between experiences continues from its last
@@ -388,11 +389,13 @@ def _run_one(
         **summary,
         **continual_metrics(summary["accuracy_matrix"]),
         **_weights_summary(strategy.model),
-        "dale_typed": bool(hyper.get("dalify")),
+        "dale_typed": bool(overrides.get("dalify", hyper.get("dalify"))),
         "wall_seconds": time.perf_counter() - start_time,
     }
     run = _normal(run)
     _write_json(run_json, run)
+    # Only an unfinished run needs its checkpoint (megabytes: metric histories, replay buffers).
+    ckpt.unlink(missing_ok=True)
     comparison.update(key, status="done", next_experience=n_exp)
     progress(
         f"{key}: done, final average accuracy {run['final_average_accuracy']:.3f}, "
