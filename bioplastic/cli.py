@@ -85,6 +85,7 @@ def _add_compare(sub) -> None:
     p.add_argument("--epochs", type=_positive_int, default=30)
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--threads", type=_positive_int, default=1)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder")
     p.set_defaults(run=_run_compare)
 
@@ -102,7 +103,15 @@ def _run_compare(args: argparse.Namespace) -> int:
         done[0] += 1
         print(f"[{done[0]}/{n}] {line}", flush=True)
 
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    device = (
+        args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    )
     results = compare_rules(
+        device=device,
         rules=rules,
         models=models,
         seeds=range(args.seeds),

@@ -65,6 +65,12 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("--threads", type=_positive_int, default=1, help="torch threads (1)")
     p.add_argument("--root", type=Path, default=None, help="folder of the MNIST IDX files")
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto: CUDA when available, else the CPU",
+    )
     p.set_defaults(run=_run_stream)
 
 
@@ -117,6 +123,7 @@ def _run_stream(args: argparse.Namespace) -> int:
             quick=args.quick,
             progress=progress,
             stream_kwargs=stream_kwargs,
+            device=None if args.device == "auto" else args.device,
         )
     except FileNotFoundError as err:
         raise CLIError(f"bioplastic stream: {err}") from None

@@ -57,14 +57,17 @@ def compare_rules(
     hidden: tuple[int, ...] = (256,),
     rule_kwargs: dict[str, dict[str, Any]] | None = None,
     progress: Callable[[str], None] | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Train every (model, rule, seed) on digits and return runs and per-(model, rule) summaries.
 
     Every rule of one (model, seed) starts from the same initial weights (a Dale
     initialisation, so ``adam`` and ``enforced`` start from signs they are free to break or
     made to keep) and sees the same batches. ``rule_kwargs[name]`` overrides that rule's
-    defaults. Returns a JSON-serialisable dict with ``config``, ``runs`` (one entry per run,
-    with per-layer weight probes) and ``summary`` (mean and std over seeds).
+    defaults. ``device`` is where models and data live (``"cuda"`` uses the GPU and BioRule's
+    ``torch._foreach_`` path there). Returns a JSON-serialisable dict with ``config``,
+    ``runs`` (one entry per run, with per-layer weight probes) and ``summary`` (mean and std
+    over seeds).
     """
     unknown = [r for r in rules if r not in OPTIMIZER_NAMES]
     if unknown:
@@ -78,7 +81,7 @@ def compare_rules(
     runs = []
     for seed in seeds:
         x_train, y_train, x_test, y_test = (
-            torch.as_tensor(a) for a in load_digits_arrays(seed=seed)
+            torch.as_tensor(a).to(device) for a in load_digits_arrays(seed=seed)
         )
         for kind in models:
             init = _build(kind, hidden, seed).state_dict()
@@ -86,6 +89,7 @@ def compare_rules(
                 torch.manual_seed(seed)
                 model = _build(kind, hidden, seed)
                 model.load_state_dict(init)
+                model.to(device)
                 optimizer = make_optimizer(rule, model.parameters(), **rule_kwargs.get(rule, {}))
                 start = time.perf_counter()
                 train_epochs(model, optimizer, x_train, y_train, epochs, batch_size, seed)
@@ -121,6 +125,7 @@ def compare_rules(
             "hidden": list(hidden),
             "rule_kwargs": rule_kwargs,
             "torch": torch.__version__,
+            "device": str(device),
         },
         "runs": runs,
         "summary": _summarise(runs),

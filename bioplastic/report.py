@@ -804,7 +804,8 @@ def section_fewshot(ctx: ReportContext) -> Section:
         )
     lines, signs, evidence, commands = [], [], [], []
     for name, data in files:
-        command = str(data.get("command", f"(command not recorded in {name})"))
+        recorded = data.get("command") or (data.get("benchmark") or {}).get("command")
+        command = str(recorded or f"(command not recorded in {name})")
         rows = [r for r in data.get("accuracy", []) if isinstance(r, Mapping)]
         cfg = data.get("config", {})
         lines += [
@@ -933,6 +934,25 @@ def _mean_offdiag_jaccard(alloc: list[list[float]]) -> float | None:
     return statistics.fmean(vals) if vals else None
 
 
+def _summary_unit_overlaps(data: dict) -> dict[str, float]:
+    """``summary[strategy]["task_encoding"][-1]["unit_overlap_mean"]`` per strategy, if present.
+
+    This is the stream benchmark's own measure (mean Jaccard overlap between the units two
+    tasks recruited, after the last experience); used when no allocation array is stored.
+    """
+    summary = data.get("summary")
+    out: dict[str, float] = {}
+    if not isinstance(summary, dict):
+        return out
+    for label, entry in summary.items():
+        encoding = entry.get("task_encoding") if isinstance(entry, dict) else None
+        if isinstance(encoding, list) and encoding and isinstance(encoding[-1], dict):
+            value = _num(encoding[-1].get("unit_overlap_mean"))
+            if value is not None:
+                out[str(label)] = value
+    return out
+
+
 def section_continual(ctx: ReportContext) -> Section:
     """Continual-learning accuracy matrices and task-allocation heatmaps from ``stream_*.json``.
 
@@ -958,7 +978,8 @@ def section_continual(ctx: ReportContext) -> Section:
     acc_re, alloc_re = re.compile(r"acc.*matrix|matrix.*acc"), re.compile(r"alloc")
     lines, signs, evidence, commands = [], [], [], []
     for name, data in files:
-        command = str(data.get("command", f"(command not recorded in {name})"))
+        recorded = data.get("command") or (data.get("benchmark") or {}).get("command")
+        command = str(recorded or f"(command not recorded in {name})")
         accs = {_label(p): m for p, m in _matrices(data, acc_re)}
         allocs = {_label(p): m for p, m in _matrices(data, alloc_re)}
         lines += [f"### {name}", ""]
@@ -1010,6 +1031,9 @@ def section_continual(ctx: ReportContext) -> Section:
             lines += [ctx.link(path, f"{name}: task allocation"), ""]
             overlaps = {k: _mean_offdiag_jaccard(v) for k, v in allocs.items()}
             overlaps = {k: v for k, v in overlaps.items() if v is not None}
+        else:
+            overlaps = _summary_unit_overlaps(data)
+        if overlaps:
             bio = [k for k in overlaps if "bio" in k.lower()]
             others = [k for k in overlaps if k not in bio]
             if bio and others:
@@ -1017,7 +1041,7 @@ def section_continual(ctx: ReportContext) -> Section:
                 o = [overlaps[k] for k in others]
                 signs.append(1 if b < min(o) else (-1 if b > max(o) else 0))
                 evidence.append(
-                    f"{name}: mean task-overlap bio {b:.2f} vs "
+                    f"{name}: mean task-overlap of recruited units bio {b:.2f} vs "
                     + ", ".join(f"{k} {overlaps[k]:.2f}" for k in others)
                 )
     claim = Claim(
