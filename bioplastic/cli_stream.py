@@ -13,7 +13,10 @@ when the command runs: ``bioplastic`` itself imports without Avalanche.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +91,33 @@ def _check(args: argparse.Namespace) -> None:
         raise CLIError(f"bioplastic stream: --logdir {args.logdir} is not a folder")
 
 
+@contextlib.contextmanager
+def _without_avalanche_deprecations() -> Iterator[None]:
+    """Hide Avalanche's own DeprecationWarnings from the command's output.
+
+    Avalanche 0.6.0's ``deprecated`` decorator calls ``warnings.simplefilter`` on every call,
+    which defeats ordinary filters, so the warnings are dropped where they are shown.
+    """
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DeprecationWarning) and "avalanche" in str(filename):
+            return
+        original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original
+
+
 def _run_stream(args: argparse.Namespace) -> int:
+    with _without_avalanche_deprecations():
+        return _run_stream_quietly(args)
+
+
+def _run_stream_quietly(args: argparse.Namespace) -> int:
     _check(args)
     try:
         from strategies.avalanche import STRATEGY_NAMES
