@@ -233,7 +233,10 @@ class BioRule(Optimizer):
         if not params:
             return [], []
         norms = list(torch._foreach_norm([p.grad for p in params]))
-        finite = torch.isfinite(torch.stack([n.float().cpu() for n in norms]))
+        if len({n.device for n in norms}) == 1:  # one transfer to the host, not one per tensor
+            finite = torch.isfinite(torch.stack([n.float() for n in norms])).cpu()
+        else:
+            finite = torch.isfinite(torch.stack([n.float().cpu() for n in norms]))
         result = finite.tolist()
         for i, ok in enumerate(result):
             # A huge but finite gradient can overflow the norm; confirm element-wise.
