@@ -1,5 +1,6 @@
 import io
 import math
+import os
 import subprocess
 import sys
 import warnings
@@ -14,20 +15,23 @@ import bioplastic as bp
 from bioplastic import functional as F
 from bioplastic.optim import BioRule, EnforcedAdam, make_optimizer
 
+# Tests built on _mlp/_data run on this device (benchmarks/gpu_check.sh sets cuda).
+DEVICE = os.environ.get("BIOPLASTIC_TEST_DEVICE", "cpu")
+
 
 def _mlp(seed=0, sizes=(12, 16, 5)):
     torch.manual_seed(seed)
     layers = []
     for a, b in zip(sizes[:-1], sizes[1:], strict=False):
         layers += [nn.Linear(a, b), nn.ReLU()]
-    return bp.dalify(nn.Sequential(*layers[:-1]), seed=seed)
+    return bp.dalify(nn.Sequential(*layers[:-1]), seed=seed).to(DEVICE)
 
 
 def _data(n=64, d=12, k=5, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d, generator=g)
     teacher = torch.randn(d, k, generator=torch.Generator().manual_seed(100))
-    return x, (x @ teacher).argmax(1)  # a learnable task
+    return x.to(DEVICE), (x @ teacher).argmax(1).to(DEVICE)  # a learnable task
 
 
 def _train(model, opt, steps, seed=0):
