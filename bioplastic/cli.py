@@ -68,6 +68,23 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_cli_device(text: str) -> str:
+    """Map a ``--device`` value to a torch device string: ``auto`` picks CUDA when it is
+    available, else the CPU; ``cuda`` without CUDA raises a one-line :class:`ValueError`."""
+    import torch
+
+    if text not in DEVICE_CHOICES:
+        raise ValueError(f"--device: expected one of {', '.join(DEVICE_CHOICES)}, got {text!r}")
+    if text == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return text
+
+
 # ------------------------------------------------------------------------------------ compare
 def _add_compare(sub) -> None:
     from bioplastic.compare import MODEL_KINDS
@@ -85,7 +102,7 @@ def _add_compare(sub) -> None:
     p.add_argument("--epochs", type=_positive_int, default=30)
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--threads", type=_positive_int, default=1)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     p.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder")
     p.set_defaults(run=_run_compare)
 
@@ -103,15 +120,8 @@ def _run_compare(args: argparse.Namespace) -> int:
         done[0] += 1
         print(f"[{done[0]}/{n}] {line}", flush=True)
 
-    import torch
-
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
-    device = (
-        args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    )
     results = compare_rules(
-        device=device,
+        device=resolve_cli_device(args.device),
         rules=rules,
         models=models,
         seeds=range(args.seeds),

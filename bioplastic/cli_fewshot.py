@@ -11,7 +11,14 @@ import json
 import time
 from pathlib import Path
 
-from bioplastic.cli import _csv, _positive_int, _set_threads, write_atomic
+from bioplastic.cli import (
+    DEVICE_CHOICES,
+    _csv,
+    _positive_int,
+    _set_threads,
+    resolve_cli_device,
+    write_atomic,
+)
 
 __all__ = ["add_parser"]
 
@@ -64,6 +71,12 @@ def add_parser(sub) -> None:
     p.add_argument("--epochs", type=_positive_int, default=None, help="pre-training epochs")
     p.add_argument("--bio", type=_json_object, default={}, help="JSON options of the bio rule")
     p.add_argument("--threads", type=_positive_int, default=1)
+    p.add_argument(
+        "--device",
+        choices=DEVICE_CHOICES,
+        default="auto",
+        help="auto: CUDA when available, else the CPU",
+    )
     p.add_argument("--out", type=Path, default=Path("runs/fewshot"), help="output folder")
     p.set_defaults(run=_run)
 
@@ -71,6 +84,7 @@ def add_parser(sub) -> None:
 def _run(args: argparse.Namespace) -> int:
     if args.dataset == "omniglot" and args.root is None:
         raise ValueError("--dataset omniglot needs --root (a folder holding omniglot-py/)")
+    device = resolve_cli_device(args.device)
     from strategies.fewshot import format_markdown, run_fewshot_benchmark
 
     _set_threads(args.threads)
@@ -91,6 +105,7 @@ def _run(args: argparse.Namespace) -> int:
         root=None if args.root is None else str(args.root),
         progress=progress,
         optimizer_kwargs={"bio": args.bio},
+        device=device,
     )
     results["timing"]["total_s"] = time.perf_counter() - start
     table = format_markdown(results)

@@ -15,7 +15,15 @@ import sys
 import time
 from pathlib import Path
 
-from bioplastic.cli import CLIError, _csv, _Parser, _positive_int, _set_threads
+from bioplastic.cli import (
+    DEVICE_CHOICES,
+    CLIError,
+    _csv,
+    _Parser,
+    _positive_int,
+    _set_threads,
+    resolve_cli_device,
+)
 
 __all__ = ["add_parser", "main"]
 
@@ -91,6 +99,12 @@ def _add_robustness(sub) -> None:
         "--no-interventions", action="store_true", help="skip the pruning / rescaling interventions"
     )
     p.add_argument("--threads", type=_positive_int, default=1)
+    p.add_argument(
+        "--device",
+        choices=DEVICE_CHOICES,
+        default="auto",
+        help="auto: CUDA when available, else the CPU",
+    )
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="output folder")
     p.set_defaults(run=_run_robustness)
 
@@ -99,6 +113,7 @@ def _run_robustness(args: argparse.Namespace) -> int:
     from bioplastic.robustness_benchmark import format_markdown, run_robustness, write_results
 
     _set_threads(args.threads)
+    device = resolve_cli_device(args.device)
     for dataset in _listed(args.datasets):
         command = (
             f"bioplastic robustness --datasets {dataset} --rules {','.join(_listed(args.rules))} "
@@ -122,6 +137,7 @@ def _run_robustness(args: argparse.Namespace) -> int:
             restarts=args.restarts,
             interventions=not args.no_interventions,
             progress=lambda line: print(line, flush=True),
+            device=device,
         )
         results["command"] = command
         results["seconds"] = time.perf_counter() - start

@@ -180,7 +180,7 @@ class _Batches:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         order = torch.randperm(len(self.x), generator=self.gen)
         for i in range(0, len(order), self.batch_size):
-            idx = order[i : i + self.batch_size]
+            idx = order[i : i + self.batch_size].to(self.x.device)  # CPU generator's order
             yield self.x[idx], self.y[idx]
 
 
@@ -616,6 +616,7 @@ def run_robustness(
     n_receptive_fields: int = 16,
     n_test: int | None = None,
     progress: Callable[[str], None] | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Train each rule to matched clean accuracy, attack it, probe it, and analyse the result.
 
@@ -647,6 +648,9 @@ def run_robustness(
         n_test: evaluate on the first ``n_test`` test samples only (default: all; the test
             splits are shuffled, so this is a random subset); for quick runs.
         progress: called with one line per finished run.
+        device: where models and data live for training, attacks and probes (``"cpu"``,
+            ``"cuda"``, ...); models are initialised on the CPU and then moved, so every
+            device starts from the same weights. Results are plain Python numbers.
 
     Returns:
         A JSON-ready dict: ``schema``, ``config``, ``runs`` (one per rule and seed: ``rule``,
@@ -703,6 +707,7 @@ def run_robustness(
         "masking_restarts": masking_restarts,
         "dlr_epsilons": linf if dlr else None,
     }
+    device = torch.device(device)
     do_interventions = interventions and "bio" in rules and "adam" in rules
     start_all = time.perf_counter()
     runs: list[dict[str, Any]] = []
@@ -714,6 +719,8 @@ def run_robustness(
         data = load_robustness_data(dataset, seed, val_fraction)
         if n_test is not None:
             data["test"] = tuple(t[:n_test] for t in data["test"])
+        for split in ("train", "val", "test"):  # the same tensors (no copy) on the CPU
+            data[split] = tuple(t.to(device) for t in data[split])
         n_in = data["n_features"]
         init = BioMLP(n_in, tuple(hidden), 10, on_off=True, seed=seed).state_dict()
         trained: dict[str, nn.Module] = {}
@@ -722,6 +729,7 @@ def run_robustness(
             torch.manual_seed(seed)
             model = BioMLP(n_in, tuple(hidden), 10, on_off=True, seed=seed)
             model.load_state_dict(init)
+            model.to(device)
             loader = _Batches(*data["train"], batch_size, seed)
             optimizer = make_optimizer(rule, model.parameters())
             rule_settings.setdefault(rule, _optimizer_settings(optimizer))
@@ -733,6 +741,7 @@ def run_robustness(
                 target,
                 max_epochs,
                 eval_every_steps=eval_every_steps,
+                device=device,
             )
             model.eval()
             row = {"rule": rule, "seed": seed}

@@ -46,7 +46,7 @@ def train_epochs(
     for epoch in range(epochs):
         order = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), batch_size):
-            idx = order[i : i + batch_size]
+            idx = order[i : i + batch_size].to(x.device)  # the CPU generator's order
             optimizer.zero_grad(set_to_none=True)
             loss_fn(model(x[idx]), y[idx]).backward()
             optimizer.step()

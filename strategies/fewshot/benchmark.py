@@ -310,6 +310,7 @@ def run_fewshot_benchmark(
     cache_dir: str | None = None,
     max_classes: int | None = None,
     eval_split: str = "test",
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Pre-train (or meta-train) per rule on meta-train classes; evaluate on meta-test classes.
 
@@ -336,6 +337,9 @@ def run_fewshot_benchmark(
         cache_dir, max_classes: passed to the glyph loader.
         eval_split: ``"test"``, or ``"val"`` to evaluate on meta-val classes when choosing
             hyper-parameters (glyphs, omniglot).
+        device: where models, data and episodes live (``"cpu"``, ``"cuda"``, ...); models are
+            initialised on the CPU and then moved, so every device starts from the same
+            weights. Results are plain Python floats.
 
     Returns:
         A JSON-serialisable dict with keys ``config``, ``data``, ``episodes`` (digest per seed
@@ -368,6 +372,7 @@ def run_fewshot_benchmark(
     maml_inner_steps = maml_inner_steps or defaults["maml_inner_steps"]
     finetune_lrs = {**FINETUNE_DEFAULT_LR, **(finetune_lr or {})}
     optimizer_kwargs = optimizer_kwargs or {}
+    device = torch.device(device)
 
     t_load = time.perf_counter()
     data = load_fewshot_data(dataset, root, cache_dir, max_classes, eval_split)
@@ -403,15 +408,18 @@ def run_fewshot_benchmark(
     proto_times: list[float] = []
     test_classes = set(data.test_y.tolist())
     train_class_ids = set(data.train_y.tolist())
+    test_x = data.test_x.to(device)  # the same tensor (no copy) on the CPU
 
     for seed in seed_list:
         episode_sets = {}
+        device_sets = {}  # the same episodes with their tensors on ``device``
         for k in shots:
             eps = index_episodes(data.test_y, ways, k, queries, episodes, seed, sampler)
             for episode in eps:  # the meta-test side only (FewShotData checked the names)
                 if not episode_classes(episode, data.test_y) <= test_classes:
                     raise RuntimeError("an episode drew a class outside meta-test")
             episode_sets[k] = eps
+            device_sets[k] = [tuple(t.to(device) for t in episode) for episode in eps]
             digests.setdefault(str(seed), {})[str(k)] = episodes_digest(eps)
         train_idx, held_idx = _holdout(data.train_y, holdout_fraction, seed)
         for rule in rules:
@@ -419,19 +427,20 @@ def run_fewshot_benchmark(
                 model, features, readout = _make_model(
                     arch, data.input_shape, hidden, len(train_class_ids), seed
                 )
+                model.to(device)  # in place: features and readout are its sub-modules
                 run = _pretrain(model, rule, data, train_idx, held_idx, epochs, batch_size, seed,
-                                optimizer_kwargs.get(rule, {}))  # fmt: skip
+                                optimizer_kwargs.get(rule, {}), device)  # fmt: skip
                 backbones[rule].append(run)
                 tick(
                     f"seed {seed}: pre-trained {rule} (clean accuracy {run['clean_accuracy']:.3f})"
                 )
-                feats = embed(features, data.test_x) if "finetune" in methods else None
+                feats = embed(features, test_x) if "finetune" in methods else None
                 dale_sign = getattr(readout, "dale_sign", None)
                 for k in shots:
-                    eps = episode_sets[k]
+                    eps, dev_eps = episode_sets[k], device_sets[k]
                     if "proto" in methods:
                         t0 = time.perf_counter()
-                        result = ProtoEvaluator(features).evaluate_indexed(data.test_x, eps)
+                        result = ProtoEvaluator(features).evaluate_indexed(test_x, dev_eps)
                         proto_times.append(time.perf_counter() - t0)
                         record("proto", k, rule, seed, result["accuracies"], eps)
                     if "finetune" in methods:
@@ -441,11 +450,12 @@ def run_fewshot_benchmark(
                                 lr=finetune_lrs[rule], seed=seed * 100_003 + i,
                                 dale_sign=dale_sign if rule in ("bio", "eg") else None,
                             )
-                            for i, (s, sy, q, qy) in enumerate(eps)
+                            for i, (s, sy, q, qy) in enumerate(dev_eps)
                         ]  # fmt: skip
                         record("finetune", k, rule, seed, accs, eps)
             if "maml" in methods:
                 model, _, _ = _make_model(arch, data.input_shape, hidden, ways, seed)
+                model.to(device)
                 reference = {k: v.clone() for k, v in model.state_dict().items()}
                 learner, outer = make_maml(
                     model,
@@ -459,7 +469,7 @@ def run_fewshot_benchmark(
                 min_count = int(torch.bincount(y_train).min())
                 train_queries = max(1, min(queries, min_count - max(shots)))
                 t0 = time.perf_counter()
-                losses = meta_train(learner, outer, x_train, y_train, ways, max(shots),
+                losses = meta_train(learner, outer, x_train.to(device), y_train, ways, max(shots),
                                     train_queries, maml_iterations, maml_meta_batch,
                                     maml_inner_steps, seed)  # fmt: skip
                 maml_runs[rule].append({
@@ -471,7 +481,7 @@ def run_fewshot_benchmark(
                 })  # fmt: skip
                 tick(f"seed {seed}: meta-trained {rule} MAML")
                 for k in shots:
-                    accs = evaluate_maml(learner, data.test_x, episode_sets[k], maml_inner_steps)
+                    accs = evaluate_maml(learner, test_x, device_sets[k], maml_inner_steps)
                     record("maml", k, rule, seed, accs, episode_sets[k])
 
     return {
@@ -586,19 +596,21 @@ def _paired_rows(acc, methods, shots, rules) -> list[dict[str, Any]]:
     return rows
 
 
-def _pretrain(model, rule, data, train_idx, held_idx, epochs, batch_size, seed, options):
-    """Train ``model`` by classification with ``make_optimizer(rule)``; return its record."""
+def _pretrain(model, rule, data, train_idx, held_idx, epochs, batch_size, seed, options, device):
+    """Train ``model`` (already on ``device``) by classification with ``make_optimizer(rule)``;
+    return its record."""
     reference = {k: v.clone() for k, v in model.state_dict().items()}
     options = dict(options)
     if rule in ("bio", "eg"):
         options.setdefault("seed", seed)
     optimizer = make_optimizer(rule, model.parameters(), **options)
-    x, y = data.train_x[train_idx], data.train_y[train_idx]
+    x, y = data.train_x[train_idx].to(device), data.train_y[train_idx].to(device)
+    held_x, held_y = data.train_x[held_idx].to(device), data.train_y[held_idx].to(device)
     t0 = time.perf_counter()
     train_epochs(model, optimizer, x, y, epochs, batch_size=batch_size, seed=seed)
     return {
         "seed": seed,
-        "clean_accuracy": accuracy(model, data.train_x[held_idx], data.train_y[held_idx]),
+        "clean_accuracy": accuracy(model, held_x, held_y),
         "train_accuracy": accuracy(model, x, y),
         "train_s": time.perf_counter() - t0,
         **_probe_summary(model, reference),

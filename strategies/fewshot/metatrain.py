@@ -116,7 +116,7 @@ def meta_train(
         optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for _ in range(meta_batch):
-            s, sy, q, qy = sampler.sample()
+            s, sy, q, qy = (t.to(x.device) for t in sampler.sample())
             clone = _adapt(learner, x[s], sy, inner_steps, first_order=learner.first_order)
             loss = nn.functional.cross_entropy(clone(x[q]), qy) / meta_batch
             loss.backward()
@@ -140,7 +140,8 @@ def evaluate_maml(
     was_training = learner.training
     learner.train()
     try:
-        for s, sy, q, qy in episodes:
+        for episode in episodes:
+            s, sy, q, qy = (t.to(x.device) for t in episode)
             clone = _adapt(learner, x[s], sy, inner_steps, first_order=True)
             with torch.no_grad():
                 accuracies.append(float((clone(x[q]).argmax(1) == qy).double().mean()))
