@@ -85,6 +85,16 @@ def resolve_cli_device(text: str) -> str:
     return text
 
 
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--device auto|cpu|cuda`` option every training subcommand shares."""
+    parser.add_argument(
+        "--device",
+        choices=DEVICE_CHOICES,
+        default="auto",
+        help="auto: CUDA when available, else the CPU",
+    )
+
+
 # ------------------------------------------------------------------------------------ compare
 def _add_compare(sub) -> None:
     from bioplastic.compare import MODEL_KINDS
@@ -102,7 +112,7 @@ def _add_compare(sub) -> None:
     p.add_argument("--epochs", type=_positive_int, default=30)
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--threads", type=_positive_int, default=1)
-    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    add_device_argument(p)
     p.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder")
     p.set_defaults(run=_run_compare)
 

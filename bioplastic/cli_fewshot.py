@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 from bioplastic.cli import (
-    DEVICE_CHOICES,
     _csv,
     _positive_int,
     _set_threads,
+    add_device_argument,
     resolve_cli_device,
     write_atomic,
 )
@@ -71,12 +71,7 @@ def add_parser(sub) -> None:
     p.add_argument("--epochs", type=_positive_int, default=None, help="pre-training epochs")
     p.add_argument("--bio", type=_json_object, default={}, help="JSON options of the bio rule")
     p.add_argument("--threads", type=_positive_int, default=1)
-    p.add_argument(
-        "--device",
-        choices=DEVICE_CHOICES,
-        default="auto",
-        help="auto: CUDA when available, else the CPU",
-    )
+    add_device_argument(p)
     p.add_argument("--out", type=Path, default=Path("runs/fewshot"), help="output folder")
     p.set_defaults(run=_run)
 

@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 from bioplastic.cli import (
-    DEVICE_CHOICES,
     CLIError,
     _csv,
     _Parser,
     _positive_int,
     _set_threads,
+    add_device_argument,
     resolve_cli_device,
 )
 
@@ -99,12 +99,7 @@ def _add_robustness(sub) -> None:
         "--no-interventions", action="store_true", help="skip the pruning / rescaling interventions"
     )
     p.add_argument("--threads", type=_positive_int, default=1)
-    p.add_argument(
-        "--device",
-        choices=DEVICE_CHOICES,
-        default="auto",
-        help="auto: CUDA when available, else the CPU",
-    )
+    add_device_argument(p)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="output folder")
     p.set_defaults(run=_run_robustness)
 

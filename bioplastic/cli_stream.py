@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bioplastic.cli import CLIError, _csv, _positive_int, _set_threads
+from bioplastic.cli import CLIError, _csv, _positive_int, _set_threads, add_device_argument
 from bioplastic.data import SCENARIOS, available_streams
 
 __all__ = ["STRATEGY_CHOICES", "add_parser"]
@@ -68,12 +68,7 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("--threads", type=_positive_int, default=1, help="torch threads (1)")
     p.add_argument("--root", type=Path, default=None, help="folder of the MNIST IDX files")
-    p.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default="auto",
-        help="auto: CUDA when available, else the CPU",
-    )
+    add_device_argument(p)
     p.set_defaults(run=_run_stream)
 
 

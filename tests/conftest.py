@@ -13,3 +13,20 @@ torch.set_num_threads(1)
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="module")
+def task_stream():
+    """A small task-incremental split of digits (5 experiences), for the Avalanche tests."""
+    from bioplastic.data import split_digits
+
+    return split_digits(
+        n_experiences=5, scenario="task", max_train_per_experience=48, max_test_per_experience=24
+    )
+
+
+@pytest.fixture(scope="module")
+def task_bm(task_stream):
+    from strategies.avalanche import avalanche_benchmark
+
+    return avalanche_benchmark(task_stream)

@@ -15,7 +15,7 @@ from avalanche.evaluation.metrics import accuracy_metrics  # noqa: E402
 from avalanche.training import Naive  # noqa: E402
 from avalanche.training.plugins import EvaluationPlugin  # noqa: E402
 
-from bioplastic.data import split_digits, split_stream  # noqa: E402
+from bioplastic.data import split_stream  # noqa: E402
 from strategies.avalanche import (  # noqa: E402
     ActivityProbeMetric,
     BioPlastic,
@@ -33,18 +33,6 @@ from strategies.avalanche import (  # noqa: E402
 from strategies.avalanche.loggers import to_jsonable  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:No loggers specified")
-
-
-@pytest.fixture(scope="module")
-def task_stream():
-    return split_digits(
-        n_experiences=5, scenario="task", max_train_per_experience=48, max_test_per_experience=24
-    )
-
-
-@pytest.fixture(scope="module")
-def task_bm(task_stream):
-    return avalanche_benchmark(task_stream)
 
 
 def test_packnet_allocation_is_recovered_by_the_probe():

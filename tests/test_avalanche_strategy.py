@@ -35,18 +35,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:No loggers specified")
 
 
 @pytest.fixture(scope="module")
-def task_stream():
-    return split_digits(
-        n_experiences=5, scenario="task", max_train_per_experience=48, max_test_per_experience=24
-    )
-
-
-@pytest.fixture(scope="module")
-def task_bm(task_stream):
-    return avalanche_benchmark(task_stream)
-
-
-@pytest.fixture(scope="module")
 def class_bm():
     stream = split_digits(
         n_experiences=5, scenario="class", max_train_per_experience=96, max_test_per_experience=40

@@ -67,34 +67,15 @@ RULES = ("bio", "eg", "adam", "sgd")
 
 #: Per-dataset defaults: architecture, hidden widths, pre-training epochs and batch size,
 #: MAML outer iterations and inner steps.
+_MLP_DEFAULTS: dict[str, Any] = dict(
+    arch="mlp", hidden=(256, 128), epochs=10, batch_size=64, maml_iterations=300, maml_inner_steps=3
+)
+
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": dict(
-        arch="mlp", hidden=(128,), epochs=20, batch_size=32, maml_iterations=300, maml_inner_steps=3
-    ),
-    "mnist1d": dict(
-        arch="mlp",
-        hidden=(256, 128),
-        epochs=20,
-        batch_size=32,
-        maml_iterations=300,
-        maml_inner_steps=3,
-    ),
-    "glyphs": dict(
-        arch="mlp",
-        hidden=(256, 128),
-        epochs=10,
-        batch_size=64,
-        maml_iterations=300,
-        maml_inner_steps=3,
-    ),
-    "omniglot": dict(
-        arch="mlp",
-        hidden=(256, 128),
-        epochs=10,
-        batch_size=64,
-        maml_iterations=300,
-        maml_inner_steps=3,
-    ),
+    "digits": {**_MLP_DEFAULTS, "hidden": (128,), "epochs": 20, "batch_size": 32},
+    "mnist1d": {**_MLP_DEFAULTS, "epochs": 20, "batch_size": 32},
+    "glyphs": dict(_MLP_DEFAULTS),
+    "omniglot": dict(_MLP_DEFAULTS),
 }
 
 Progress = Callable[[int, int, str], None]
