@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from bioplastic.compare import compare_rules, format_markdown
+from bioplastic.experiments.compare import compare_rules, format_markdown
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from strategies.fewshot import format_markdown, run_fewshot_benchmark
+from bioplastic.experiments.fewshot import format_markdown, run_fewshot_benchmark
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from bioplastic.robustness_benchmark import (
+from bioplastic.experiments.robustness import (
     analyse,
     format_markdown,
     run_robustness,

@@ -11,7 +11,7 @@ the same number of epochs per experience, the wall time of
   with :func:`probe_metrics`, no loggers), so the probes are computed once per experience.
 
 Every configuration trains each experience and then evaluates the test stream (as
-:mod:`strategies.avalanche.compare` does). Reported, as medians over the repeats (interleaved, so
+:mod:`bioplastic.experiments.stream` does). Reported, as medians over the repeats (interleaved, so
 machine load affects all configurations alike): seconds per training epoch (the epochs alone,
 timed by a plugin), seconds of ``train()`` per epoch (epochs plus experience-level work:
 consolidation, weight and task-encoding probes), and seconds per experience for

@@ -1,6 +1,6 @@
 """The issue-3 stream comparisons: the bio strategy against the continual-learning baselines.
 
-Four comparisons, each with :func:`strategies.avalanche.compare.run_stream_comparison` (the
+Four comparisons, each with :func:`bioplastic.experiments.stream.run_stream_comparison` (the
 code behind ``bioplastic stream``), 5 experiences, seeds 0-4, hyper-parameters from
 ``strategies/avalanche/config.py``:
 
@@ -32,8 +32,8 @@ from typing import Any
 
 import torch
 
-from bioplastic.cli import write_atomic
-from strategies.avalanche.compare import DEFAULT_STRATEGIES, format_markdown, run_stream_comparison
+from bioplastic._io import write_atomic
+from bioplastic.experiments.stream import DEFAULT_STRATEGIES, format_markdown, run_stream_comparison
 from strategies.avalanche.config import COMMON
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -8,7 +8,7 @@ Each candidate sets the BioRule keyword arguments and the consolidation of one s
 *completely* (``BASE_RULE`` and ``BASE_CONSOLIDATE``, the values before tuning, plus the
 candidate's changes), so the numbers do not depend on what ``config.py`` holds now; the last
 candidate of each study is ``config.py`` itself. Runs use
-:func:`strategies.avalanche.compare.run_stream_comparison` on seeds 10, 11, 12, disjoint from
+:func:`bioplastic.experiments.stream.run_stream_comparison` on seeds 10, 11, 12, disjoint from
 the benchmark's seeds 0-4 (seeds set the class order and the train/test split). The chosen
 values were written into ``strategies/avalanche/config.py`` by hand; ``benchmarks/stream.py``
 measures them.
@@ -31,8 +31,8 @@ from typing import Any
 
 import torch
 
-from bioplastic.cli import write_atomic
-from strategies.avalanche.compare import run_stream_comparison
+from bioplastic._io import write_atomic
+from bioplastic.experiments.stream import run_stream_comparison
 from strategies.avalanche.config import strategy_defaults
 
 RESULTS = Path(__file__).resolve().parent / "results"

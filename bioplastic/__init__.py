@@ -5,6 +5,7 @@ offline data, robustness evaluation and the command line. It never imports Avala
 learn2learn; their integrations live in the ``strategies`` package.
 """
 
+from bioplastic.baselines import OPTIMIZER_NAMES, EnforcedAdam, make_optimizer
 from bioplastic.dale import (
     BioConvNet,
     BioMLP,
@@ -16,7 +17,7 @@ from bioplastic.dale import (
     on_off_sign,
 )
 from bioplastic.functional import multiplicative_update
-from bioplastic.optim import OPTIMIZER_NAMES, BioRule, EnforcedAdam, make_optimizer
+from bioplastic.optim import BioRule
 from bioplastic.probes import synaptic_layers
 
 __version__ = "0.1.0.dev0"

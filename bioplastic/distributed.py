@@ -1,48 +1,9 @@
-"""Data-parallel training of a Dale MLP with any rule, and checkpoints that survive a kill.
+"""Helpers for data-parallel training with ``torchrun``: process group, sharding,
+state checksums that prove the ranks agree, atomic checkpoints and SIGTERM handling.
 
-:func:`train` is the loop behind ``bioplastic train``. Run as a plain process it trains on one
-device; started by ``torchrun --nproc_per_node N`` it wraps the model in PyTorch's
-``DistributedDataParallel`` (gloo on CPU, NCCL when every rank has its own GPU):
-
-* **Data.** Every rank loads the whole (small) dataset and draws the same permutation per
-  epoch from a generator seeded with ``(seed, epoch)``; each global batch of ``batch_size``
-  examples is cut into ``N`` contiguous, near-equal shards, one per rank. Each rank's loss is
-  ``sum of its cross-entropies * N / global batch size``, so DDP's gradient average is the
-  gradient of the global batch mean, exactly the single-process gradient up to float rounding,
-  even for a last batch that does not divide evenly.
-* **Identical optimizer steps: we seed, not broadcast.** DDP averages gradients with an
-  all-reduce, so every rank holds the same gradient; every rank also calls
-  ``torch.manual_seed(seed)`` before building the model and the optimizer, so the model
-  starts identical (DDP's initial broadcast from rank 0 is then a no-op) and
-  :class:`bioplastic.BioRule`, built with ``seed=None``, draws the same generator seed from
-  torch's global generator on every rank. Its noise and growth then take the same random
-  numbers everywhere, and the step, a deterministic function of (weights, state, gradient,
-  generator), is the same on every rank: weights, signs, masks, plasticity and momentum stay
-  bit-identical without any communication beyond DDP's gradient all-reduce. Code that builds
-  a ``BioRule(seed=None)`` itself must give every rank the same ``torch.manual_seed``. This is
-  verified, not assumed: at the start and after every epoch the ranks compare a SHA-256
-  checksum of their model and optimizer state (:func:`state_checksum`) and stop with an error
-  if they differ.
-* **Rank 0** evaluates, logs, reports progress and writes files; the other ranks only train.
-* **Checkpoints.** After every epoch rank 0 writes ``checkpoint.pt`` in the output folder
-  (``torch.save`` to a temporary file, ``fsync``, then an atomic rename, so a crash while
-  writing never leaves a corrupt file in its place). It holds the model's and optimizer's
-  state dicts, the position in training, the metrics so far and the random generator states,
-  all of them tensors and plain Python values: it loads with
-  ``torch.load(path, weights_only=True)``, which never runs code from the file.
-  ``resume=True`` continues from it and ends with the same weights as an uninterrupted run.
-* **SIGTERM** (e.g. a scheduler's preemption, or ``torchrun`` forwarding one) sets a flag;
-  the ranks agree on it after every step (a one-element all-reduce), finish the step, write a
-  checkpoint at that position and raise :class:`TrainingInterrupted` (``bioplastic train``
-  exits with status 143). A SIGKILL loses at most the epoch in progress.
-
-Example::
-
-    info = init_distributed("auto")          # reads torchrun's RANK/WORLD_SIZE, if any
-    try:
-        result = train(TrainConfig(rule="bio", epochs=5, out=Path("runs/train")), info)
-    finally:
-        shutdown(info)
+The training loop that uses them (``bioplastic train``) is
+:func:`bioplastic.experiments.train.train`; its docstring explains the design (identical
+optimizer steps by seeding, rank 0 writes, checkpoints that load with ``weights_only=True``).
 """
 
 from __future__ import annotations
@@ -53,13 +14,11 @@ import math
 import os
 import pickle
 import signal
-import tempfile
-import time
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -67,44 +26,42 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
 
-from bioplastic.dale import BioMLP
-from bioplastic.optim import OPTIMIZER_NAMES, BioRule, make_optimizer
-from bioplastic.probes import dale_violations, synaptic_layers
-from bioplastic.train import accuracy
+from bioplastic._device import DEVICE_CHOICES, resolve_device
+from bioplastic._io import write_atomic_with
 
 __all__ = [
     "BACKENDS",
+    "CHECKPOINT_FORMAT",
     "CHECKPOINT_NAME",
-    "DATASETS",
+    "CHECKPOINT_VERSION",
     "DEVICES",
     "DistInfo",
-    "TrainConfig",
     "TrainingInterrupted",
+    "agree_to_stop",
+    "all_sum",
+    "check_ranks_agree",
+    "gather",
     "init_distributed",
     "load_checkpoint",
     "resolve_device",
+    "rng_state",
     "save_checkpoint",
+    "set_rng_state",
     "shard",
     "shutdown",
+    "sigterm_flag",
     "state_checksum",
-    "train",
 ]
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("digits", "mnist1d")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = DEVICE_CHOICES
 BACKENDS = ("auto", "gloo", "nccl")
 CHECKPOINT_NAME = "checkpoint.pt"
-_FORMAT = "bioplastic-train-checkpoint"
-_VERSION = 1
+CHECKPOINT_FORMAT = "bioplastic-train-checkpoint"
+CHECKPOINT_VERSION = 1
 #: Configuration entries that must match for a checkpoint to be resumed.
-_RESUME_KEYS = (
-    "dataset", "rule", "rule_options", "hidden", "batch_size", "seed", "consolidate",
-    "consolidate_factor",
-)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ process group
@@ -130,47 +87,6 @@ class DistInfo:
     def distributed(self) -> bool:
         """Whether a process group with more than one rank is running."""
         return self.backend is not None
-
-
-def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
-    """The device a rank trains on.
-
-    Args:
-        device: ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"`` (the GPU
-            ``local_rank`` modulo the number of GPUs) or an explicit ``torch.device``/string
-            such as ``"cuda:1"``.
-        local_rank: this process's rank on its machine (``LOCAL_RANK`` under torchrun).
-
-    Raises:
-        ValueError: an unknown device, or CUDA asked for where there is none.
-    """
-    if isinstance(device, torch.device):
-        text = str(device)
-    elif isinstance(device, str):
-        text = device.strip().lower()
-    else:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    if text == "auto":
-        text = "cuda" if torch.cuda.is_available() else "cpu"
-    if text == "cpu":
-        return torch.device("cpu")
-    if text == "cuda" or text.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ValueError("device cuda: CUDA is not available on this machine (use cpu)")
-        if text == "cuda":
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        try:
-            index = int(text.split(":", 1)[1])
-        except ValueError:
-            raise ValueError(
-                f"device must be one of {', '.join(DEVICES)}, got {device!r}"
-            ) from None
-        if not 0 <= index < torch.cuda.device_count():
-            raise ValueError(
-                f"device {text}: this machine has {torch.cuda.device_count()} CUDA device(s)"
-            )
-        return torch.device("cuda", index)
-    raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -293,7 +209,7 @@ def state_checksum(model: nn.Module, optimizer: torch.optim.Optimizer | None = N
     return digest.hexdigest()
 
 
-def _gather(info: DistInfo, value: Any) -> list[Any]:
+def gather(info: DistInfo, value: Any) -> list[Any]:
     if not info.distributed:
         return [value]
     values: list[Any] = [None] * info.world_size
@@ -301,8 +217,8 @@ def _gather(info: DistInfo, value: Any) -> list[Any]:
     return values
 
 
-def _check_ranks_agree(info: DistInfo, checksum: str, when: str) -> list[str]:
-    checksums = _gather(info, checksum)
+def check_ranks_agree(info: DistInfo, checksum: str, when: str) -> list[str]:
+    checksums = gather(info, checksum)
     if len(set(checksums)) > 1:
         raise RuntimeError(
             f"ranks diverged {when}: state checksums {[c[:12] for c in checksums]} "
@@ -318,18 +234,7 @@ def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) ->
     Readers see the previous file or the new one, never a partial one; if writing fails the
     temporary file is removed and the previous file is left as it was.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(dict(payload), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic_with(path, lambda handle: torch.save(dict(payload), handle))
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -360,11 +265,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         lines = str(err).strip().splitlines()
         reason = lines[0].split(". ")[0] if lines else type(err).__name__
         raise ValueError(f"{path}: not a readable checkpoint ({reason[:160]})") from None
-    if not isinstance(data, dict) or data.get("format") != _FORMAT:
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a bioplastic train checkpoint")
-    if data.get("version") != _VERSION:
+    if data.get("version") != CHECKPOINT_VERSION:
         raise ValueError(
-            f"{path}: checkpoint version {data.get('version')!r}, this reads {_VERSION}"
+            f"{path}: checkpoint version {data.get('version')!r}, this reads {CHECKPOINT_VERSION}"
         )
     missing = [k for k in ("config", "epoch", "batch", "model", "optimizer") if k not in data]
     if missing:
@@ -372,14 +277,14 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def _rng_state() -> dict[str, Any]:
+def rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _set_rng_state(state: Mapping[str, Any]) -> None:
+def set_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     cuda = state.get("cuda")
     if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
@@ -401,7 +306,7 @@ class TrainingInterrupted(Exception):
 
 
 @contextmanager
-def _sigterm_flag() -> Iterator[list[bool]]:
+def sigterm_flag() -> Iterator[list[bool]]:
     """A one-element list that becomes ``[True]`` when SIGTERM arrives (main thread only)."""
     flag = [False]
 
@@ -419,7 +324,7 @@ def _sigterm_flag() -> Iterator[list[bool]]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _agree_to_stop(info: DistInfo, local: bool) -> bool:
+def agree_to_stop(info: DistInfo, local: bool) -> bool:
     if not info.distributed:
         return local
     device = info.device if info.backend == "nccl" else torch.device("cpu")
@@ -428,287 +333,7 @@ def _agree_to_stop(info: DistInfo, local: bool) -> bool:
     return bool(flag.item())
 
 
-# ------------------------------------------------------------------------------ training
-@dataclass
-class TrainConfig:
-    """What :func:`train` trains and where it writes.
-
-    Attributes:
-        dataset: ``"digits"`` (scikit-learn's bundled 8x8 digits, 64 inputs) or ``"mnist1d"``
-            (generated locally, 40 inputs; needs the ``mnist1d`` package).
-        rule: a name of :data:`bioplastic.OPTIMIZER_NAMES` (``bio``, ``eg``, ``sgd``, ``adam``,
-            ``enforced``).
-        rule_options: keyword arguments for the rule (override its defaults).
-        hidden: widths of the hidden layers of the :class:`bioplastic.BioMLP`.
-        epochs: total number of epochs (a resumed run trains the remaining ones).
-        batch_size: the *global* batch size, split over the ranks.
-        seed: seeds the model, the rule's generator and the data order.
-        consolidate: fraction in [0, 1] of present synapses consolidated after every epoch
-            (``BioRule.consolidate``; bio and eg only; 0 disables).
-        consolidate_factor: plasticity factor in (0, 1] of a consolidation.
-        out: output folder (checkpoint, per-rank states).
-        resume: continue from ``out/checkpoint.pt`` if it exists.
-        save_rank_states: every rank also writes its final model and optimizer state to
-            ``out/rank-<r>.pt`` (to compare ranks).
-    """
-
-    dataset: str = "digits"
-    rule: str = "bio"
-    rule_options: dict[str, Any] = field(default_factory=dict)
-    hidden: tuple[int, ...] = (64,)
-    epochs: int = 10
-    batch_size: int = 32
-    seed: int = 0
-    consolidate: float = 0.0
-    consolidate_factor: float = 0.5
-    out: Path = Path("runs/train")
-    resume: bool = False
-    save_rank_states: bool = False
-
-    def validate(self) -> None:
-        """Raise a ``ValueError`` naming the first bad field and its allowed values."""
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
-        if self.rule not in OPTIMIZER_NAMES:
-            raise ValueError(f"rule must be one of {', '.join(OPTIMIZER_NAMES)}, got {self.rule!r}")
-        if not isinstance(self.rule_options, dict) or not all(
-            isinstance(k, str) and k.isidentifier() for k in self.rule_options
-        ):
-            raise ValueError(
-                f"rule_options must map option names to values, got {self.rule_options!r}"
-            )
-        hidden = tuple(self.hidden)
-        if not hidden or not all(
-            isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden
-        ):
-            raise ValueError(f"hidden must be one or more positive ints, got {self.hidden!r}")
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
-        c = self.consolidate
-        if not (isinstance(c, (int, float)) and not isinstance(c, bool) and 0 <= c <= 1):
-            raise ValueError(f"consolidate must be a fraction in [0, 1], got {c!r}")
-        if c and self.rule not in ("bio", "eg"):
-            raise ValueError(f"consolidate applies to the rules bio and eg, not {self.rule!r}")
-        f = self.consolidate_factor
-        if not (isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1):
-            raise ValueError(f"consolidate_factor must be in (0, 1], got {f!r}")
-
-    def fingerprint(self) -> dict[str, Any]:
-        """The entries a checkpoint must match to be resumed, as plain Python values."""
-        data = asdict(self)
-        data["hidden"] = list(self.hidden)
-        return {k: data[k] for k in _RESUME_KEYS}
-
-
-def _load_data(dataset: str, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    from bioplastic.data.sources import load_digits_arrays, load_mnist1d_arrays
-
-    if dataset == "digits":
-        arrays = load_digits_arrays(seed=0)
-    else:
-        arrays = load_mnist1d_arrays()
-    x_train, y_train, x_test, y_test = (torch.as_tensor(a).to(device) for a in arrays)
-    return x_train, y_train, x_test, y_test
-
-
-def _build_optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
-    try:
-        return make_optimizer(config.rule, params, **config.rule_options)
-    except TypeError as err:  # an option the rule does not take
-        raise ValueError(f"rule {config.rule!r} does not take these options ({err})") from None
-
-
-def _epoch_order(n: int, seed: int, epoch: int) -> Tensor:
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=gen)
-
-
-def _weight_summary(model: nn.Module) -> dict[str, Any]:
-    layers = synaptic_layers(model)
-    present = sum(int((m.weight != 0).sum()) for _, m in layers)
-    total = sum(m.weight.numel() for _, m in layers)
-    return {
-        "connectivity": present / total if total else float("nan"),
-        "dale_violations": sum(dale_violations(m) for _, m in layers),
-    }
-
-
-def _resume_state(config: TrainConfig, info: DistInfo) -> dict[str, Any] | None:
-    path = config.out / CHECKPOINT_NAME
-    if not (config.resume and path.exists()):
-        return None
-    data = load_checkpoint(path)
-    saved = data["config"]
-    wanted = config.fingerprint()
-    differ = [k for k in _RESUME_KEYS if saved.get(k) != wanted[k]]
-    if differ:
-        detail = ", ".join(f"{k} {saved.get(k)!r} (now {wanted[k]!r})" for k in differ)
-        raise ValueError(f"{path}: checkpoint of another configuration: {detail}")
-    if data["epoch"] > config.epochs:
-        raise ValueError(
-            f"{path}: checkpoint has {data['epoch']} epochs done, more than epochs={config.epochs}"
-        )
-    return data
-
-
-def train(
-    config: TrainConfig,
-    info: DistInfo | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Train a Dale MLP with ``config.rule`` on ``config.dataset`` (data parallel over ranks).
-
-    See the module docstring for how data, randomness and checkpoints work. Call it on every
-    rank; only rank 0 calls ``progress`` (one line per epoch) and writes the checkpoint.
-
-    Returns:
-        (on every rank) the final metrics: ``test_accuracy``, ``train_loss``, per-epoch
-        ``history``, ``connectivity``, ``dale_violations``, ``nonfinite_skips``, the state
-        ``checksum`` and every rank's ``rank_checksums``, and where training resumed from.
-
-    Raises:
-        ValueError: a bad configuration or an unreadable/mismatched checkpoint.
-        TrainingInterrupted: SIGTERM arrived; a checkpoint was written.
-        RuntimeError: the ranks' states diverged.
-    """
-    info = info or DistInfo()
-    config.validate()
-    start_time = time.perf_counter()
-    resume = _resume_state(config, info)
-    x_train, y_train, x_test, y_test = _load_data(config.dataset, info.device)
-    n_classes = int(max(int(y_train.max()), int(y_test.max()))) + 1
-
-    # We seed, not broadcast: the same seed on every rank gives the same model and the same
-    # BioRule generator seed (BioRule(seed=None) draws it from torch's global generator).
-    torch.manual_seed(config.seed)
-    model = BioMLP(x_train.shape[1], tuple(config.hidden), n_classes, seed=config.seed)
-    model.to(info.device)
-    optimizer = _build_optimizer(config, model.parameters())
-
-    epoch, batch, loss_sum, history = 0, 0, 0.0, []
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        _set_rng_state(resume["rng"])
-        epoch, batch = int(resume["epoch"]), int(resume["batch"])
-        # the loss summed over all ranks so far in this epoch; counted once, on rank 0
-        loss_sum = float(resume.get("loss_sum", 0.0)) if info.is_main else 0.0
-        history = list(resume.get("history", []))
-        if info.is_main:
-            logger.info("resuming %s at epoch %d, batch %d", config.out, epoch + 1, batch)
-    resumed_from = None if resume is None else {"epoch": epoch, "batch": batch}
-
-    # Before DDP's constructor broadcasts rank 0's weights: this checks the seeding itself.
-    _check_ranks_agree(info, state_checksum(model, optimizer), "at the start")
-    if progress is not None and info.is_main:
-        where = "single process" if info.backend is None else f"{info.backend}"
-        start = "" if resume is None else f", resuming at epoch {epoch + 1} batch {batch}"
-        progress(
-            f"training {config.rule} on {config.dataset}: {info.world_size} rank(s) ({where}, "
-            f"{info.device}){start}"
-        )
-    net: nn.Module = model
-    if info.distributed:
-        device_ids = [info.device] if info.device.type == "cuda" else None
-        # dale_sign buffers never change: no need to broadcast them before every forward
-        net = DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=False)
-
-    ckpt_path = config.out / CHECKPOINT_NAME
-    n = len(x_train)
-    batches_per_epoch = math.ceil(n / config.batch_size)
-
-    def checkpoint(at_epoch: int, at_batch: int, partial_loss: float) -> None:
-        if info.is_main:
-            save_checkpoint(ckpt_path, {
-                "format": _FORMAT,
-                "version": _VERSION,
-                "config": config.fingerprint(),
-                "epoch": at_epoch,
-                "batch": at_batch,
-                "loss_sum": partial_loss,
-                "history": history,
-                "world_size": info.world_size,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "rng": _rng_state(),
-            })  # fmt: skip
-
-    net.train()
-    with _sigterm_flag() as sigterm:
-        while epoch < config.epochs:
-            order = _epoch_order(n, config.seed, epoch).to(info.device)
-            while batch < batches_per_epoch:
-                idx = shard(
-                    order[batch * config.batch_size : (batch + 1) * config.batch_size],
-                    info.rank,
-                    info.world_size,
-                )
-                n_global = min(config.batch_size, n - batch * config.batch_size)
-                optimizer.zero_grad(set_to_none=True)
-                losses = nn.functional.cross_entropy(
-                    net(x_train[idx]), y_train[idx], reduction="none"
-                )
-                (losses.sum() * (info.world_size / n_global)).backward()
-                optimizer.step()
-                loss_sum += float(losses.detach().sum())
-                batch += 1
-                if _agree_to_stop(info, sigterm[0]):
-                    total = _all_sum(info, loss_sum)
-                    checkpoint(epoch, batch, total)
-                    if info.distributed:
-                        dist.barrier()
-                    raise TrainingInterrupted(ckpt_path, epoch, batch)
-            epoch_loss = _all_sum(info, loss_sum) / n
-            if config.consolidate and isinstance(optimizer, BioRule):
-                optimizer.consolidate(config.consolidate, config.consolidate_factor)
-            checksum = _check_ranks_agree(
-                info, state_checksum(model, optimizer), f"after epoch {epoch + 1}"
-            )[0]
-            record = {"epoch": epoch + 1, "train_loss": epoch_loss}
-            if info.is_main:
-                record["test_accuracy"] = accuracy(model, x_test, y_test)
-                record["checksum"] = checksum
-            history.append(record)
-            epoch, batch, loss_sum = epoch + 1, 0, 0.0
-            checkpoint(epoch, 0, 0.0)
-            if progress is not None and info.is_main:
-                progress(
-                    f"epoch {epoch}/{config.epochs}: loss {epoch_loss:.4f} "
-                    f"test acc {record['test_accuracy']:.4f}"
-                )
-
-    checksums = _check_ranks_agree(info, state_checksum(model, optimizer), "at the end")
-    if config.save_rank_states:
-        save_checkpoint(
-            config.out / f"rank-{info.rank}.pt",
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict()},
-        )
-    if info.distributed:
-        dist.barrier()  # every rank's files exist before rank 0 reports
-    final = history[-1] if history else {}
-    return {
-        "config": {**asdict(config), "out": str(config.out), "hidden": list(config.hidden)},
-        "world_size": info.world_size,
-        "backend": info.backend,
-        "device": str(info.device),
-        "epochs_completed": epoch,
-        "resumed_from": resumed_from,
-        "history": history,
-        "test_accuracy": accuracy(model, x_test, y_test),
-        "train_loss": final.get("train_loss"),
-        **_weight_summary(model),
-        "nonfinite_skips": getattr(optimizer, "nonfinite_skips", 0),
-        "checksum": checksums[0],
-        "rank_checksums": checksums,
-        "seconds": time.perf_counter() - start_time,
-    }
-
-
-def _all_sum(info: DistInfo, value: float) -> float:
+def all_sum(info: DistInfo, value: float) -> float:
     """``value`` summed over the ranks (in float64)."""
     if not info.distributed:
         return value

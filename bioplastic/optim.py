@@ -1,4 +1,4 @@
-"""``BioRule``: the bio rule as a ``torch.optim.Optimizer``, and the named baselines.
+"""``BioRule``: the bio rule as a ``torch.optim.Optimizer`` (baselines: ``bioplastic.baselines``).
 
 The equations live in :mod:`bioplastic.functional`; this module is bookkeeping: validation,
 per-parameter state, the random generator, structural schedules and consolidation.
@@ -17,26 +17,15 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from bioplastic import functional as F
+from bioplastic._checks import check_number
 
-__all__ = ["BioRule", "EnforcedAdam", "OPTIMIZER_NAMES", "make_optimizer"]
+__all__ = ["BioRule"]
 
 _GROW_MODES = ("random", "gradient")
 _PRUNE_MODES = ("relative", "absolute")
 _OTHER_RULES = ("adam", "sgd")
 _CONSOLIDATE_BY = ("magnitude", "importance")
 _MAX_ADDITIVE = 1e6  # bound of other_lr and weight_decay
-
-
-def _check_range(name: str, value: Any, lo: float, hi: float, lo_open=False, hi_open=False):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
-    if not ok:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        raise ValueError(
-            f"{name} must be a finite number in {left}{lo}, {hi}{right}, got {value!r}"
-        )
 
 
 class BioRule(Optimizer):
@@ -454,8 +443,8 @@ class BioRule(Optimizer):
         eliminated. Call it at experience boundaries. Returns the number of synapses
         consolidated now and in total (plasticity < 1).
         """
-        _check_range("fraction", fraction, 0.0, 1.0)
-        _check_range("factor", factor, 0.0, 1.0, lo_open=True)
+        check_number("fraction", fraction, 0.0, 1.0)
+        check_number("factor", factor, 0.0, 1.0, lo_open=True)
         if by not in _CONSOLIDATE_BY:
             raise ValueError(f"by must be one of {_CONSOLIDATE_BY}, got {by!r}")
         now = total = 0
@@ -578,169 +567,45 @@ def _keep_finite_(params: list[Tensor], buffers: list[Tensor | None] | None = No
 
 
 def _validate_group(group: dict) -> None:
-    _check_range("lr", group["lr"], 0.0, math.inf, lo_open=True, hi_open=True)
-    _check_range("momentum", group["momentum"], 0.0, 1.0, hi_open=True)
-    _check_range("grad_beta", group["grad_beta"], 0.0, 1.0, hi_open=True)
-    _check_range("decay", group["decay"], 0.0, math.inf, hi_open=True)
-    _check_range("noise", group["noise"], 0.0, math.inf, hi_open=True)
-    _check_range("noise_halflife", group["noise_halflife"], 0.0, math.inf, hi_open=True)
+    check_number("lr", group["lr"], 0.0, math.inf, lo_open=True, hi_open=True)
+    check_number("momentum", group["momentum"], 0.0, 1.0, hi_open=True)
+    check_number("grad_beta", group["grad_beta"], 0.0, 1.0, hi_open=True)
+    check_number("decay", group["decay"], 0.0, math.inf, hi_open=True)
+    check_number("noise", group["noise"], 0.0, math.inf, hi_open=True)
+    check_number("noise_halflife", group["noise_halflife"], 0.0, math.inf, hi_open=True)
     nr = group["noise_reuse"]
     if not isinstance(nr, int) or isinstance(nr, bool) or nr < 1:
         raise ValueError(
             f"noise_reuse must be an int >= 1 (1: a fresh draw per synapse), got {nr!r}"
         )
     if group["max_step"] is not None:
-        _check_range("max_step", group["max_step"], 0.0, math.inf, lo_open=True, hi_open=True)
-    _check_range("prune_threshold", group["prune_threshold"], 0.0, math.inf, hi_open=True)
+        check_number("max_step", group["max_step"], 0.0, math.inf, lo_open=True, hi_open=True)
+    check_number("prune_threshold", group["prune_threshold"], 0.0, math.inf, hi_open=True)
     if group["prune_mode"] not in _PRUNE_MODES:
         raise ValueError(f"prune_mode must be one of {_PRUNE_MODES}, got {group['prune_mode']!r}")
-    _check_range("budget_rate", group["budget_rate"], 0.0, 1.0)
+    check_number("budget_rate", group["budget_rate"], 0.0, 1.0)
     ge = group["grow_every"]
     if not isinstance(ge, int) or isinstance(ge, bool) or ge < 0:
         raise ValueError(f"grow_every must be an int >= 0 (0 disables growth), got {ge!r}")
-    _check_range("grow_fraction", group["grow_fraction"], 0.0, 1.0)
+    check_number("grow_fraction", group["grow_fraction"], 0.0, 1.0)
     if group["grow_mode"] not in _GROW_MODES:
         raise ValueError(f"grow_mode must be one of {_GROW_MODES}, got {group['grow_mode']!r}")
-    _check_range("grow_scale", group["grow_scale"], 0.0, math.inf, lo_open=True, hi_open=True)
-    _check_range("max_connectivity", group["max_connectivity"], 0.0, 1.0, lo_open=True)
+    check_number("grow_scale", group["grow_scale"], 0.0, math.inf, lo_open=True, hi_open=True)
+    check_number("max_connectivity", group["max_connectivity"], 0.0, 1.0, lo_open=True)
     if group["other"] not in _OTHER_RULES:
         raise ValueError(f"other must be one of {_OTHER_RULES}, got {group['other']!r}")
     # An additive step beyond these is a divergence, and torch's float32 kernels cannot take
     # much larger scalars (they raise); the bio rule's own lr has no such bound.
-    _check_range("other_lr", group["other_lr"], 0.0, _MAX_ADDITIVE)
+    check_number("other_lr", group["other_lr"], 0.0, _MAX_ADDITIVE)
     betas = group["betas"]
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise ValueError(f"betas must be a pair of numbers in [0, 1), got {betas!r}")
-    _check_range("betas[0]", betas[0], 0.0, 1.0, hi_open=True)
-    _check_range("betas[1]", betas[1], 0.0, 1.0, hi_open=True)
-    _check_range("eps", group["eps"], 0.0, math.inf, lo_open=True, hi_open=True)
-    _check_range("weight_decay", group["weight_decay"], 0.0, _MAX_ADDITIVE)
+    check_number("betas[0]", betas[0], 0.0, 1.0, hi_open=True)
+    check_number("betas[1]", betas[1], 0.0, 1.0, hi_open=True)
+    check_number("eps", group["eps"], 0.0, math.inf, lo_open=True, hi_open=True)
+    check_number("weight_decay", group["weight_decay"], 0.0, _MAX_ADDITIVE)
     if not (group["synapse"] is None or isinstance(group["synapse"], bool)):
         raise ValueError(f"synapse must be None, True or False, got {group['synapse']!r}")
     for key in ("normalize", "homeostasis", "track_importance", "protect_consolidated", "foreach"):
         if not isinstance(group[key], bool):
             raise ValueError(f"{key} must be a bool, got {group[key]!r}")
-
-
-class EnforcedAdam(torch.optim.Adam):
-    """Adam with the properties *enforced*: sign projection, L1 shrinkage, magnitude pruning.
-
-    The "explicit enforcement" baseline: after every Adam step, each synapse (``dim >= 2``) is
-    projected onto its presynaptic unit's sign (a weight that crossed zero is set to 0: Dale's
-    law by clamping), shrunk towards 0 by ``lr * l1`` (the proximal step of an L1 penalty), and
-    every ``prune_every`` steps the weakest present synapses are pruned so that connectivity
-    falls by ``prune_rate`` (relative) per event until ``target_connectivity``; pruned
-    synapses stay at 0 (a mask). Compare with :class:`BioRule`, where these properties are
-    meant to emerge from the update.
-    """
-
-    def __init__(
-        self,
-        params,
-        lr: float = 1e-3,
-        *,
-        l1: float = 1e-4,
-        target_connectivity: float = 0.3,
-        prune_every: int = 50,
-        prune_rate: float = 0.2,
-        **adam_kwargs,
-    ):
-        _check_range("l1", l1, 0.0, math.inf, hi_open=True)
-        _check_range("target_connectivity", target_connectivity, 0.0, 1.0, lo_open=True)
-        if not isinstance(prune_every, int) or isinstance(prune_every, bool) or prune_every < 1:
-            raise ValueError(f"prune_every must be an int >= 1, got {prune_every!r}")
-        _check_range("prune_rate", prune_rate, 0.0, 1.0, hi_open=True)
-        self.l1 = l1
-        self.target_connectivity = target_connectivity
-        self.prune_every = prune_every
-        self.prune_rate = prune_rate
-        self._enforce_steps = 0
-        super().__init__(params, lr=lr, **adam_kwargs)
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = super().step(closure)
-        self._enforce_steps += 1
-        prune_now = self._enforce_steps % self.prune_every == 0
-        for group in self.param_groups:
-            for p in group["params"]:
-                # Adam skipped it (no gradient, e.g. another task's head); state made here
-                # before Adam's own would make Adam think it had initialised it.
-                if p.dim() < 2 or p.grad is None:
-                    continue
-                state = self.state[p]
-                if "enforce_sign" not in state:
-                    sign = getattr(p, "dale_sign", None)
-                    if sign is None or sign.numel() != p.shape[1]:
-                        votes = torch.sign(p).sum(dim=[d for d in range(p.dim()) if d != 1])
-                        sign = torch.where(votes < 0, -1.0, 1.0)
-                    shape = [1] * p.dim()
-                    shape[1] = -1
-                    state["enforce_sign"] = sign.to(p.device, p.dtype).reshape(shape).clone()
-                    state["enforce_mask"] = p != 0
-                s = state["enforce_sign"]
-                mag = (p * s).clamp_(min=0)  # sign projection
-                mag.sub_(group["lr"] * self.l1).clamp_(min=0)  # L1 proximal step
-                mask = state["enforce_mask"]
-                if prune_now:
-                    mask &= mag > 0
-                    n = int(mask.sum())
-                    keep = max(
-                        math.ceil(self.target_connectivity * p.numel()),
-                        math.ceil(n * (1 - self.prune_rate)),
-                    )
-                    if keep < n:
-                        score = mag.masked_fill(~mask, -1.0).reshape(-1)
-                        idx = torch.topk(score, keep, sorted=False).indices
-                        mask.zero_()
-                        mask.view(-1)[idx] = True
-                p.copy_(mag * s * mask)
-        return loss
-
-
-# Defaults per name: the first try of a user must work.
-_OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "bio": {},
-    "eg": dict(
-        lr=1.0,
-        normalize=False,
-        decay=0.0,
-        noise=0.0,
-        noise_halflife=0.0,
-        max_step=None,
-        prune_threshold=0.0,
-        homeostasis=False,
-        grow_every=0,
-        momentum=0.0,
-    ),  # fmt: skip
-    "sgd": dict(lr=0.05, momentum=0.9),
-    "adam": dict(lr=1e-3),
-    "enforced": dict(lr=1e-3),
-}
-OPTIMIZER_NAMES = tuple(_OPTIMIZER_DEFAULTS)
-
-
-def make_optimizer(name: str, params, **kwargs) -> Optimizer:
-    """Build an optimizer by name: ``bio``, ``eg``, ``sgd``, ``adam`` or ``enforced``.
-
-    ``eg`` is textbook exponentiated gradient on the same sign-fixed parameterisation
-    (``w <- w * exp(-lr * sign(w) * (g + weight_decay * sign(w)))``): :class:`BioRule` without
-    homeostasis, noise, clipping, elimination or growth, plasticity 1 and momentum 0 unless
-    given. For ``eg``, ``weight_decay`` is the EG decay on synapses (it is ``decay``);
-    ``other_weight_decay`` is the L2 decay of non-synapse parameters. Keyword arguments
-    override the defaults of each name.
-    """
-    if name not in _OPTIMIZER_DEFAULTS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
-    options = {**_OPTIMIZER_DEFAULTS[name], **kwargs}
-    if name in ("bio", "eg"):
-        if name == "eg":
-            options["decay"] = options.pop("weight_decay", options.get("decay", 0.0))
-            if "other_weight_decay" in options:
-                options["weight_decay"] = options.pop("other_weight_decay")
-        return BioRule(params, **options)
-    if name == "sgd":
-        return torch.optim.SGD(params, **options)
-    if name == "adam":
-        return torch.optim.Adam(params, **options)
-    return EnforcedAdam(params, **options)

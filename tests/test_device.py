@@ -5,8 +5,9 @@ import json
 import pytest
 import torch
 
-from bioplastic import robustness_benchmark
-from bioplastic.cli import main, resolve_cli_device
+from bioplastic.cli import main
+from bioplastic.cli._args import resolve_cli_device
+from bioplastic.experiments import robustness as robustness_benchmark
 
 pytest.importorskip("learn2learn")  # strategies.fewshot needs it
 
@@ -111,7 +112,7 @@ def _strip_timing(value):
 
 
 def test_fewshot_library_device_cpu_equals_default():
-    from strategies.fewshot import run_fewshot_benchmark
+    from bioplastic.experiments.fewshot import run_fewshot_benchmark
 
     def run(**kwargs):
         torch.manual_seed(0)

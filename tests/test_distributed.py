@@ -215,9 +215,9 @@ def test_checksum_sees_every_bit_of_weights_and_rule_state():
 
 
 def test_diverged_ranks_stop_with_an_error(monkeypatch):
-    monkeypatch.setattr(D, "_gather", lambda info, value: [value, "f" * 64])
+    monkeypatch.setattr(D, "gather", lambda info, value: [value, "f" * 64])
     with pytest.raises(RuntimeError, match="ranks diverged after epoch 1"):
-        D._check_ranks_agree(D.DistInfo(), "0" * 64, "after epoch 1")
+        D.check_ranks_agree(D.DistInfo(), "0" * 64, "after epoch 1")
 
 
 @pytest.mark.parametrize(

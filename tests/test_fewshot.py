@@ -14,22 +14,24 @@ import learn2learn as l2l  # noqa: E402
 
 from bioplastic import dalify, make_optimizer  # noqa: E402
 from bioplastic.data.episodes import digits_fewshot_splits  # noqa: E402
+from bioplastic.experiments.fewshot import (  # noqa: E402
+    FewShotData,
+    format_markdown,
+    run_fewshot_benchmark,
+)
 from bioplastic.probes import dale_violations  # noqa: E402
 from strategies.fewshot import (  # noqa: E402
     BioMAML,
-    FewShotData,
     ProtoEvaluator,
     episode_classes,
     episodes_digest,
     finetune_readout,
-    format_markdown,
     index_episodes,
     load_omniglot,
     make_taskset,
     omniglot_class_splits,
     omniglot_classes,
     open_full_omniglot,
-    run_fewshot_benchmark,
     seeded_random,
 )
 
@@ -329,8 +331,8 @@ def test_benchmark_validates_arguments():
 
 
 def test_fewshot_cli_choices_match_the_library():
-    from bioplastic import cli_fewshot
-    from strategies.fewshot import benchmark
+    from bioplastic.cli import fewshot as cli_fewshot
+    from bioplastic.experiments import fewshot as benchmark
 
     assert cli_fewshot.DATASETS == benchmark.DATASETS
     assert cli_fewshot.RULES == benchmark.RULES

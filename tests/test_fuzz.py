@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from bioplastic import probes
-from bioplastic.distributed import resolve_device
+from bioplastic._device import resolve_device
 from bioplastic.functional import presynaptic_shape
 from bioplastic.optim import BioRule
 

@@ -13,7 +13,8 @@ from torch import nn
 
 import bioplastic as bp
 from bioplastic import functional as F
-from bioplastic.optim import BioRule, EnforcedAdam, make_optimizer
+from bioplastic.baselines import EnforcedAdam, make_optimizer
+from bioplastic.optim import BioRule
 
 # Tests built on _mlp/_data run on this device (benchmarks/gpu_check.sh sets cuda).
 DEVICE = os.environ.get("BIOPLASTIC_TEST_DEVICE", "cpu")

@@ -7,10 +7,16 @@ import pytest
 import torch
 
 import bioplastic.train
-from bioplastic import cli_report
-from bioplastic.report import CLAIMS, NOT_RUN, SECTIONS, build_report, section_weight_histograms
+from bioplastic.cli import main as cli_main
+from bioplastic.experiments.report import (
+    CLAIMS,
+    NOT_RUN,
+    SECTIONS,
+    build_report,
+    section_weight_histograms,
+)
+from bioplastic.experiments.robustness import analyse, summarise
 from bioplastic.representation import log_magnitude_histogram
-from bioplastic.robustness_benchmark import analyse, summarise
 
 EPS = [0.0, 0.05, 0.1]
 
@@ -70,7 +76,7 @@ def _robustness() -> dict:
         dict(_run("adam", s, 0.51, 0.35, 0.4), kind="adam_pruned_finetuned") for s in range(3)
     ]
     results = {
-        "schema": "bioplastic.robustness_benchmark/1",
+        "schema": "bioplastic.experiments.robustness/1",
         "command": "python benchmarks/robustness.py",
         "config": {
             "dataset": "digits",
@@ -202,7 +208,7 @@ def _claims_rows(text: str) -> dict[str, str]:
 
 
 def test_report_opens_with_claims_table_and_links_existing_pngs(results_dir, capsys):
-    assert cli_report.main(["report", "--results", str(results_dir)]) == 0
+    assert cli_main(["report", "--results", str(results_dir)]) == 0
     assert "wrote" in capsys.readouterr().out
     out = results_dir / "REPORT.md"
     text = out.read_text()
@@ -258,7 +264,7 @@ def test_unexpected_schemas_are_reported_not_fatal(tmp_path):
 )
 def test_bad_cli_input_gives_one_line_error_and_exit_2(tmp_path, capsys, argv, needle):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
-    assert cli_report.main(argv) == 2
+    assert cli_main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1
     assert not (tmp_path / "REPORT.md").exists()

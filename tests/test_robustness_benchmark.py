@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from bioplastic.robustness_benchmark import (
+from bioplastic.experiments.robustness import (
     DLR_ATTACK,
     ENSEMBLE_ATTACK,
     apgd_dlr_accuracy,

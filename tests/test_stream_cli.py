@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from bioplastic import cli_stream
 from bioplastic.cli import main
+from bioplastic.cli import stream as cli_stream
 
 # ----------------------------------------------------------------------------- bad input
 
@@ -66,7 +66,7 @@ def test_values_only_the_library_can_check_also_fail_cleanly(tmp_path, capsys):
 )
 def test_library_checks_arguments_before_writing(tmp_path, kwargs, needle):
     pytest.importorskip("avalanche")
-    from strategies.avalanche.compare import run_stream_comparison
+    from bioplastic.experiments.stream import run_stream_comparison
 
     args = {"strategies": ("bio",), "seeds": 1, "logdir": tmp_path / "runs", **kwargs}
     with pytest.raises(ValueError, match=needle):
@@ -84,7 +84,7 @@ def test_cli_names_are_the_strategies_names():
 
 def test_continual_metrics_follow_the_standard_definitions():
     pytest.importorskip("avalanche")
-    from strategies.avalanche.compare import continual_metrics
+    from bioplastic.experiments.stream import continual_metrics
 
     r = [[0.9, 0.5, 0.5], [0.8, 0.95, 0.5], [0.7, 0.9, 1.0]]
     m = continual_metrics(r)
@@ -150,7 +150,7 @@ def _without_times(results):
 
 def test_killed_comparison_resumes_to_the_same_metrics(tmp_path):
     pytest.importorskip("avalanche")
-    from strategies.avalanche.compare import run_stream_comparison
+    from bioplastic.experiments.stream import run_stream_comparison
 
     args = dict(
         stream="split-digits", scenario="task", strategies=("bio", "naive"), seeds=1, epochs=1,

@@ -1,4 +1,4 @@
-"""Argument validation shared by the data loaders and stream builders (ValueError, never assert)."""
+"""Validation specific to the data loaders and streams (general checks: ``bioplastic._checks``)."""
 
 from __future__ import annotations
 
@@ -8,24 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 
 SCENARIOS: tuple[str, ...] = ("class", "task", "domain")
-
-
-def check_int(name: str, value: Any, minimum: int) -> int:
-    """``value`` as an int; ValueError naming ``name`` unless it is an integer >= ``minimum``."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
-    if number < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {number}")
-    return number
-
-
-def check_optional_int(name: str, value: Any, minimum: int) -> int | None:
-    """Like :func:`check_int`, but ``None`` passes through (meaning "no limit")."""
-    return None if value is None else check_int(name, value, minimum)
 
 
 def check_fraction(name: str, value: Any) -> float:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from bioplastic.data._checks import check_int
+from bioplastic._checks import check_int
 
 __all__ = [
     "Episode",

@@ -74,7 +74,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from bioplastic.data._checks import check_int, check_optional_int
+from bioplastic._checks import check_int, check_optional_int
 from bioplastic.data.sources import _atomic_save_npz
 from bioplastic.data.sources import cache_dir as _cache_root
 

@@ -11,12 +11,13 @@ import json
 import logging
 import os
 import random
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+
+from bioplastic._io import write_atomic_with
 
 __all__ = ["cache_dir", "load_digits_arrays", "load_mnist1d_arrays"]
 
@@ -99,17 +100,7 @@ def _generate_mnist1d(n_samples: int, test_fraction: float, data_seed: int) -> A
 
 
 def _atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(
-            tmp, path
-        )  # atomic on POSIX and Windows: readers see old file or new, never half
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic_with(path, lambda handle: np.savez(handle, **arrays))
 
 
 def load_mnist1d_arrays(

@@ -48,12 +48,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
+from bioplastic._checks import check_int, check_optional_int
 from bioplastic.data._checks import (
     SCENARIOS,
     check_fraction,
-    check_int,
     check_n_experiences,
-    check_optional_int,
     check_scenario,
 )
 from bioplastic.data.idx import load_mnist_arrays

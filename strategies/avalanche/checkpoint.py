@@ -48,7 +48,7 @@ from avalanche.training.templates import BaseTemplate
 from torch import nn
 from torch.optim import Optimizer
 
-from strategies.avalanche.loggers import atomic_write_bytes
+from bioplastic._io import write_atomic_bytes
 from strategies.avalanche.plugins import BioRulePlugin
 
 __all__ = ["load_checkpoint", "save_checkpoint"]
@@ -210,7 +210,7 @@ def save_checkpoint(strategy: BaseTemplate, path: str | os.PathLike[str]) -> Non
     }
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer, pickle_module=_PICKLE)
-    atomic_write_bytes(path, buffer.getvalue())
+    write_atomic_bytes(path, buffer.getvalue())
     logger.info("saved checkpoint after %d experiences to %s", checkpoint["exp_counter"], path)
 
 

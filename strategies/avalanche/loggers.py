@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,33 +35,12 @@ from avalanche.logging import BaseLogger, InteractiveLogger, TensorboardLogger, 
 from avalanche.training.plugins import EvaluationPlugin
 from torch import Tensor
 
+from bioplastic._io import write_atomic
 from strategies.avalanche.metrics import HistogramValue, MatrixValue, probe_metrics
 
-__all__ = ["JSONResultsLogger", "atomic_write_bytes", "make_evaluator", "to_jsonable"]
+__all__ = ["JSONResultsLogger", "make_evaluator", "to_jsonable"]
 
 _FORMAT = "bioplastic-results"
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
-
-    Readers see either the old file or the new one, never a partial write.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def to_jsonable(value: Any) -> Any:
@@ -194,7 +172,7 @@ class JSONResultsLogger(BaseLogger):
     def write(self) -> None:
         """Write the results file atomically."""
         text = json.dumps(self.results(), indent=1, allow_nan=False, sort_keys=False)
-        atomic_write_bytes(self.path, text.encode("utf-8"))
+        write_atomic(self.path, text)
 
     # --------------------------------------------------------------- checkpointing
     def state_dict(self) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from torch.optim import Optimizer
 
 from bioplastic import BioRule, dalify
 from bioplastic import make_optimizer as make_torch_optimizer
+from bioplastic._device import resolve_device
 from strategies.avalanche.config import (
     BIO_CONSOLIDATE,
     COMMON,
@@ -53,16 +54,6 @@ from strategies.avalanche.plugins import BioRulePlugin, GrowSchedule
 __all__ = ["BioPlastic", "STRATEGY_NAMES", "make_strategy", "resolve_device"]
 
 EvaluatorArg = EvaluationPlugin | Callable[[], EvaluationPlugin] | None
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device`` as a ``torch.device``; ``None`` means CUDA when available, else the CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device must be a torch device or its name, got {device!r}") from err
 
 
 def _check_positive_int(name: str, value: Any) -> int:

@@ -6,21 +6,12 @@
 * :func:`make_taskset`, :func:`seeded_random`, :func:`index_episodes` (``tasksets``): seeded
   learn2learn ``TaskDataset`` episodes and shared index episodes;
 * :func:`load_omniglot` (``omniglot``): Omniglot from a local folder with leak-free splits;
-* :func:`run_fewshot_benchmark`, :func:`format_markdown` (``benchmark``): the whole benchmark.
 
 This package needs learn2learn (``pip install 'bioplastic[fewshot]'``).
 """
 
-from strategies.fewshot.benchmark import (
-    DATASETS,
-    FewShotData,
-    format_markdown,
-    load_fewshot_data,
-    run_fewshot_benchmark,
-)
 from strategies.fewshot.finetune import finetune_readout, finetune_readout_features
 from strategies.fewshot.maml import BioMAML
-from strategies.fewshot.metatrain import evaluate_maml, make_maml, meta_train
 from strategies.fewshot.omniglot import (
     OmniglotSplit,
     load_omniglot,
@@ -39,30 +30,22 @@ from strategies.fewshot.tasksets import (
 )
 
 __all__ = [
-    "DATASETS",
     "BioMAML",
-    "FewShotData",
     "OmniglotSplit",
     "ProtoEvaluator",
     "embed",
     "episode_classes",
     "episodes_digest",
-    "evaluate_maml",
     "finetune_readout",
     "finetune_readout_features",
-    "format_markdown",
     "index_episodes",
-    "load_fewshot_data",
     "load_omniglot",
-    "make_maml",
     "make_taskset",
     "mean_ci",
-    "meta_train",
     "omniglot_class_splits",
     "omniglot_classes",
     "open_full_omniglot",
     "prototype_accuracy",
-    "run_fewshot_benchmark",
     "seeded_random",
     "split_support_query",
 ]

@@ -30,7 +30,7 @@ gradients, linearised distance to the decision boundary, activity statistics, re
 
 Example::
 
-    >>> from bioplastic.robustness_benchmark import run_robustness, format_markdown
+    >>> from bioplastic.experiments.robustness import run_robustness, format_markdown
     >>> results = run_robustness("digits", rules=("bio", "adam"), seeds=3)
     >>> print(format_markdown(results))
 """
@@ -49,8 +49,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bioplastic.baselines import OPTIMIZER_NAMES, make_optimizer
 from bioplastic.dale import BioMLP
-from bioplastic.optim import OPTIMIZER_NAMES, make_optimizer
 from bioplastic.probes import synaptic_layers, weight_report
 from bioplastic.representation import (
     activity_profile,
@@ -93,7 +93,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCHEMA = "bioplastic.robustness_benchmark/1"
+SCHEMA = "bioplastic.experiments.robustness/1"
 DATASETS = ("digits", "mnist1d")
 INTERVENTIONS = ("adam_pruned_to_bio", "adam_pruned_finetuned", "bio_rescaled_to_adam")
 
@@ -129,8 +129,8 @@ def load_robustness_data(dataset: str, seed: int, val_fraction: float = 0.2) -> 
     """Train / validation / test tensors, the input range and the input shape of ``dataset``.
 
     ``digits``: scikit-learn's digits in [0, 1], test split stratified by ``seed`` (as in
-    :func:`bioplastic.compare.compare_rules`); ``mnist1d``: 4,000 locally generated MNIST-1D
-    signals (standardised; fixed split), input range = min/max over train and test. The
+    :func:`bioplastic.experiments.compare.compare_rules`); ``mnist1d``: 4,000 locally generated
+    MNIST-1D signals (standardised; fixed split), input range = min/max over train and test. The
     validation set is a ``val_fraction`` of the training set, stratified, drawn with ``seed``.
     """
     if dataset not in DATASETS:
@@ -1523,7 +1523,7 @@ def write_results(
     """
     import json
 
-    from bioplastic.cli import write_atomic
+    from bioplastic._io import write_atomic
     from bioplastic.representation import plot_receptive_fields
 
     folder = Path(folder)

@@ -11,21 +11,18 @@ line on stderr, exit status 2 for bad input).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-from bioplastic.cli import (
-    CLIError,
-    _csv,
-    _Parser,
-    _positive_int,
-    _set_threads,
+from bioplastic.cli._args import (
     add_device_argument,
+    csv_choices,
+    positive_int,
     resolve_cli_device,
+    set_threads,
 )
 
-__all__ = ["add_parser", "main"]
+__all__ = ["add_parser"]
 
 _DATASETS = ("digits", "mnist1d")
 QUICK_OUT = Path("runs/report-quick/REPORT.md")
@@ -71,7 +68,7 @@ def _listed(value: object) -> list[str]:
 
 # ------------------------------------------------------------------------------ robustness
 def _add_robustness(sub) -> None:
-    from bioplastic.optim import OPTIMIZER_NAMES
+    from bioplastic.baselines import OPTIMIZER_NAMES
 
     p = sub.add_parser(
         "robustness",
@@ -81,9 +78,9 @@ def _add_robustness(sub) -> None:
         "it, and test whether differences come from connectivity or weight scale. Writes "
         "robustness_<dataset>.json/.md and figures.",
     )
-    p.add_argument("--datasets", type=_csv(_DATASETS), default="digits,mnist1d")
-    p.add_argument("--rules", type=_csv(OPTIMIZER_NAMES), default="bio,adam,eg,enforced")
-    p.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds")
+    p.add_argument("--datasets", type=csv_choices(_DATASETS), default="digits,mnist1d")
+    p.add_argument("--rules", type=csv_choices(OPTIMIZER_NAMES), default="bio,adam,eg,enforced")
+    p.add_argument("--seeds", type=positive_int, default=3, help="number of seeds")
     p.add_argument(
         "--target",
         type=_fraction,
@@ -93,21 +90,21 @@ def _add_robustness(sub) -> None:
     p.add_argument("--epsilons", type=_floats, default=None, help="L-inf budgets, e.g. 0,0.05,0.1")
     p.add_argument("--l2-epsilons", type=_floats, default=None, help="L2 budgets")
     p.add_argument("--hidden", type=_widths, default=(256,), help="hidden widths, e.g. 256")
-    p.add_argument("--pgd-steps", type=_positive_int, default=10)
-    p.add_argument("--restarts", type=_positive_int, default=1)
+    p.add_argument("--pgd-steps", type=positive_int, default=10)
+    p.add_argument("--restarts", type=positive_int, default=1)
     p.add_argument(
         "--no-interventions", action="store_true", help="skip the pruning / rescaling interventions"
     )
-    p.add_argument("--threads", type=_positive_int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1)
     add_device_argument(p)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="output folder")
     p.set_defaults(run=_run_robustness)
 
 
 def _run_robustness(args: argparse.Namespace) -> int:
-    from bioplastic.robustness_benchmark import format_markdown, run_robustness, write_results
+    from bioplastic.experiments.robustness import format_markdown, run_robustness, write_results
 
-    _set_threads(args.threads)
+    set_threads(args.threads)
     device = resolve_cli_device(args.device)
     for dataset in _listed(args.datasets):
         command = (
@@ -168,14 +165,14 @@ def _add_report(sub) -> None:
         default=None,
         help=f"report file (default: <results>/REPORT.md; with --quick {QUICK_OUT})",
     )
-    p.add_argument("--threads", type=_positive_int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1)
     p.set_defaults(run=_run_report)
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from bioplastic.report import build_report
+    from bioplastic.experiments.report import build_report
 
-    _set_threads(args.threads)
+    set_threads(args.threads)
     out = args.out
     if out is None:
         out = QUICK_OUT if args.quick else args.results / "REPORT.md"
@@ -188,31 +185,6 @@ def _run_report(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------ wiring
 def add_parser(subparsers) -> None:
-    """Register the ``report`` and ``robustness`` subcommands on ``subparsers`` (the object
-    returned by ``parser.add_subparsers(parser_class=_Parser)`` in :mod:`bioplastic.cli`)."""
+    """Register the ``report`` and ``robustness`` subcommands on ``subparsers`` ."""
     _add_report(subparsers)
     _add_robustness(subparsers)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run ``report`` or ``robustness`` standalone (``python -m bioplastic.cli_report ...``)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _Parser(prog="bioplastic", description="bioplastic report and robustness")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    add_parser(sub)
-    try:
-        args = parser.parse_args(argv)
-        return args.run(args)
-    except CLIError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except ValueError as err:
-        print(f"bioplastic: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

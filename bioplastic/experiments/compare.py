@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from bioplastic.baselines import OPTIMIZER_NAMES, make_optimizer
 from bioplastic.dale import BioMLP, dalify
 from bioplastic.data.sources import load_digits_arrays
-from bioplastic.optim import OPTIMIZER_NAMES, make_optimizer
 from bioplastic.probes import weight_report
 from bioplastic.train import accuracy, train_epochs
 

@@ -11,10 +11,11 @@ report; no number in the report is typed in.
 
 Results files read from ``--results`` (default ``benchmarks/results``):
 
-* ``digits_rules.json`` (``benchmarks/digits_rules.py``, :func:`bioplastic.compare.compare_rules`):
-  sparsity, log-magnitude shape, Dale violations;
+* ``digits_rules.json`` (``benchmarks/digits_rules.py``,
+  :func:`bioplastic.experiments.compare.compare_rules`): sparsity, log-magnitude shape, Dale
+  violations;
 * ``robustness_digits.json``, ``robustness_mnist1d.json`` (``benchmarks/robustness.py``,
-  :func:`bioplastic.robustness_benchmark.run_robustness`): robustness, activity probes,
+  :func:`bioplastic.experiments.robustness.run_robustness`): robustness, activity probes,
   receptive fields;
 * ``fewshot_*.json`` (the few-shot benchmark): rows ``accuracy`` and ``paired`` (read
   defensively: any missing key is reported, never fatal);
@@ -23,7 +24,7 @@ Results files read from ``--results`` (default ``benchmarks/results``):
   ``alloc`` as a task x unit allocation heatmap.
 
 Weight-magnitude histograms need trained weights: the report trains one model per rule in the
-configuration of ``digits_rules.json`` (or :func:`~bioplastic.compare.compare_rules`'s
+configuration of ``digits_rules.json`` (or :func:`~bioplastic.experiments.compare.compare_rules`'s
 defaults), seed 0, and records the histograms in ``weight_histograms.json`` next to the report.
 
 ``quick=True`` first runs small versions of the digits comparison and of the digits robustness
@@ -257,7 +258,7 @@ def _not_run(key: str, command: str, what: str) -> Claim:
 
 
 def _quick_compare(ctx: ReportContext) -> None:
-    from bioplastic.compare import compare_rules
+    from bioplastic.experiments.compare import compare_rules
 
     ctx.say("quick: digits comparison (biomlp, 2 seeds, 10 epochs)")
     results = compare_rules(models=("biomlp",), seeds=(0, 1), epochs=10)
@@ -266,7 +267,7 @@ def _quick_compare(ctx: ReportContext) -> None:
 
 
 def _quick_robustness(ctx: ReportContext) -> None:
-    from bioplastic.robustness_benchmark import run_robustness
+    from bioplastic.experiments.robustness import run_robustness
 
     ctx.say("quick: digits robustness (2 seeds, reduced epsilon grid)")
     results = run_robustness(
@@ -283,7 +284,7 @@ def _quick_robustness(ctx: ReportContext) -> None:
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    from bioplastic.cli import write_atomic
+    from bioplastic._io import write_atomic
 
     write_atomic(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
 
@@ -297,8 +298,8 @@ def section_emergence(ctx: ReportContext) -> Section:
     Verdict rules (per model kind present; the weakest kind decides):
 
     * sparsity: *supported* iff bio's mean connectivity <= 0.30 and its test accuracy is
-      within 0.015 of adam's (:data:`bioplastic.compare.TARGETS`); *partly supported* iff
-      connectivity < 0.9 but a target is missed; else *not supported*.
+      within 0.015 of adam's (:data:`bioplastic.experiments.compare.TARGETS`); *partly
+      supported* iff connectivity < 0.9 but a target is missed; else *not supported*.
     * lognormal: *supported* iff over every bio run and layer |skewness| <= 0.5 and
       |excess kurtosis| <= 1.0 of ``ln|w|``; *partly supported* iff the means over runs and
       layers meet these bounds but the worst case does not; else *not supported*.
@@ -466,9 +467,9 @@ def section_weight_histograms(ctx: ReportContext) -> Section:
     """
     import torch
 
+    from bioplastic.baselines import make_optimizer
     from bioplastic.dale import BioMLP
     from bioplastic.data.sources import load_digits_arrays
-    from bioplastic.optim import make_optimizer
     from bioplastic.probes import synaptic_layers
     from bioplastic.representation import log_magnitude_histogram
     from bioplastic.train import train_epochs
@@ -597,7 +598,7 @@ def section_robustness(ctx: ReportContext) -> Section:
             f"*{NOT_RUN}* (run `{cmd_default}`).",
             [_not_run("robustness", cmd_default, "robustness_*.json")],
         )
-    from bioplastic.robustness_benchmark import (
+    from bioplastic.experiments.robustness import (
         plot_robustness_analysis,
         plot_robustness_curves,
     )
@@ -650,7 +651,7 @@ def section_robustness(ctx: ReportContext) -> Section:
             ctx.notes.append(f"robustness_{dataset}.json: could not draw figures ({err})")
         findings = analysis.get("findings", [])
         if findings:
-            lines += ["", "Findings (computed by `bioplastic.robustness_benchmark.analyse`):", ""]
+            lines += ["", "Findings (computed by `bioplastic.experiments.robustness.analyse`):", ""]
             lines += [f"- {f}" for f in findings]
         p = _get(analysis, "paired", "adam", attack)
         if p is not None:
@@ -694,8 +695,8 @@ def section_representation(ctx: ReportContext) -> Section:
     if its 95% t-CI lies above 0, -1 if below, else 0; combined as in ``_combine``. Silent
     units, participation ratio and E/I balance are shown, not scored.
     """
+    from bioplastic.experiments.robustness import _paired, receptive_field_grids
     from bioplastic.representation import plot_receptive_fields
-    from bioplastic.robustness_benchmark import _paired, receptive_field_grids
 
     files = _robustness_files(ctx)
     title = "Representations: activity and receptive fields"
@@ -1194,7 +1195,7 @@ def build_report(
     if ctx.notes:
         lines += ["## Notes", "", *[f"- {n}" for n in ctx.notes], ""]
     lines.append(f"*Generated in {time.perf_counter() - start:.0f} s.*")
-    from bioplastic.cli import write_atomic
+    from bioplastic._io import write_atomic
 
     write_atomic(out, "\n".join(lines) + "\n")
     return out

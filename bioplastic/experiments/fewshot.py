@@ -16,7 +16,7 @@ dict; :func:`format_markdown` renders it. Per seed and rule:
 3. **MAML** (method ``maml``): a fresh network with ``ways`` outputs is meta-trained on
    meta-train episodes for ``maml_iterations`` outer steps; ``bio``/``eg`` use
    :class:`BioMAML` with a sign-preserving outer optimizer, ``adam``/``sgd`` learn2learn's
-   ``MAML`` (see :mod:`strategies.fewshot.metatrain`); then evaluated on the same test episodes.
+   ``MAML`` (see :mod:`bioplastic.experiments.metatrain`); then evaluated on the same test episodes.
 
 Accuracies are reported as mean and 95 % CI over all seed x episode evaluations (the usual
 few-shot interval, which ignores training variability; the per-seed means are listed next to
@@ -40,10 +40,10 @@ import torch
 from torch import Tensor, nn
 
 from bioplastic import BioConvNet, BioMLP, make_optimizer
+from bioplastic.experiments.metatrain import evaluate_maml, make_maml, meta_train
 from bioplastic.probes import weight_report
 from bioplastic.train import accuracy, train_epochs
 from strategies.fewshot.finetune import FINETUNE_DEFAULT_LR, finetune_readout_features
-from strategies.fewshot.metatrain import evaluate_maml, make_maml, meta_train
 from strategies.fewshot.proto import ProtoEvaluator, embed, mean_ci
 from strategies.fewshot.tasksets import (
     SAMPLERS,

@@ -11,18 +11,18 @@ import json
 import time
 from pathlib import Path
 
-from bioplastic.cli import (
-    _csv,
-    _positive_int,
-    _set_threads,
+from bioplastic._io import write_atomic
+from bioplastic.cli._args import (
     add_device_argument,
+    csv_choices,
+    positive_int,
     resolve_cli_device,
-    write_atomic,
+    set_threads,
 )
 
 __all__ = ["add_parser"]
 
-# Kept in step with strategies.fewshot.benchmark (a test checks it), so that --help and
+# Kept in step with bioplastic.experiments.fewshot (a test checks it), so that --help and
 # argument errors work without importing learn2learn.
 DATASETS = ("digits", "mnist1d", "glyphs", "omniglot")
 RULES = ("bio", "eg", "adam", "sgd")
@@ -62,15 +62,15 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--dataset", choices=DATASETS, default="glyphs")
     p.add_argument("--root", type=Path, default=None, help="Omniglot root (holds omniglot-py/)")
-    p.add_argument("--ways", type=_positive_int, default=5)
+    p.add_argument("--ways", type=positive_int, default=5)
     p.add_argument("--shots", type=_shots, default=[1, 5], help="e.g. 1,5")
-    p.add_argument("--episodes", type=_positive_int, default=600)
-    p.add_argument("--rules", type=_csv(RULES), default=["bio", "adam", "eg"])
-    p.add_argument("--methods", type=_csv(METHODS), default=["proto", "finetune"])
-    p.add_argument("--seeds", type=_positive_int, default=3)
-    p.add_argument("--epochs", type=_positive_int, default=None, help="pre-training epochs")
+    p.add_argument("--episodes", type=positive_int, default=600)
+    p.add_argument("--rules", type=csv_choices(RULES), default=["bio", "adam", "eg"])
+    p.add_argument("--methods", type=csv_choices(METHODS), default=["proto", "finetune"])
+    p.add_argument("--seeds", type=positive_int, default=3)
+    p.add_argument("--epochs", type=positive_int, default=None, help="pre-training epochs")
     p.add_argument("--bio", type=_json_object, default={}, help="JSON options of the bio rule")
-    p.add_argument("--threads", type=_positive_int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1)
     add_device_argument(p)
     p.add_argument("--out", type=Path, default=Path("runs/fewshot"), help="output folder")
     p.set_defaults(run=_run)
@@ -80,9 +80,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.dataset == "omniglot" and args.root is None:
         raise ValueError("--dataset omniglot needs --root (a folder holding omniglot-py/)")
     device = resolve_cli_device(args.device)
-    from strategies.fewshot import format_markdown, run_fewshot_benchmark
+    from bioplastic.experiments.fewshot import format_markdown, run_fewshot_benchmark
 
-    _set_threads(args.threads)
+    set_threads(args.threads)
     start = time.perf_counter()
 
     def progress(done: int, total: int, message: str) -> None:

@@ -65,18 +65,15 @@ import torch
 from avalanche.training.templates import SupervisedTemplate
 
 from bioplastic import probes as P
+from bioplastic._device import resolve_device
+from bioplastic._io import write_atomic
 from bioplastic.data import SCENARIOS, Stream, available_streams, make_stream
 from strategies.avalanche.benchmarks import avalanche_benchmark
 from strategies.avalanche.checkpoint import load_checkpoint, save_checkpoint
 from strategies.avalanche.config import COMMON, STRATEGY_NAMES, strategy_defaults
-from strategies.avalanche.loggers import (
-    JSONResultsLogger,
-    atomic_write_bytes,
-    make_evaluator,
-    to_jsonable,
-)
+from strategies.avalanche.loggers import JSONResultsLogger, make_evaluator, to_jsonable
 from strategies.avalanche.models import make_model
-from strategies.avalanche.strategy import make_strategy, resolve_device
+from strategies.avalanche.strategy import make_strategy
 
 __all__ = [
     "DEFAULT_STRATEGIES",
@@ -214,7 +211,7 @@ def _run_summary(records: Mapping[str, Any], n_experiences: int) -> dict[str, An
 
 def _write_json(path: Path, data: Any) -> None:
     text = json.dumps(data, indent=1, allow_nan=False) + "\n"
-    atomic_write_bytes(path, text.encode("utf-8"))
+    write_atomic(path, text)
 
 
 def _read_json(path: Path) -> Any:
@@ -541,7 +538,7 @@ def run_stream_comparison(
     }
     results["targets"] = check_targets(results)
     _write_json(root / "results.json", results)
-    atomic_write_bytes(root / "results.md", format_markdown(results).encode("utf-8"))
+    write_atomic(root / "results.md", format_markdown(results))
     logger.info("wrote %s and %s", root / "results.json", root / "results.md")
     return results
 

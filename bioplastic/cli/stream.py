@@ -6,7 +6,7 @@ forgetting, BWT, connectivity, Dale violations; mean ± std over seeds), and wri
 ``results.json``/``results.md``, TensorBoard logs and checkpoints under
 ``<logdir>/<stream>-<scenario>/``. ``--resume`` picks up an interrupted comparison.
 
-The work is done by :func:`strategies.avalanche.compare.run_stream_comparison`, imported only
+The work is done by :func:`bioplastic.experiments.stream.run_stream_comparison`, imported only
 when the command runs: ``bioplastic`` itself imports without Avalanche.
 """
 
@@ -20,7 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bioplastic.cli import CLIError, _csv, _positive_int, _set_threads, add_device_argument
+from bioplastic.cli._args import (
+    CLIError,
+    add_device_argument,
+    csv_choices,
+    positive_int,
+    set_threads,
+)
 from bioplastic.data import SCENARIOS, available_streams
 
 __all__ = ["STRATEGY_CHOICES", "add_parser"]
@@ -49,15 +55,15 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--scenario", choices=SCENARIOS, default="task")
     p.add_argument(
         "--strategies",
-        type=_csv(STRATEGY_CHOICES),
+        type=csv_choices(STRATEGY_CHOICES),
         default=DEFAULT_STRATEGIES,
         help=f"comma-separated, from {','.join(STRATEGY_CHOICES)} (default: {DEFAULT_STRATEGIES})",
     )
     p.add_argument(
-        "--seeds", type=_positive_int, default=None, help="number of seeds (5; 1 with --quick)"
+        "--seeds", type=positive_int, default=None, help="number of seeds (5; 1 with --quick)"
     )
     p.add_argument(
-        "--epochs", type=_positive_int, default=None, help="epochs per experience (10; 3 quick)"
+        "--epochs", type=positive_int, default=None, help="epochs per experience (10; 3 quick)"
     )
     p.add_argument("--logdir", type=Path, default=Path("runs"), help="output folder (runs)")
     p.add_argument(
@@ -66,7 +72,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--quick", action="store_true", help="short version: 3 epochs, fewer samples, 1 seed"
     )
-    p.add_argument("--threads", type=_positive_int, default=1, help="torch threads (1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (1)")
     p.add_argument("--root", type=Path, default=None, help="folder of the MNIST IDX files")
     add_device_argument(p)
     p.set_defaults(run=_run_stream)
@@ -115,15 +121,15 @@ def _run_stream(args: argparse.Namespace) -> int:
 def _run_stream_quietly(args: argparse.Namespace) -> int:
     _check(args)
     try:
+        from bioplastic.experiments.stream import format_markdown, run_stream_comparison
         from strategies.avalanche import STRATEGY_NAMES
-        from strategies.avalanche.compare import format_markdown, run_stream_comparison
     except ImportError as err:
         raise CLIError(
             f"bioplastic stream needs Avalanche ({err}); install bioplastic[avalanche]"
         ) from None
     if set(STRATEGY_NAMES) != set(STRATEGY_CHOICES):  # pragma: no cover - caught by a test
         raise RuntimeError("cli_stream.STRATEGY_CHOICES is out of date with STRATEGY_NAMES")
-    _set_threads(args.threads)
+    set_threads(args.threads)
     strategies = args.strategies.split(",") if isinstance(args.strategies, str) else args.strategies
     seeds = args.seeds if args.seeds is not None else (1 if args.quick else 5)
     n_runs = len(strategies) * seeds

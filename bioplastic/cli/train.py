@@ -4,7 +4,7 @@
     torchrun --standalone --nproc_per_node 2 -m bioplastic.cli train --rule bio --out runs/ddp
     bioplastic train --rule bio --epochs 10 --out runs/train --resume   # after a kill
 
-The loop is :func:`bioplastic.distributed.train`; see that module for how ranks split the
+The loop is :func:`bioplastic.experiments.train.train`; see that module for how ranks split the
 global batch, why they stay identical (we seed, not broadcast) and how checkpoints work. Rank 0
 prints one line per epoch and writes ``<out>/train.json`` (final accuracy, per-epoch history,
 connectivity, Dale violations, and a checksum of weights and optimizer state); every epoch it
@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bioplastic.cli import CLIError, _positive_int, _set_threads, write_atomic
+from bioplastic._io import write_atomic
+from bioplastic.cli._args import CLIError, positive_int, set_threads
 
 __all__ = ["EXIT_SIGTERM", "add_parser"]
 
@@ -81,8 +82,8 @@ def _rule_option(text: str) -> tuple[str, Any]:
 
 def add_parser(subparsers: Any) -> None:
     """Register ``bioplastic train`` on the ``bioplastic`` subcommand parsers."""
-    from bioplastic.distributed import BACKENDS, DATASETS, DEVICES
-    from bioplastic.optim import OPTIMIZER_NAMES
+    from bioplastic.baselines import OPTIMIZER_NAMES
+    from bioplastic.experiments.train import BACKENDS, DATASETS, DEVICES
 
     p = subparsers.add_parser(
         "train",
@@ -103,9 +104,9 @@ def add_parser(subparsers: Any) -> None:
         help="a hyper-parameter of the rule, e.g. noise=0.1 or grow_every=10 (repeatable)",
     )
     p.add_argument("--hidden", type=_widths, default=(64,), help="hidden widths (64)")
-    p.add_argument("--epochs", type=_positive_int, default=10)
+    p.add_argument("--epochs", type=positive_int, default=10)
     p.add_argument(
-        "--batch-size", type=_positive_int, default=32, help="global batch size, split over ranks"
+        "--batch-size", type=positive_int, default=32, help="global batch size, split over ranks"
     )
     p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument(
@@ -124,7 +125,7 @@ def add_parser(subparsers: Any) -> None:
         action="store_true",
         help="every rank also writes its final state to <out>/rank-<r>.pt (to compare ranks)",
     )
-    p.add_argument("--threads", type=_positive_int, default=1, help="torch threads per rank (1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads per rank (1)")
     p.set_defaults(run=_run_train)
 
 
@@ -138,12 +139,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bioplastic.distributed import (
-        TrainConfig,
-        TrainingInterrupted,
-        init_distributed,
-        shutdown,
-    )
+    from bioplastic.distributed import TrainingInterrupted, init_distributed, shutdown
+    from bioplastic.experiments.train import TrainConfig
 
     if args.out.exists() and not args.out.is_dir():
         raise CLIError(f"bioplastic train: --out {args.out} is not a folder")
@@ -162,7 +159,7 @@ def _run(args: argparse.Namespace) -> int:
         save_rank_states=args.save_rank_states,
     )
     config.validate()
-    _set_threads(args.threads)
+    set_threads(args.threads)
     info = init_distributed(args.device, args.backend)
     try:
         _train_and_report(config, info)
@@ -176,7 +173,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _train_and_report(config: Any, info: Any) -> dict[str, Any]:
-    from bioplastic.distributed import train
+    from bioplastic.experiments.train import train
 
     def progress(line: str) -> None:
         print(line, flush=True)

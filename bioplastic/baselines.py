@@ -1,0 +1,147 @@
+"""The baselines the bio rule is compared with, selectable by name (SPEC section 3).
+
+* ``sgd`` and ``adam``: backprop with ``torch.optim``;
+* ``eg``: exponentiated gradient, :class:`~bioplastic.BioRule` with its structural and
+  homeostatic mechanisms switched off;
+* ``enforced``: :class:`EnforcedAdam`, Adam with the properties *enforced* (sign projection,
+  L1, magnitude pruning) instead of emerging.
+
+:func:`make_optimizer` builds any of them, or the bio rule, by name.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+
+from bioplastic._checks import check_number
+from bioplastic.optim import BioRule
+
+__all__ = ["EnforcedAdam", "OPTIMIZER_NAMES", "make_optimizer"]
+
+
+class EnforcedAdam(torch.optim.Adam):
+    """Adam with the properties *enforced*: sign projection, L1 shrinkage, magnitude pruning.
+
+    The "explicit enforcement" baseline: after every Adam step, each synapse (``dim >= 2``) is
+    projected onto its presynaptic unit's sign (a weight that crossed zero is set to 0: Dale's
+    law by clamping), shrunk towards 0 by ``lr * l1`` (the proximal step of an L1 penalty), and
+    every ``prune_every`` steps the weakest present synapses are pruned so that connectivity
+    falls by ``prune_rate`` (relative) per event until ``target_connectivity``; pruned
+    synapses stay at 0 (a mask). Compare with :class:`BioRule`, where these properties are
+    meant to emerge from the update.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        *,
+        l1: float = 1e-4,
+        target_connectivity: float = 0.3,
+        prune_every: int = 50,
+        prune_rate: float = 0.2,
+        **adam_kwargs,
+    ):
+        check_number("l1", l1, 0.0, math.inf, hi_open=True)
+        check_number("target_connectivity", target_connectivity, 0.0, 1.0, lo_open=True)
+        if not isinstance(prune_every, int) or isinstance(prune_every, bool) or prune_every < 1:
+            raise ValueError(f"prune_every must be an int >= 1, got {prune_every!r}")
+        check_number("prune_rate", prune_rate, 0.0, 1.0, hi_open=True)
+        self.l1 = l1
+        self.target_connectivity = target_connectivity
+        self.prune_every = prune_every
+        self.prune_rate = prune_rate
+        self._enforce_steps = 0
+        super().__init__(params, lr=lr, **adam_kwargs)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = super().step(closure)
+        self._enforce_steps += 1
+        prune_now = self._enforce_steps % self.prune_every == 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                # Adam skipped it (no gradient, e.g. another task's head); state made here
+                # before Adam's own would make Adam think it had initialised it.
+                if p.dim() < 2 or p.grad is None:
+                    continue
+                state = self.state[p]
+                if "enforce_sign" not in state:
+                    sign = getattr(p, "dale_sign", None)
+                    if sign is None or sign.numel() != p.shape[1]:
+                        votes = torch.sign(p).sum(dim=[d for d in range(p.dim()) if d != 1])
+                        sign = torch.where(votes < 0, -1.0, 1.0)
+                    shape = [1] * p.dim()
+                    shape[1] = -1
+                    state["enforce_sign"] = sign.to(p.device, p.dtype).reshape(shape).clone()
+                    state["enforce_mask"] = p != 0
+                s = state["enforce_sign"]
+                mag = (p * s).clamp_(min=0)  # sign projection
+                mag.sub_(group["lr"] * self.l1).clamp_(min=0)  # L1 proximal step
+                mask = state["enforce_mask"]
+                if prune_now:
+                    mask &= mag > 0
+                    n = int(mask.sum())
+                    keep = max(
+                        math.ceil(self.target_connectivity * p.numel()),
+                        math.ceil(n * (1 - self.prune_rate)),
+                    )
+                    if keep < n:
+                        score = mag.masked_fill(~mask, -1.0).reshape(-1)
+                        idx = torch.topk(score, keep, sorted=False).indices
+                        mask.zero_()
+                        mask.view(-1)[idx] = True
+                p.copy_(mag * s * mask)
+        return loss
+
+
+# Defaults per name: the first try of a user must work.
+_OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "bio": {},
+    "eg": dict(
+        lr=1.0,
+        normalize=False,
+        decay=0.0,
+        noise=0.0,
+        noise_halflife=0.0,
+        max_step=None,
+        prune_threshold=0.0,
+        homeostasis=False,
+        grow_every=0,
+        momentum=0.0,
+    ),  # fmt: skip
+    "sgd": dict(lr=0.05, momentum=0.9),
+    "adam": dict(lr=1e-3),
+    "enforced": dict(lr=1e-3),
+}
+OPTIMIZER_NAMES = tuple(_OPTIMIZER_DEFAULTS)
+
+
+def make_optimizer(name: str, params, **kwargs) -> Optimizer:
+    """Build an optimizer by name: ``bio``, ``eg``, ``sgd``, ``adam`` or ``enforced``.
+
+    ``eg`` is textbook exponentiated gradient on the same sign-fixed parameterisation
+    (``w <- w * exp(-lr * sign(w) * (g + weight_decay * sign(w)))``): :class:`BioRule` without
+    homeostasis, noise, clipping, elimination or growth, plasticity 1 and momentum 0 unless
+    given. For ``eg``, ``weight_decay`` is the EG decay on synapses (it is ``decay``);
+    ``other_weight_decay`` is the L2 decay of non-synapse parameters. Keyword arguments
+    override the defaults of each name.
+    """
+    if name not in _OPTIMIZER_DEFAULTS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
+    options = {**_OPTIMIZER_DEFAULTS[name], **kwargs}
+    if name in ("bio", "eg"):
+        if name == "eg":
+            options["decay"] = options.pop("weight_decay", options.get("decay", 0.0))
+            if "other_weight_decay" in options:
+                options["weight_decay"] = options.pop("other_weight_decay")
+        return BioRule(params, **options)
+    if name == "sgd":
+        return torch.optim.SGD(params, **options)
+    if name == "adam":
+        return torch.optim.Adam(params, **options)
+    return EnforcedAdam(params, **options)

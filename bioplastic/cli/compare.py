@@ -1,0 +1,68 @@
+"""``bioplastic compare``: learning rules side by side on the bundled digits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from bioplastic._io import write_atomic
+from bioplastic.cli._args import (
+    add_device_argument,
+    csv_choices,
+    positive_int,
+    resolve_cli_device,
+    set_threads,
+)
+
+
+def add_parser(sub) -> None:
+    from bioplastic.baselines import OPTIMIZER_NAMES
+    from bioplastic.experiments.compare import MODEL_KINDS
+
+    p = sub.add_parser(
+        "compare",
+        help="learning rules side by side on the bundled digits (accuracy, sparsity, Dale)",
+        description="Train the same Dale-initialised MLPs on scikit-learn's digits with each "
+        "rule and report test accuracy, connectivity, Dale violations and log-weight shape.",
+    )
+    p.add_argument("--rules", type=csv_choices(OPTIMIZER_NAMES), default="bio,eg,adam,enforced")
+    p.add_argument("--models", type=csv_choices(MODEL_KINDS), default=",".join(MODEL_KINDS))
+    p.add_argument("--seeds", type=positive_int, default=3, help="number of seeds")
+    p.add_argument("--epochs", type=positive_int, default=30)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--threads", type=positive_int, default=1)
+    add_device_argument(p)
+    p.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bioplastic.experiments.compare import compare_rules, format_markdown
+
+    set_threads(args.threads)
+    rules = args.rules if isinstance(args.rules, list) else args.rules.split(",")
+    models = args.models if isinstance(args.models, list) else args.models.split(",")
+    n = len(rules) * len(models) * args.seeds
+    done = [0]
+
+    def progress(line: str) -> None:
+        done[0] += 1
+        print(f"[{done[0]}/{n}] {line}", flush=True)
+
+    results = compare_rules(
+        device=resolve_cli_device(args.device),
+        rules=rules,
+        models=models,
+        seeds=range(args.seeds),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        progress=progress,
+    )
+    table = format_markdown(results)
+    print()
+    print(table)
+    write_atomic(args.out / "compare.json", json.dumps(results, indent=1) + "\n")
+    write_atomic(args.out / "compare.md", table)
+    print(f"wrote {args.out / 'compare.json'} and {args.out / 'compare.md'}")
+    return 0
