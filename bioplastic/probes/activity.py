@@ -1,0 +1,296 @@
+"""Activity probes: sparseness, silence, dimensionality, E/I input balance, recording.
+
+``acts`` is ``[n_samples, n_units]`` throughout; conventions: see :mod:`bioplastic.probes`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from bioplastic.probes._validation import (
+    _check_acts,
+    _check_tensor,
+    _is_synaptic,
+    _moments,
+    _weight_and_sign,
+)
+from bioplastic.probes.weights import synaptic_layers
+
+Reduction = Literal["mean", "none"]
+
+
+# --------------------------------------------------------------------------------------------
+# activity probes
+# --------------------------------------------------------------------------------------------
+
+
+def _vinje_gallant(x: Tensor) -> Tensor:
+    """Sparseness of each row of non-negative ``x`` ([rows, n]); NaN for all-zero rows."""
+    n = x.shape[1]
+    x = x.to(torch.float64)
+    # the measure is scale-free; dividing by the row maximum keeps tiny rates from underflowing
+    x = x / x.amax(dim=1, keepdim=True).clamp(min=torch.finfo(torch.float64).tiny)
+    mean = x.mean(dim=1)
+    mean_sq = (x * x).mean(dim=1)
+    treves_rolls = mean * mean / mean_sq  # a in [1/n, 1]; 0/0 = NaN for silent rows
+    return ((1.0 - treves_rolls) / (1.0 - 1.0 / n)).clamp(0.0, 1.0)
+
+
+def _reduce(values: Tensor, reduction: str, name: str = "reduction") -> Tensor | float:
+    if reduction == "none":
+        return values
+    if reduction == "mean":
+        defined = values[~torch.isnan(values)]
+        return float(defined.mean()) if defined.numel() else math.nan
+    raise ValueError(f"{name} must be 'mean' or 'none', got {reduction!r}")
+
+
+def population_sparseness(acts: Tensor, reduction: Reduction = "mean") -> Tensor | float:
+    """Population sparseness per sample (Treves-Rolls, normalised as by Vinje & Gallant 2000).
+
+    For a sample's non-negative activities ``r_1..r_N`` over ``N >= 2`` units:
+    ``a = (sum_i r_i / N)**2 / (sum_i r_i**2 / N)`` (Treves-Rolls, in ``[1/N, 1]``) and
+    ``S = (1 - a) / (1 - 1/N)`` in ``[0, 1]``: 0 when all units are equally active, 1 when a
+    single unit is active (one-hot). Samples with no activity are undefined (NaN).
+
+    Args:
+        acts: ``[n_samples, n_units]`` non-negative activities (e.g. post-ReLU).
+        reduction: ``"mean"`` (a float: mean over samples with some activity; NaN if none) or
+            ``"none"`` (a ``[n_samples]`` float64 tensor, NaN for silent samples).
+    """
+    acts = _check_acts(acts, non_negative=True)
+    if acts.shape[1] < 2:
+        raise ValueError(f"acts must have at least 2 units (columns), got {acts.shape[1]}")
+    return _reduce(_vinje_gallant(acts), reduction)
+
+
+def lifetime_sparseness(acts: Tensor, reduction: Reduction = "mean") -> Tensor | float:
+    """Lifetime sparseness per unit: the formula of :func:`population_sparseness` applied to
+    each unit's activities across the ``n_samples >= 2`` samples.
+
+    0 for a unit that responds equally to every sample, 1 for a unit that responds to a single
+    sample. ``reduction="mean"`` averages over non-silent units (a float, NaN if all are
+    silent); ``"none"`` returns ``[n_units]`` float64, NaN for silent units.
+    """
+    acts = _check_acts(acts, non_negative=True)
+    if acts.shape[0] < 2:
+        raise ValueError(f"acts must have at least 2 samples (rows), got {acts.shape[0]}")
+    return _reduce(_vinje_gallant(acts.T), reduction)
+
+
+def silent_fraction(acts: Tensor, eps: float = 1e-6) -> float:
+    """Fraction of units that never respond: ``max_samples |r| <= eps``; in ``[0, 1]``."""
+    acts = _check_acts(acts)
+    if not eps >= 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    return float((acts.abs().amax(dim=0) <= eps).sum()) / acts.shape[1]
+
+
+def participation_ratio(acts: Tensor) -> float:
+    """Participation-ratio dimensionality of the activity, ``(sum l)**2 / sum l**2``.
+
+    ``l`` are the eigenvalues of the ``[n_units, n_units]`` covariance ``C`` of ``acts`` over
+    samples, computed as ``tr(C)**2 / tr(C @ C)`` (no eigendecomposition needed). In
+    ``[1, n_units]``: ``n_units`` for isotropic activity, 1 for activity on a single line.
+    NaN if the activity does not vary. Needs ``n_samples >= 2``.
+    """
+    acts = _check_acts(acts)
+    if acts.shape[0] < 2:
+        raise ValueError(f"acts must have at least 2 samples (rows), got {acts.shape[0]}")
+    x = acts.to(torch.float64)
+    x = x - x.mean(dim=0, keepdim=True)
+    cov = x.T @ x / (x.shape[0] - 1)
+    trace = torch.diagonal(cov).sum()
+    trace_sq = (cov * cov).sum()
+    if float(trace_sq) <= 0.0:
+        return math.nan
+    return float(trace * trace / trace_sq)
+
+
+def activity_distribution_stats(acts: Tensor, eps: float = 0.0) -> dict[str, float]:
+    """Distribution of all entries of ``acts``: ``mean``, ``std`` (ddof=0), ``skewness``,
+    ``excess_kurtosis`` (as in :func:`log_magnitude_stats`, NaN if constant) and
+    ``fraction_zero`` = fraction of entries with ``|r| <= eps``, in ``[0, 1]``.
+    """
+    acts = _check_acts(acts)
+    if not eps >= 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    stats = _moments(acts.reshape(-1))
+    stats["fraction_zero"] = float((acts.abs() <= eps).sum()) / acts.numel()
+    return stats
+
+
+def ei_input_balance(
+    module: nn.Module, inputs: Tensor, dale_sign: Tensor | None = None
+) -> dict[str, Tensor]:
+    """Excitatory and inhibitory input currents of each postsynaptic unit of ``module``.
+
+    The current into unit ``i`` (bias excluded) is split by presynaptic type:
+    ``E_i = sum_{j: s_j=+1} w_ij x_j`` and ``I_i = -sum_{j: s_j=-1} w_ij x_j`` (convolutions:
+    the same with the kernel, every output position counting as an observation). Types ``s``
+    come from ``dale_sign`` or the module's buffer; without them each synapse counts by its
+    own sign. With non-negative inputs (e.g. post-ReLU rates) under Dale's law both currents
+    are ``>= 0``. Returns ``[n_post]`` float64 tensors:
+
+    * ``excitatory``, ``inhibitory``: mean ``E_i`` and mean ``I_i`` over observations
+      (input units times weight units);
+    * ``ratio``: ``mean E_i / mean I_i`` (``inf`` without inhibition, NaN if both are 0);
+      about 1 for a balanced unit;
+    * ``correlation``: Pearson correlation of ``E_i`` and ``I_i`` across observations, in
+      ``[-1, 1]``: close to 1 when inhibition tracks excitation (detailed balance), NaN for
+      units whose E or I current does not vary.
+
+    Args:
+        module: an ``nn.Linear`` or ``nn.Conv*d``.
+        inputs: what ``module`` receives: ``[batch, in_features]`` or ``[batch, C, ...]``
+            (see :func:`record_activations` with ``capture="input"``).
+        dale_sign: presynaptic types overriding the module's buffer.
+    """
+    if not (isinstance(module, nn.Module) and _is_synaptic(module)):
+        raise ValueError(f"module must be an nn.Linear or nn.Conv*d, got {type(module).__name__}")
+    weight, sign = _weight_and_sign(module, dale_sign, "module")
+    inputs = _check_tensor(inputs, "inputs", min_dim=2).to(device=weight.device, dtype=weight.dtype)
+    if sign is None:
+        w_exc, w_inh = weight.clamp(min=0), weight.clamp(max=0)
+    else:
+        shape = [1, -1] + [1] * (weight.dim() - 2)
+        is_exc = (sign > 0).to(weight.dtype).reshape(shape)
+        w_exc, w_inh = weight * is_exc, weight * (1 - is_exc)
+    with torch.no_grad():
+        try:
+            if isinstance(module, nn.Linear):
+                exc = nn.functional.linear(inputs, w_exc)
+                inh = -nn.functional.linear(inputs, w_inh)
+            else:
+                exc = module._conv_forward(inputs, w_exc, None)
+                inh = -module._conv_forward(inputs, w_inh, None)
+        except RuntimeError as err:
+            raise ValueError(
+                f"inputs of shape {tuple(inputs.shape)} do not fit {type(module).__name__} "
+                f"with weight {tuple(weight.shape)}: {err}"
+            ) from err
+    n_post = weight.shape[0]
+    # observations x units: for convolutions every output position is an observation
+    exc = exc.movedim(-1 if isinstance(module, nn.Linear) else 1, -1).reshape(-1, n_post)
+    inh = inh.movedim(-1 if isinstance(module, nn.Linear) else 1, -1).reshape(-1, n_post)
+    exc, inh = exc.to(torch.float64), inh.to(torch.float64)
+    mean_e, mean_i = exc.mean(dim=0), inh.mean(dim=0)
+    ratio = mean_e / mean_i
+    ratio = torch.where(mean_i == 0, torch.where(mean_e > 0, math.inf, math.nan), ratio)
+    de, di = exc - mean_e, inh - mean_i
+    denom = (de * de).sum(dim=0).sqrt() * (di * di).sum(dim=0).sqrt()
+    corr = torch.where(denom > 0, (de * di).sum(dim=0) / denom, math.nan).clamp(-1.0, 1.0)
+    return {"excitatory": mean_e, "inhibitory": mean_i, "ratio": ratio, "correlation": corr}
+
+
+def _first_tensor(batch: object, what: str) -> Tensor:
+    if isinstance(batch, Tensor):
+        return batch
+    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor):
+        return batch[0]
+    raise ValueError(
+        f"{what} must be a Tensor or yield Tensors or (inputs, ...) tuples, "
+        f"got {type(batch).__name__}"
+    )
+
+
+def record_activations(
+    model: nn.Module,
+    loader_or_tensor: Tensor | Iterable,
+    layers: Sequence[str] | None = None,
+    capture: Literal["output", "input"] = "output",
+    max_batches: int | None = None,
+) -> dict[str, Tensor]:
+    """Run ``model`` on data and collect what chosen sub-modules emit (or receive).
+
+    Uses forward hooks that are always removed afterwards; runs under ``torch.no_grad()`` in
+    eval mode and restores every sub-module's training flag. Outputs are detached, moved to the
+    CPU and concatenated along dimension 0 (the batch).
+
+    Args:
+        model: any ``nn.Module``; inputs are moved to the device of its first parameter.
+        loader_or_tensor: one input batch (a Tensor) or an iterable of batches (Tensors, or
+            ``(inputs, targets, ...)`` tuples as yielded by a DataLoader / Avalanche stream;
+            the first element is fed to ``model``).
+        layers: names from ``model.named_modules()``; default: all synaptic layers
+            (:func:`synaptic_layers`). Their outputs are pre-activations: to measure firing
+            rates (sparseness), name the activation modules (e.g. the ``nn.ReLU`` layers).
+        capture: ``"output"`` (what the module returns) or ``"input"`` (its first positional
+            argument, e.g. for :func:`ei_input_balance`).
+        max_batches: stop after this many batches (``None``: all).
+
+    Returns:
+        ``{name: Tensor [n_samples, ...]}`` in the order of ``layers``.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
+    if capture not in ("output", "input"):
+        raise ValueError(f"capture must be 'output' or 'input', got {capture!r}")
+    if max_batches is not None and max_batches < 1:
+        raise ValueError(f"max_batches must be >= 1 or None, got {max_batches}")
+    modules = dict(model.named_modules())
+    if layers is None:
+        names = [name for name, _ in synaptic_layers(model)]
+    else:
+        if isinstance(layers, str):
+            raise ValueError("layers must be a sequence of module names, not a single string")
+        names = list(layers)
+        unknown = [n for n in names if n not in modules]
+        if unknown:
+            raise ValueError(f"layers not found in model: {unknown}")
+    if not names:
+        raise ValueError("layers is empty (the model has no Linear/Conv layers)")
+    if isinstance(loader_or_tensor, Tensor):
+        batches: Iterable = [loader_or_tensor]
+    elif isinstance(loader_or_tensor, Iterable):
+        batches = loader_or_tensor
+    else:
+        raise ValueError(
+            "loader_or_tensor must be a Tensor or an iterable of batches, "
+            f"got {type(loader_or_tensor).__name__}"
+        )
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else None
+
+    collected: dict[str, list[Tensor]] = {n: [] for n in names}
+
+    def make_hook(name: str):
+        def hook(_module: nn.Module, args: tuple, output: object) -> None:
+            value = args[0] if capture == "input" else output
+            if isinstance(value, (tuple, list)):
+                value = value[0]
+            if isinstance(value, Tensor):
+                collected[name].append(value.detach().cpu())
+
+        return hook
+
+    training = {m: m.training for m in model.modules()}
+    handles = [modules[n].register_forward_hook(make_hook(n)) for n in dict.fromkeys(names)]
+    n_batches = 0
+    try:
+        model.eval()
+        with torch.no_grad():
+            for batch in batches:
+                x = _first_tensor(batch, "loader_or_tensor")
+                model(x.to(device) if device is not None else x)
+                n_batches += 1
+                if max_batches is not None and n_batches >= max_batches:
+                    break
+    finally:
+        for handle in handles:
+            handle.remove()
+        for m, flag in training.items():
+            m.training = flag
+    if n_batches == 0:
+        raise ValueError("loader_or_tensor yielded no batches")
+    result: dict[str, Tensor] = {}
+    for name in names:
+        if not collected[name]:
+            raise ValueError(f"layer {name!r} was not called during the forward pass")
+        result[name] = torch.cat(collected[name], dim=0)
+    return result
