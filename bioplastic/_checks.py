@@ -7,6 +7,7 @@ Every check raises a one-line ``ValueError`` that names the argument and the all
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 from collections.abc import Sequence
 from typing import Any
@@ -49,8 +50,11 @@ def check_number(
     lo_open: bool = False,
     hi_open: bool = False,
 ) -> float:
-    """``value`` as a float if it is a finite real number in the interval; else ValueError."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """``value`` as a float if it is a finite real number in the interval; else ValueError.
+
+    Any real scalar counts (Python or NumPy ints and floats); bools and strings do not.
+    """
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
         ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
     if not ok:

@@ -14,6 +14,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from bioplastic._checks import check_fraction
 from bioplastic.probes import synaptic_layers
 
 __all__ = [
@@ -26,14 +27,6 @@ __all__ = [
     "dalify",
     "on_off_sign",
 ]
-
-
-def _check_fraction(name: str, value: float, lo_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and math.isfinite(value)
-    ok = ok and (0 < value < 1 if lo_open else 0 <= value < 1)
-    if not ok:
-        interval = "(0, 1)" if lo_open else "[0, 1)"
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
 
 
 def dale_init_(
@@ -62,7 +55,7 @@ def dale_init_(
             f"dale_sign has {dale_sign.numel()} entries, the weight has {weight.shape[1]} "
             "presynaptic units (dimension 1)"
         )
-    _check_fraction("1 - connectivity", 1.0 - connectivity)
+    check_fraction("connectivity", connectivity, lo_open=True, hi_open=False)
     fan_in = weight[0].numel()
     shape = [1] * weight.dim()
     shape[1] = -1
@@ -120,7 +113,7 @@ def dalify(
     (fan-in-aware scale, E/I balance); biases are set to 0. Works on any model built from
     Linear/Conv layers, e.g. Avalanche's ``SimpleMLP``. Returns ``model`` (modified in place).
     """
-    _check_fraction("inh_fraction", inh_fraction)
+    check_fraction("inh_fraction", inh_fraction, lo_open=False)
     if not (isinstance(sigma, (int, float)) and 0 < sigma < 5):
         raise ValueError(f"sigma must be in (0, 5), got {sigma!r}")
     if not (isinstance(connectivity, (int, float)) and 0 < connectivity <= 1):
@@ -166,7 +159,7 @@ class DaleLinear(nn.Linear):
         generator: torch.Generator | None = None,
     ):
         super().__init__(in_features, out_features, bias)
-        _check_fraction("inh_fraction", inh_fraction)
+        check_fraction("inh_fraction", inh_fraction, lo_open=False)
         if dale_sign is None:
             dale_sign = torch.ones(in_features)
             n_inh = round(inh_fraction * in_features)
@@ -193,7 +186,7 @@ class DaleConv2d(nn.Conv2d):
         **conv_kwargs,
     ):
         super().__init__(in_channels, out_channels, kernel_size, **conv_kwargs)
-        _check_fraction("inh_fraction", inh_fraction)
+        check_fraction("inh_fraction", inh_fraction, lo_open=False)
         if dale_sign is None:
             dale_sign = torch.ones(in_channels)
             n_inh = round(inh_fraction * in_channels)

@@ -13,6 +13,7 @@ from bioplastic.robustness import (
     adversarial_examples,
     evaluate_attack,
     gradient_masking_checks,
+    masking,
     robustness_curve,
     train_to_accuracy,
 )
@@ -173,7 +174,7 @@ def test_masking_flags_follow_their_definitions(trained, monkeypatch):
     model, test = trained
     fake = {("fgsm", 0.1): 0.30, ("pgd", 0.1): 0.50, ("pgd", 1.0): 0.40}
     monkeypatch.setattr(
-        robustness, "evaluate_attack", lambda m, d, attack, eps, **kw: fake[(attack, eps)]
+        masking, "evaluate_attack", lambda m, d, attack, eps, **kw: fake[(attack, eps)]
     )
     out = gradient_masking_checks(model, test, [0.1])
     assert out["pgd_minus_fgsm_max"] == pytest.approx(0.2)
