@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import math
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -24,7 +24,8 @@ __all__ = ["BioRule"]
 _GROW_MODES = ("random", "gradient")
 _PRUNE_MODES = ("relative", "absolute")
 _OTHER_RULES = ("adam", "sgd")
-_CONSOLIDATE_BY = ("magnitude", "importance")
+#: Accepted values of ``BioRule.consolidate(by=...)`` (also ``BioRule.CONSOLIDATE_BY``).
+CONSOLIDATE_BY = ("magnitude", "importance")
 _MAX_ADDITIVE = 1e6  # bound of other_lr and weight_decay
 
 
@@ -445,8 +446,8 @@ class BioRule(Optimizer):
         """
         check_number("fraction", fraction, 0.0, 1.0)
         check_number("factor", factor, 0.0, 1.0, lo_open=True)
-        if by not in _CONSOLIDATE_BY:
-            raise ValueError(f"by must be one of {_CONSOLIDATE_BY}, got {by!r}")
+        if by not in CONSOLIDATE_BY:
+            raise ValueError(f"by must be one of {CONSOLIDATE_BY}, got {by!r}")
         now = total = 0
         for group in self.param_groups:
             if by == "importance" and not group["track_importance"]:
@@ -540,6 +541,103 @@ class BioRule(Optimizer):
                     eliminated += state["n_eliminated"] + pending
                     grown += state["n_grown"]
         return {"eliminated": eliminated, "grown": grown, "nonfinite_skips": self.nonfinite_skips}
+
+    # ---------------------------------------------------------------- integrations
+    # Public read-only views and state transfer for strategies and plugins, which must not
+    # depend on the keys of ``self.state`` (they may change with the rule's equations).
+
+    #: Accepted values of :meth:`consolidate`'s ``by``.
+    CONSOLIDATE_BY: tuple[str, ...] = CONSOLIDATE_BY
+
+    @classmethod
+    def validate_options(cls, **options: Any) -> None:
+        """Check group hyper-parameters as the constructor does, without building anything.
+
+        ``options`` are keyword arguments of :class:`BioRule` other than ``params`` and
+        ``seed``; missing ones take the constructor's defaults. Raises the constructor's
+        ``ValueError`` (naming the parameter and its allowed range) for a bad value and
+        ``TypeError`` for an unknown name.
+
+        Example::
+
+            BioRule.validate_options(lr=0.01, grow_every=20)  # passes
+            BioRule.validate_options(momentum=1.5)  # ValueError: momentum must be in [0, 1)
+        """
+        signature = inspect.signature(cls.__init__).parameters
+        skip = ("self", "params", "seed")
+        defaults = {k: v.default for k, v in signature.items() if k not in skip}
+        unknown = sorted(set(options) - set(defaults))
+        if unknown:
+            raise TypeError(f"unknown BioRule options {unknown}; allowed: {sorted(defaults)}")
+        _validate_group({**defaults, **options})
+
+    def plasticity(self, p: Tensor) -> Tensor | None:
+        """A copy of ``p``'s per-synapse plasticity in (0, 1] (1: fully plastic).
+
+        ``None`` while every synapse of ``p`` is fully plastic (no :meth:`consolidate` yet) or
+        when ``p`` is not a synapse parameter of this rule.
+        """
+        value = self.state.get(p, {}).get("plasticity")
+        return None if value is None else value.detach().clone()
+
+    def presynaptic_sign(self, p: Tensor) -> Tensor | None:
+        """The fixed type (+1 excitatory, -1 inhibitory) of each presynaptic unit of ``p``.
+
+        A tensor of shape ``[p.shape[1]]`` in ``p``'s dtype, or ``None`` before the rule has
+        seen ``p`` (types are fixed at its first step or :meth:`consolidate`).
+        """
+        sign = self.state.get(p, {}).get("unit_sign")
+        return None if sign is None else sign.to(p.dtype)
+
+    def consolidated_count(self) -> int:
+        """Number of synapses (over all groups) whose plasticity is below 1."""
+        total = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                plasticity = self.state.get(p, {}).get("plasticity")
+                if plasticity is not None:
+                    total += int((plasticity < 1).sum())
+        return total
+
+    def adopt_state(self, source: BioRule | Mapping[Tensor, Mapping[str, Any]]) -> int:
+        """Take over rule state, e.g. when another component rebuilt or reset the optimizer.
+
+        Args:
+            source: a :class:`BioRule` over (some of) the same parameters, whose per-parameter
+                state, group options (when both have the same number of groups), seed,
+                non-finite counter and generator states are taken over; or a mapping
+                ``parameter -> state`` that was this rule's :attr:`state` before something
+                replaced it (Avalanche's ``reset_optimizer_state``), of which only the
+                per-parameter state is taken.
+
+        Every parameter of this rule that has state in ``source`` gets that state (shared, not
+        copied: ``source`` should not be stepped afterwards); other parameters keep theirs.
+        Returns the number of parameters whose state was taken over.
+        """
+        if source is self:
+            return 0
+        if isinstance(source, BioRule):
+            if len(source.param_groups) == len(self.param_groups):
+                for theirs, ours in zip(source.param_groups, self.param_groups, strict=True):
+                    ours.update({k: v for k, v in theirs.items() if k != "params"})
+            self._seed = source._seed
+            self.nonfinite_skips = source.nonfinite_skips
+            self._generators = {}
+            for key, gen in source._generators.items():
+                clone = torch.Generator(device=gen.device)
+                clone.set_state(gen.get_state())
+                self._generators[key] = clone
+            states = source.state
+        else:
+            states = source
+        adopted = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = states.get(p)
+                if state and state is not self.state.get(p):
+                    self.state[p] = state
+                    adopted += 1
+        return adopted
 
 
 def _keep_finite_(params: list[Tensor], buffers: list[Tensor | None] | None = None) -> None:
