@@ -695,7 +695,8 @@ def section_representation(ctx: ReportContext) -> Section:
     if its 95% t-CI lies above 0, -1 if below, else 0; combined as in ``_combine``. Silent
     units, participation ratio and E/I balance are shown, not scored.
     """
-    from bioplastic.experiments.robustness import _paired, receptive_field_grids
+    from bioplastic.experiments._common import paired_difference as _paired
+    from bioplastic.experiments.robustness import receptive_field_grids
     from bioplastic.representation import plot_receptive_fields
 
     files = _robustness_files(ctx)
