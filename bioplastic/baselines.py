@@ -15,12 +15,13 @@ import math
 from typing import Any
 
 import torch
+from torch import nn
 from torch.optim import Optimizer
 
 from bioplastic._checks import check_number
 from bioplastic.optim import BioRule
 
-__all__ = ["EnforcedAdam", "OPTIMIZER_NAMES", "make_optimizer"]
+__all__ = ["EnforcedAdam", "OPTIMIZER_NAMES", "PEER_NAMES", "SparsePeer", "make_optimizer"]
 
 
 class EnforcedAdam(torch.optim.Adam):
@@ -145,3 +146,100 @@ def make_optimizer(name: str, params, **kwargs) -> Optimizer:
     if name == "adam":
         return torch.optim.Adam(params, **options)
     return EnforcedAdam(params, **options)
+
+
+# --------------------------------------------------------------------------------------------
+# published peers of sparse, sign-constrained training (optional extra ``peers``)
+# --------------------------------------------------------------------------------------------
+
+PEER_NAMES = ("deepr", "softdeepr", "rigl")
+
+
+class SparsePeer:
+    """A published sparse-training method driven like an optimizer.
+
+    ``zero_grad()``, ``step()`` as usual; ``finish()`` once after training returns the model to
+    a plain ``nn.Module`` whose zero weights are the absent synapses (for evaluation and probes).
+
+    * ``deepr``: DEEP R (Bellec et al. 2018, ``deep_rewire.DEEPR``): each synapse has a fixed
+      sign and a parameter ``theta``; it is present while ``theta > 0``, Langevin updates move
+      it, and a dormant synapse is revived at random whenever one dies so that exactly
+      ``connectivity`` of the synapses are present. Signs are kept from the model's weights
+      (``keep_signs=True``), biases get plain SGD; lr 0.05, l1 1e-4 (the package's defaults).
+    * ``softdeepr``: Soft-DEEP R (same paper, ``deep_rewire.SoftDEEPR``): no hard budget, so the
+      connectivity it reaches is its own (``connectivity`` is ignored); lr 0.05, l1 1e-5.
+    * ``rigl``: RigL (Evci et al. 2020, ``rigl_torch.RigL.RigLScheduler``) around Adam (lr 1e-3):
+      magnitude drop and gradient regrowth every 100 steps until 75% of training. rigl-torch
+      keeps the first layer dense and, by default, every Linear layer dense too (so an MLP
+      stayed at connectivity 1.0): here Linear layers are included and the other layers'
+      density is solved so that the whole model's connectivity is ``connectivity``.
+
+    Requires ``pip install 'bioplastic[peers]'`` (deep-rewire 1.0.5, rigl-torch 0.5.2).
+    """
+
+    def __init__(
+        self, name: str, model: nn.Module, connectivity: float = 0.25, total_steps: int = 1000
+    ):
+        if name not in PEER_NAMES:
+            raise ValueError(f"unknown peer {name!r}; choose one of {', '.join(PEER_NAMES)}")
+        check_number("connectivity", connectivity, 0.0, 1.0, lo_open=True)
+        if not isinstance(total_steps, int) or isinstance(total_steps, bool) or total_steps < 1:
+            raise ValueError(f"total_steps must be an int >= 1, got {total_steps!r}")
+        self.name = name
+        self.model = model
+        self.scheduler = None
+        self._converted = name in ("deepr", "softdeepr")
+        if self._converted:
+            self.optimizers = self._rewire(name, model, connectivity)
+        else:
+            self.optimizers = self._rigl(model, connectivity, total_steps)
+
+    @staticmethod
+    def _rewire(name: str, model: nn.Module, connectivity: float) -> list[Optimizer]:
+        from deep_rewire import DEEPR, SoftDEEPR, convert
+
+        rewired, other = (list(group) for group in convert(model, keep_signs=True))
+        if name == "deepr":
+            n = sum(p.numel() for p in rewired)
+            main: Optimizer = DEEPR(rewired, nc=max(1, round(connectivity * n)), lr=0.05, l1=1e-4)
+        else:
+            main = SoftDEEPR(rewired, lr=0.05, l1=1e-5)
+        return [main] + ([torch.optim.SGD(other, lr=0.05)] if other else [])
+
+    def _rigl(self, model: nn.Module, connectivity: float, total_steps: int) -> list[Optimizer]:
+        from rigl_torch.RigL import RigLScheduler
+        from rigl_torch.util import get_W
+
+        sizes = [w.numel() for w in get_W(model)]
+        total, first = sum(sizes), sizes[0] if len(sizes) > 1 else 0
+        density = (connectivity * total - first) / max(total - first, 1)
+        if not 0 < density <= 1:
+            raise ValueError(
+                f"rigl keeps the first layer dense ({first} of {total} synapses): whole-model "
+                f"connectivity {connectivity:.3f} cannot be reached"
+            )
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        self.scheduler = RigLScheduler(
+            model, optimizer, dense_allocation=density, T_end=int(0.75 * total_steps),
+            delta=100, ignore_linear_layers=False,
+        )  # fmt: skip
+        return [optimizer]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        # RigL's scheduler returns False on the steps where it rewires instead of stepping.
+        if self.scheduler is None or self.scheduler():
+            for optimizer in self.optimizers:
+                optimizer.step()
+
+    def finish(self) -> nn.Module:
+        """Return the model with plain weights (DEEP R's parameterisation folded back)."""
+        if self._converted:
+            from deep_rewire import reconvert
+
+            reconvert(self.model)
+            self._converted = False
+        return self.model

@@ -1,0 +1,476 @@
+"""The rule benchmark: every rule at its defaults on tasks of several depths, widths and class
+counts, with the published sparse peers at the connectivity the bio rule reaches.
+
+Tasks (:data:`TASKS`): digits MLP 1x256; MNIST-1D (5,000 samples) MLP 2x256 and 3x512; glyphs
+(100 classes, 15 train / 5 test images each) with the 2-layer conv net and a 4-layer conv net;
+glyphs with 500 classes and an MLP 784-512-256-500. One epoch budget and batch size (64) per
+task, the same for every rule.
+
+Rules (:data:`RULES`): ``bio``, ``eg``, ``enforced`` and ``adam-dale``/``sgd-dale`` on the
+Dale-initialised model; ``adam``/``sgd`` on the same architecture with PyTorch's default
+initialisation (the better of the four backprop runs is the dense baseline); and the peers of
+:class:`bioplastic.baselines.SparsePeer` (``deepr``, ``rigl`` at bio's mean connectivity on that
+task, ``softdeepr`` at its own). Every rule runs with its defaults: nothing is tuned per task.
+
+:func:`run_rulebench` returns plain data (JSON-ready); :func:`format_markdown` and
+:func:`plot_accuracy_vs_connectivity` present it; :func:`check_targets` applies the targets.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from bioplastic.baselines import PEER_NAMES, SparsePeer, make_optimizer
+from bioplastic.dale import BioMLP, DaleConv2d, DaleLinear, OnOffSplit, on_off_sign
+from bioplastic.probes import synaptic_layers, weight_report
+from bioplastic.train import accuracy
+
+__all__ = [
+    "RULES",
+    "TASKS",
+    "Task",
+    "build_model",
+    "check_targets",
+    "format_markdown",
+    "load_task",
+    "plot_accuracy_vs_connectivity",
+    "run_one",
+    "run_rulebench",
+]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One benchmark task: a dataset, an architecture and a training budget."""
+
+    name: str
+    data: str  # "digits", "mnist1d" or "glyphs"
+    arch: str  # "mlp", "conv2" or "conv4"
+    width: tuple[int, ...]  # hidden sizes (mlp) or channels (conv)
+    n_classes: int = 10
+    epochs: int = 30
+    batch_size: int = 64
+
+
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in (
+        Task("digits-mlp1x256", "digits", "mlp", (256,)),
+        Task("mnist1d-mlp2x256", "mnist1d", "mlp", (256, 256)),
+        Task("mnist1d-mlp3x512", "mnist1d", "mlp", (512, 512, 512)),
+        Task("glyphs100-conv2", "glyphs", "conv2", (32, 64), n_classes=100, epochs=40),
+        Task("glyphs100-conv4", "glyphs", "conv4", (32, 32, 64, 64), n_classes=100, epochs=40),
+        Task("glyphs500-mlp", "glyphs", "mlp", (512, 256), n_classes=500, epochs=30),
+    )
+}
+
+DENSE_RULES = ("adam", "adam-dale", "sgd", "sgd-dale")
+RULES = ("bio", "eg", "enforced", *DENSE_RULES, *PEER_NAMES)
+
+
+# ------------------------------------------------------------------------------------ data
+def load_task(task: Task) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(x_train, y_train, x_test, y_test)`` of a task (offline; cached after the first call)."""
+    if task.data == "digits":
+        from bioplastic.data.sources import load_digits_arrays
+
+        arrays = load_digits_arrays(seed=0)
+    elif task.data == "mnist1d":
+        from bioplastic.data.sources import load_mnist1d_arrays
+
+        arrays = load_mnist1d_arrays(n_samples=5000)
+    elif task.data == "glyphs":
+        return _glyph_split(task.n_classes, flatten=task.arch == "mlp")
+    else:
+        raise ValueError(f"unknown dataset {task.data!r}")
+    return tuple(torch.as_tensor(a) for a in arrays)  # type: ignore[return-value]
+
+
+def _glyph_split(n_classes: int, flatten: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The first ``n_classes`` glyph classes of the train split, 15 train / 5 test images each."""
+    from bioplastic.data.glyphs import load_glyphs
+
+    x, y = load_glyphs("train", instances_per_class=20).tensors()
+    if int(y.max()) + 1 < n_classes:
+        raise ValueError(f"the glyph train split has {int(y.max()) + 1} classes, not {n_classes}")
+    keep = y < n_classes
+    x, y = x[keep], y[keep]
+    position = torch.zeros_like(y)
+    for c in range(n_classes):
+        members = (y == c).nonzero().flatten()
+        position[members] = torch.arange(len(members))
+    if flatten:
+        x = x.reshape(len(x), -1)
+    train, test = position < 15, position >= 15
+    return x[train], y[train], x[test], y[test]
+
+
+# ------------------------------------------------------------------------------------ models
+def build_model(task: Task, in_shape: Sequence[int], init: str, seed: int) -> nn.Module:
+    """The task's model with Dale initialisation (``init="dale"``) or PyTorch's (``"default"``).
+
+    Both have the same architecture (the ON/OFF input split included); ``"default"`` resets
+    every Linear/Conv layer with its own ``reset_parameters()`` and drops the presynaptic types.
+    """
+    if task.arch == "mlp":
+        model: nn.Module = BioMLP(math.prod(in_shape), task.width, task.n_classes, seed=seed)
+    else:
+        model = _conv_net(in_shape[0], task.width, task.n_classes, seed)
+    if init == "default":
+        torch.manual_seed(seed)
+        for _, layer in synaptic_layers(model):
+            layer.reset_parameters()
+            if "dale_sign" in layer._buffers:
+                del layer._buffers["dale_sign"]
+            if hasattr(layer.weight, "dale_sign"):
+                del layer.weight.dale_sign
+    elif init != "dale":
+        raise ValueError(f"init must be 'dale' or 'default', got {init!r}")
+    return model
+
+
+def _conv_net(in_channels: int, channels: Sequence[int], n_classes: int, seed: int) -> nn.Module:
+    """3x3 conv layers with ReLU (a 2x2 max-pool after every second one, or after each when
+    there are two), global average pooling and a linear readout, all Dale-typed; the input goes
+    through an ON/OFF split so first-layer filters can be signed."""
+    gen = torch.Generator().manual_seed(seed)
+    layers: list[nn.Module] = [OnOffSplit()]
+    c_in, sign = 2 * in_channels, on_off_sign(in_channels)
+    pool_every = 1 if len(channels) <= 2 else 2
+    for i, c_out in enumerate(channels):
+        layers += [DaleConv2d(c_in, c_out, 3, padding=1, dale_sign=sign, generator=gen), nn.ReLU()]
+        if (i + 1) % pool_every == 0:
+            layers.append(nn.MaxPool2d(2))
+        c_in, sign = c_out, None
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), DaleLinear(c_in, n_classes, generator=gen)]
+    return nn.Sequential(*layers)
+
+
+# ------------------------------------------------------------------------------------ one run
+def run_one(
+    task: Task,
+    rule: str,
+    seed: int,
+    connectivity: float | None = None,
+    data: tuple[Tensor, Tensor, Tensor, Tensor] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train one model with one rule and return accuracies, connectivity and weight shape.
+
+    ``connectivity`` is the target of the peers that take one (``deepr``, ``rigl``);
+    ``options`` override the rule's defaults (for sweeps such as the lr basin only).
+    """
+    xtr, ytr, xte, yte = load_task(task) if data is None else data
+    torch.manual_seed(seed)
+    init = "default" if rule in ("adam", "sgd", *PEER_NAMES) else "dale"
+    model = build_model(task, xtr.shape[1:], init, seed)
+    reference = {k: v.clone() for k, v in model.state_dict().items()}
+    steps = task.epochs * math.ceil(len(xtr) / task.batch_size)
+    if rule in PEER_NAMES:
+        optimizer: Any = SparsePeer(rule, model, connectivity or 0.25, steps)
+    else:
+        name = rule.removesuffix("-dale")
+        extra = {"seed": seed} if name in ("bio", "eg") else {}
+        optimizer = make_optimizer(name, model.parameters(), **extra, **dict(options or {}))
+    start = time.perf_counter()
+    _train(model, optimizer, xtr, ytr, task, seed)
+    if rule in PEER_NAMES:
+        model = optimizer.finish()
+    seconds = time.perf_counter() - start
+    row = {"task": task.name, "rule": rule, "seed": seed, "seconds": round(seconds, 2)}
+    row.update(_evaluate(model, xtr, ytr, xte, yte, reference if init == "dale" else None))
+    if options:
+        row["options"] = dict(options)
+    return row
+
+
+def _train(model, optimizer, x: Tensor, y: Tensor, task: Task, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(task.epochs):
+        order = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), task.batch_size):
+            idx = order[i : i + task.batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            optimizer.step()
+
+
+def _evaluate(model, xtr, ytr, xte, yte, reference) -> dict[str, Any]:
+    report = weight_report(model, reference)
+    present = sum(r["n_present"] for r in report.values())
+    total = sum(r["n_synapses"] for r in report.values())
+    skews = [abs(r["log_mag_skewness"]) for r in report.values() if _finite(r["log_mag_skewness"])]
+    kurts = [
+        abs(r["log_mag_excess_kurtosis"])
+        for r in report.values()
+        if _finite(r["log_mag_excess_kurtosis"])
+    ]
+    finite = all(torch.isfinite(p).all() for p in model.parameters())
+    return {
+        "test": accuracy(model, xte, yte) if finite else None,
+        "train": accuracy(model, xtr[:4000], ytr[:4000]) if finite else None,
+        "connectivity": present / total,
+        "worst_abs_skew": max(skews, default=None),
+        "worst_abs_kurtosis": max(kurts, default=None),
+        "sign_flips": sum(r.get("sign_flips", 0) for r in report.values()),
+        "dale_violations": sum(r["dale_violations"] for r in report.values()),
+    }
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+# ------------------------------------------------------------------------------------ driver
+Job = tuple[Task, str, int, "float | None", "dict | None"]
+
+
+def _job(args: Job) -> dict[str, Any]:
+    task, rule, seed, connectivity, options = args
+    torch.set_num_threads(1)
+    return run_one(task, rule, seed, connectivity, options=options)
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    workers: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run ``(task, rule, seed, connectivity, options)`` jobs, in ``workers`` processes."""
+    for task in {job[0] for job in jobs}:
+        load_task(task)  # render/cache data once, before the workers start
+    rows: list[dict[str, Any]] = []
+    if workers <= 1:
+        results = map(_job, jobs)
+    else:
+        pool = ProcessPoolExecutor(workers)
+        results = pool.map(_job, jobs)
+    for row in results:
+        rows.append(row)
+        if progress is not None:
+            progress(
+                f"[{len(rows)}/{len(jobs)}] {row['task']} {row['rule']} seed {row['seed']}: "
+                f"test {_fmt(row['test'])}, connectivity {row['connectivity']:.3f}, "
+                f"{row['seconds']:.0f} s"
+            )
+    if workers > 1:
+        pool.shutdown()
+    return rows
+
+
+def run_rulebench(
+    tasks: Sequence[str] = tuple(TASKS),
+    rules: Sequence[str] = RULES,
+    seeds: Sequence[int] = (0, 1, 2),
+    workers: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run every rule on every task and seed; peers run at bio's mean connectivity per task."""
+    unknown = [t for t in tasks if t not in TASKS] + [r for r in rules if r not in RULES]
+    if unknown:
+        raise ValueError(f"unknown task or rule: {', '.join(unknown)}")
+    first = [r for r in rules if r not in ("deepr", "rigl")]
+    if any(r in rules for r in ("deepr", "rigl")) and "bio" not in first:
+        first.insert(0, "bio")  # the peers' connectivity comes from bio's runs
+    runs = run_jobs([(TASKS[t], r, s, None, None) for t in tasks for r in first for s in seeds],
+                    workers, progress)  # fmt: skip
+    target = {
+        t: statistics.fmean(
+            x["connectivity"] for x in runs if x["task"] == t and x["rule"] == "bio"
+        )
+        for t in tasks
+    }
+    peer_rules = [r for r in ("deepr", "rigl") if r in rules]
+    peers = [(TASKS[t], r, s, target[t], None) for t in tasks for r in peer_rules for s in seeds]
+    runs += run_jobs(peers, workers, progress)
+    return {"tasks": list(tasks), "rules": list(rules), "seeds": list(seeds), "runs": runs,
+            "summary": summarise(runs)}  # fmt: skip
+
+
+def summarise(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Mean and standard deviation over seeds of every metric, per task and rule."""
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    keys = ("test", "train", "connectivity", "worst_abs_skew", "worst_abs_kurtosis")
+    for task in dict.fromkeys(r["task"] for r in runs):
+        for rule in dict.fromkeys(r["rule"] for r in runs if r["task"] == task):
+            rows = [r for r in runs if r["task"] == task and r["rule"] == rule]
+            entry: dict[str, Any] = {"n": len(rows)}
+            for key in keys:
+                values = [r[key] for r in rows if _finite(r[key])]
+                entry[key] = statistics.fmean(values) if values else None
+                entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else None
+            entry["sign_flips"] = sum(r["sign_flips"] for r in rows)
+            entry["dale_violations"] = sum(r["dale_violations"] for r in rows)
+            summary.setdefault(task, {})[rule] = entry
+    return summary
+
+
+# ------------------------------------------------------------------------------------ sweeps
+SWEEP_WIDTHS = (64, 128, 256, 512, 1024)
+SWEEP_DEPTHS = (1, 2, 3, 4)
+LR_FACTORS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def _default_lr(rule: str) -> float:
+    if rule == "bio":
+        import inspect
+
+        from bioplastic.optim import BioRule
+
+        return float(inspect.signature(BioRule.__init__).parameters["lr"].default)
+    return 1e-3
+
+
+def run_width_depth_sweep(
+    seeds: Sequence[int] = (0,),
+    workers: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """bio and adam (Dale init) on MNIST-1D MLPs of every width x depth in the sweep."""
+    jobs = [
+        (Task(f"mnist1d-{d}x{w}", "mnist1d", "mlp", (w,) * d), rule, s, None, None)
+        for w in SWEEP_WIDTHS for d in SWEEP_DEPTHS for rule in ("bio", "adam-dale") for s in seeds
+    ]  # fmt: skip
+    runs = run_jobs(jobs, workers, progress)
+    return {"widths": list(SWEEP_WIDTHS), "depths": list(SWEEP_DEPTHS), "seeds": list(seeds),
+            "runs": runs, "summary": summarise(runs)}  # fmt: skip
+
+
+def run_lr_basin(
+    task: str = "mnist1d-mlp2x256",
+    seeds: Sequence[int] = (0,),
+    workers: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """bio and adam (Dale init) with lr = default x 1/8 ... x 8; the basin width of each rule is
+    the range of factors whose accuracy is within 0.02 of that rule's best."""
+    jobs = [
+        (TASKS[task], rule, s, None, {"lr": _default_lr(rule.removesuffix("-dale")) * f})
+        for rule in ("bio", "adam-dale") for f in LR_FACTORS for s in seeds
+    ]  # fmt: skip
+    runs = run_jobs(jobs, workers, progress)
+    curves: dict[str, dict[str, float]] = {}
+    for rule in ("bio", "adam-dale"):
+        base = _default_lr(rule.removesuffix("-dale"))
+        for f in LR_FACTORS:
+            mine = [r for r in runs if r["rule"] == rule]
+            accs = [r["test"] or 0.0 for r in mine if math.isclose(r["options"]["lr"], base * f)]
+            curves.setdefault(rule, {})[str(f)] = statistics.fmean(accs)
+    basin = {}
+    for rule, curve in curves.items():
+        best = max(curve.values())
+        inside = [float(f) for f, acc in curve.items() if acc >= best - 0.02]
+        basin[rule] = {"best": best, "low": min(inside), "high": max(inside),
+                       "octaves": math.log2(max(inside) / min(inside))}  # fmt: skip
+    return {"task": task, "factors": list(LR_FACTORS), "seeds": list(seeds), "runs": runs,
+            "curves": curves, "basin": basin}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ targets
+def check_targets(results: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per task: bio vs the best dense baseline (>= -0.01), connectivity (<= 0.30), bio vs
+    every sparse peer, and the shape of ln|w| (|skew| <= 0.5, |excess kurtosis| <= 1)."""
+    checks: dict[str, dict[str, Any]] = {}
+    for task, rules in results["summary"].items():
+        bio = rules.get("bio")
+        if bio is None or bio["test"] is None:
+            continue
+        dense = {r: rules[r]["test"] for r in DENSE_RULES if r in rules and rules[r]["test"]}
+        best = max(dense.items(), key=lambda kv: kv[1], default=(None, None))
+        sparse = {r: rules[r]["test"] for r in ("enforced", *PEER_NAMES) if r in rules}
+        checks[task] = {
+            "bio": bio["test"],
+            "best_dense": best[0],
+            "gap_to_dense": None if best[1] is None else bio["test"] - best[1],
+            "accuracy_ok": best[1] is None or bio["test"] >= best[1] - 0.01,
+            "connectivity": bio["connectivity"],
+            "connectivity_ok": bio["connectivity"] <= 0.30,
+            "beats_sparse_peers": all(v is None or bio["test"] >= v for v in sparse.values()),
+            "shape_ok": (bio["worst_abs_skew"] or 0) <= 0.5
+            and (bio["worst_abs_kurtosis"] or 0) <= 1.0,
+            "dale_ok": bio["sign_flips"] == 0 and bio["dale_violations"] == 0,
+        }
+    return checks
+
+
+# ------------------------------------------------------------------------------------ output
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _cell(entry: Mapping[str, Any], key: str) -> str:
+    std = entry.get(f"{key}_std")
+    return _fmt(entry[key]) + ("" if std is None else f" ± {std:.3f}")
+
+
+def format_markdown(results: Mapping[str, Any]) -> str:
+    """Tables: test accuracy and connectivity per task and rule, and the targets."""
+    summary = results["summary"]
+    rules = [r for r in RULES if any(r in summary[t] for t in summary)]
+    lines = [
+        f"# Rule benchmark ({len(results['seeds'])} seeds, every rule at its defaults)",
+        "",
+        "Test accuracy (mean ± std over seeds); connectivity in brackets.",
+        "",
+        "| task | " + " | ".join(rules) + " |",
+        "|---|" + "---|" * len(rules),
+    ]
+    for task, entries in summary.items():
+        cells = [
+            f"{_cell(entries[r], 'test')} ({entries[r]['connectivity']:.2f})" if r in entries
+            else "" for r in rules
+        ]  # fmt: skip
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    header = "| task | bio | best dense | gap | connectivity | beats sparse peers | "
+    header += "worst abs(skew), abs(kurtosis) | Dale |"
+    lines += ["", "## Targets", "", header, "|---|" + "---|" * 7]
+    checks = check_targets(results)
+    for task, c in checks.items():
+        bio = summary[task]["bio"]
+        lines.append(
+            f"| {task} | {_fmt(c['bio'])} | {c['best_dense']} | "
+            f"{_fmt(c['gap_to_dense'])} {'pass' if c['accuracy_ok'] else 'MISS'} | "
+            f"{_fmt(c['connectivity'])} {'pass' if c['connectivity_ok'] else 'MISS'} | "
+            f"{'pass' if c['beats_sparse_peers'] else 'MISS'} | "
+            f"{_fmt(bio['worst_abs_skew'], 2)}, {_fmt(bio['worst_abs_kurtosis'], 2)} "
+            f"{'pass' if c['shape_ok'] else 'MISS'} | {'pass' if c['dale_ok'] else 'MISS'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_accuracy_vs_connectivity(results: Mapping[str, Any], path) -> None:
+    """One panel per task: test accuracy against connectivity, one marker per rule."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    summary = results["summary"]
+    tasks = list(summary)
+    cols = min(3, len(tasks))
+    rows = math.ceil(len(tasks) / cols)
+    fig = Figure(figsize=(4.2 * cols, 3.4 * rows), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    markers = dict(zip(RULES, "o^sDdvP*XhH", strict=False))
+    for i, task in enumerate(tasks):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for rule, entry in summary[task].items():
+            if entry["test"] is None:
+                continue
+            ax.scatter(entry["connectivity"], entry["test"], marker=markers.get(rule, "o"),
+                       s=60 if rule == "bio" else 36, label=rule)  # fmt: skip
+        ax.set_title(task)
+        ax.set_xlabel("connectivity")
+        ax.set_ylabel("test accuracy")
+        ax.set_xlim(0, 1.05)
+        ax.grid(alpha=0.3)
+    fig.axes[0].legend(fontsize=7, loc="lower right")
+    fig.savefig(path, dpi=110)
