@@ -383,7 +383,7 @@ def test_registry_names_and_unknown_name():
         ({"n_experiences": 0}, "n_experiences"),
         ({"n_experiences": True}, "n_experiences"),
         ({"n_experiences": 2.5}, "n_experiences"),
-        ({"test_fraction": 0.0}, r"test_fraction.*\(0, 1\)"),
+        ({"test_fraction": 0.0}, r"test_fraction.*\(0(\.0)?, 1(\.0)?\)"),
         ({"test_fraction": 1.0}, "test_fraction"),
         ({"test_fraction": float("nan")}, "test_fraction"),
         ({"scenario": "incremental"}, "scenario must be one of 'class', 'task', 'domain'"),

@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Sequence
 from typing import Any
 
+from bioplastic._checks import check_choice
+
 SCENARIOS: tuple[str, ...] = ("class", "task", "domain")
-
-
-def check_fraction(name: str, value: Any) -> float:
-    """Return ``value`` as a float strictly inside (0, 1), or raise ValueError naming ``name``."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"{name} must be a number in the open interval (0, 1), got {value!r}"
-        ) from None
-    if not (math.isfinite(number) and 0.0 < number < 1.0):
-        raise ValueError(f"{name} must be a number in the open interval (0, 1), got {value!r}")
-    return number
 
 
 def check_scenario(value: Any, allowed: Sequence[str] = SCENARIOS) -> str:
     """``value`` if it is one of ``allowed``; otherwise a ValueError listing them."""
-    if value not in allowed:
-        raise ValueError(f"scenario must be one of {', '.join(map(repr, allowed))}; got {value!r}")
-    return value
+    return check_choice("scenario", value, allowed)
 
 
 def check_n_experiences(value: Any, n_classes: int) -> int:
