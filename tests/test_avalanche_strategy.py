@@ -112,6 +112,41 @@ def test_bioplastic_is_a_drop_in_for_naive_on_simple_mlp(class_bm):
     assert metrics["probe/weights/sign_flips"] == 0
 
 
+def test_bioplastic_is_naive_plus_the_plugin(task_bm, task_stream):
+    """BioPlastic overrides no template method: Naive + BioRulePlugin on the same dalified model
+    and rule trains the same weights (new heads, consolidation and resets included)."""
+
+    def bioplastic(model):
+        return BioPlastic(model=model, rule_kwargs={"seed": 3}, dalify_kwargs={"seed": 1}, **kw)
+
+    def naive(model):
+        dalify(model, seed=1)
+        rule = BioRule(model.parameters(), seed=3)
+        plugin = BioRulePlugin(seed=1)
+        return Naive(
+            model=model, optimizer=rule, criterion=nn.CrossEntropyLoss(), plugins=[plugin], **kw
+        )
+
+    kw = dict(train_mb_size=16, train_epochs=2, evaluator=quiet(), device="cpu")
+    results = []
+    for build in (bioplastic, naive):
+        torch.manual_seed(0)
+        model = make_model(task_stream, hidden=(16,))
+        strategy = build(model)
+        for exp in task_bm.train_stream[:2]:
+            strategy.train(exp)
+        rule = strategy.optimizer
+        plasticity = [rule.plasticity(p) for p in model.parameters()]
+        results.append((model.state_dict(), plasticity, rule.consolidated_count()))
+    (weights_a, plasticity_a, count_a), (weights_b, plasticity_b, count_b) = results
+    assert weights_a.keys() == weights_b.keys()
+    for key in weights_a:
+        assert torch.equal(weights_a[key], weights_b[key]), key
+    assert count_a == count_b > 0
+    for a, b in zip(plasticity_a, plasticity_b, strict=True):
+        assert (a is None and b is None) or torch.equal(a, b)
+
+
 def test_bioplastic_defaults_are_sane():
     strategy = BioPlastic(model=SimpleMLP(num_classes=4, input_size=8), evaluator=quiet())
     assert strategy.train_mb_size == 32 and strategy.eval_mb_size == 256
@@ -146,7 +181,7 @@ def test_rule_state_survives_experiences(task_bm, task_stream):
         opt = strategy.optimizer
         w = strategy.model.trunk[1].weight
         snapshot["same_optimizer"] = opt is snapshot["optimizer"]
-        snapshot["plasticity"] = opt.state[w]["plasticity"].clone()
+        snapshot["plasticity"] = opt.plasticity(w)
         snapshot["rng"] = opt.state_dict()["bio"]["rng"]["cpu"].clone()
         head = strategy.model.heads.classifiers["1"].classifier
         params = [p for g in opt.param_groups for p in g["params"]]
@@ -160,12 +195,13 @@ def test_rule_state_survives_experiences(task_bm, task_stream):
     opt = strategy.optimizer
     snapshot["optimizer"] = opt
     w = model.trunk[1].weight
-    plasticity = opt.state[w]["plasticity"].clone()
+    plasticity = opt.plasticity(w)
     rng = opt.state_dict()["bio"]["rng"]["cpu"].clone()
     assert (plasticity < 1).any()
-    # Avalanche-style reset requests do not wipe the rule's state.
+    # An Avalanche-style reset request between experiences wipes the optimizer's state; the
+    # plugin restores it before the next experience trains (the Spy sees it at exp 1).
     strategy.make_optimizer(reset_optimizer_state=True)
-    assert torch.equal(opt.state[w]["plasticity"], plasticity)
+    assert opt.plasticity(w) is None
     strategy.train(task_bm.train_stream[1])
     assert snapshot["same_optimizer"]
     assert torch.equal(snapshot["plasticity"], plasticity)
@@ -310,7 +346,7 @@ def test_plugin_keeps_rule_state_when_packnet_rebuilds_the_optimizer(task_bm, ta
         if strategy.clock.train_exp_counter == 1:
             w = model.wrappee[1].wrappee.weight
             seen["rebuilt"] = strategy.optimizer is not seen["rule0"]
-            seen["plasticity"] = strategy.optimizer.state[w]["plasticity"].clone()
+            seen["plasticity"] = strategy.optimizer.plasticity(w)
             seen["seed"] = strategy.optimizer.state_dict()["bio"]["seed"]
 
     strategy = Naive(
@@ -325,7 +361,7 @@ def test_plugin_keeps_rule_state_when_packnet_rebuilds_the_optimizer(task_bm, ta
     strategy.train(task_bm.train_stream[0])
     rule0 = seen["rule0"] = strategy.optimizer  # PackNet already replaced ``first`` once
     assert rule0 is not first and isinstance(rule0, BioRule)
-    plasticity = rule0.state[model.wrappee[1].wrappee.weight]["plasticity"].clone()
+    plasticity = rule0.plasticity(model.wrappee[1].wrappee.weight)
     strategy.train(task_bm.train_stream[1])
     assert seen["rebuilt"]
     assert torch.equal(seen["plasticity"], plasticity)

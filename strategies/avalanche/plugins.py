@@ -10,7 +10,9 @@ experiences lives here, as Avalanche plugins do it (compare ``EWCPlugin``):
 * synaptic layers that appear during training (a new task head of a multi-head model, a grown
   classifier) get Dale's-law types when they are added;
 * the rule's per-synapse state and random generator survive every experience, even when another
-  plugin rebuilds the optimizer (PackNet does, before each experience).
+  plugin rebuilds the optimizer (PackNet does, before each experience) or the strategy resets
+  the optimizer's state (Avalanche does before the first experience; ``make_optimizer(
+  reset_optimizer_state=True)``): the state is restored before the next training experience.
 
 Example::
 
@@ -49,7 +51,6 @@ GrowSchedule = (
     | Callable[[int], Mapping[str, Any] | None]
 )
 
-_CONSOLIDATE_BY = ("magnitude", "importance")
 _DALIFY_KEYS = ("inh_fraction", "sigma", "gain", "connectivity", "balance")
 
 
@@ -220,9 +221,9 @@ class BioRulePlugin(SupervisedPlugin):
             if not ok:
                 interval = "(0, 1]" if lo_open else "[0, 1]"
                 raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
-        if consolidate_by not in _CONSOLIDATE_BY:
+        if consolidate_by not in BioRule.CONSOLIDATE_BY:
             raise ValueError(
-                f"consolidate_by must be one of {_CONSOLIDATE_BY}, got {consolidate_by!r}"
+                f"consolidate_by must be one of {BioRule.CONSOLIDATE_BY}, got {consolidate_by!r}"
             )
         for name, value in (
             ("protect_consolidated", protect_consolidated),
@@ -244,6 +245,8 @@ class BioRulePlugin(SupervisedPlugin):
         self.keeper = DaleKeeper(seed, self.dalify_kwargs)
         self.history: list[dict[str, int]] = []
         self._rule: BioRule | None = None
+        # The rule's per-parameter state as last seen: restored if the strategy resets it.
+        self._kept_state: Mapping[torch.Tensor, Any] | None = None
 
     # ------------------------------------------------------------------ optimizer handling
     def install(self, strategy: Any, dalify_model: bool | None = None) -> BioRule:
@@ -263,6 +266,7 @@ class BioRulePlugin(SupervisedPlugin):
         if getattr(strategy, "optimized_param_id", None) is not None:
             strategy.optimized_param_id = None  # let Avalanche map the new optimizer afresh
         self._rule = rule
+        self._kept_state = rule.state
         return rule
 
     def _check_optimizer(self, strategy: Any) -> BioRule:
@@ -271,13 +275,22 @@ class BioRulePlugin(SupervisedPlugin):
             return opt
         if isinstance(opt, BioRule):
             if self._rule is not None:
-                _carry_state(self._rule, opt)
+                opt.adopt_state(self._rule)
             self._rule = opt
+            self._kept_state = opt.state
             return opt
         raise TypeError(
             "BioRulePlugin needs the strategy's optimizer to be a bioplastic.BioRule, got "
             f"{type(opt).__name__}; pass BioRulePlugin(replace_optimizer=True) to swap it"
         )
+
+    def _keep_state(self, rule: BioRule) -> None:
+        """Undo a reset of the rule's state (Avalanche replaces ``optimizer.state`` to reset it)."""
+        if self._kept_state is not None and self._kept_state is not rule.state:
+            restored = rule.adopt_state(self._kept_state)
+            if restored:
+                logger.debug("restored the rule state of %d parameters after a reset", restored)
+        self._kept_state = rule.state
 
     def _configure(self, rule: BioRule) -> None:
         for group in rule.param_groups:
@@ -294,8 +307,11 @@ class BioRulePlugin(SupervisedPlugin):
         self.keeper.update(strategy.model)
 
     def before_training_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        # Runs after the template's model adaptation and make_optimizer: new layers (heads)
+        # are already in the optimizer; the rule reads their Dale types at its first step.
         self.keeper.update(strategy.model)
         rule = self._check_optimizer(strategy)
+        self._keep_state(rule)
         self._configure(rule)
         options = _schedule_for(self.grow_schedule, strategy.clock.train_exp_counter)
         if options:
@@ -310,6 +326,7 @@ class BioRulePlugin(SupervisedPlugin):
 
     def after_training_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         rule = self._check_optimizer(strategy)
+        self._kept_state = rule.state
         record = {"experience": int(strategy.clock.train_exp_counter)}
         if self.consolidate_fraction > 0:
             record.update(
@@ -328,11 +345,12 @@ class BioRulePlugin(SupervisedPlugin):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_rule"] = None  # the optimizer is checkpointed (and re-linked) by the strategy
+        state["_kept_state"] = None
         return state
 
 
 def _set_group_options(rule: BioRule, options: Mapping[str, Any]) -> None:
-    """Set BioRule group options (validated by BioRule's own constructor) on every group."""
+    """Set BioRule group options (validated as BioRule's constructor does) on every group."""
     allowed = set(rule.defaults)
     unknown = set(options) - allowed
     if unknown:
@@ -340,20 +358,5 @@ def _set_group_options(rule: BioRule, options: Mapping[str, Any]) -> None:
     for group in rule.param_groups:
         merged = {k: group[k] for k in allowed if k in group}
         merged.update(options)
-        BioRule([torch.zeros(1, 1)], seed=0, **merged)  # raises ValueError naming a bad value
+        BioRule.validate_options(**merged)  # raises ValueError naming a bad value
         group.update(options)
-
-
-def _carry_state(old: BioRule, new: BioRule) -> None:
-    """Move per-synapse state, group options, the seed and generator states of ``old`` into
-    ``new`` (a rebuilt optimizer over the same parameters)."""
-    if len(old.param_groups) == len(new.param_groups):
-        for old_group, new_group in zip(old.param_groups, new.param_groups, strict=True):
-            new_group.update({k: v for k, v in old_group.items() if k != "params"})
-    for group in new.param_groups:
-        for p in group["params"]:
-            if old.state.get(p):
-                new.state[p] = old.state[p]
-    state = new.state_dict()
-    state["bio"] = old.state_dict()["bio"]
-    new.load_state_dict(state)

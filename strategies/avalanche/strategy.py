@@ -1,8 +1,11 @@
 """``BioPlastic``: the bio rule as a drop-in Avalanche strategy, and ``make_strategy`` by name.
 
-``BioPlastic`` is Avalanche's ``SupervisedTemplate`` wired with the rule: it dalifies the model,
-builds a :class:`bioplastic.BioRule` and adds :class:`BioRulePlugin` (consolidation between
-experiences). Swap it in where you had ``Naive`` or ``EWC``::
+``BioPlastic`` is Avalanche's ``SupervisedTemplate`` wired with the rule, as ``EWC`` is the
+template plus ``EWCPlugin``: it dalifies the model, builds a :class:`bioplastic.BioRule` and adds
+:class:`BioRulePlugin` (consolidation between experiences, Dale types for new heads, the rule's
+state kept across experiences); it overrides no template method, so
+``Naive(model, BioRule(...), ..., plugins=[BioRulePlugin()])`` on a dalified model trains
+exactly the same. Swap it in where you had ``Naive`` or ``EWC``::
 
     from avalanche.models import SimpleMLP
     from strategies.avalanche import BioPlastic, avalanche_benchmark
@@ -111,8 +114,8 @@ class BioPlastic(SupervisedTemplate):
         **base_kwargs: other ``SupervisedTemplate`` arguments (e.g. ``peval_mode``).
 
     The rule's per-synapse state (signs, plasticity, momentum, budgets, generator) survives every
-    experience: :meth:`make_optimizer` adds new parameters (new heads) without resetting it,
-    including the reset Avalanche does before the first experience.
+    experience, including Avalanche's optimizer resets: :class:`BioRulePlugin` restores it at
+    the start of each training experience (the plugin is ``strategy.bio_plugin``).
 
     Example::
 
@@ -185,17 +188,6 @@ class BioPlastic(SupervisedTemplate):
             eval_every=eval_every,
             **base_kwargs,
         )
-
-    def model_adaptation(self, model: nn.Module | None = None) -> nn.Module:
-        """Avalanche's adaptation (new heads, grown classifiers), then Dale types for new layers."""
-        model = super().model_adaptation(model)
-        self.bio_plugin.keeper.update(model)
-        return model
-
-    def make_optimizer(self, reset_optimizer_state: bool = False, **kwargs: Any) -> None:
-        """Add new parameters to the rule and never reset its state (Avalanche resets it once
-        before the first experience by default, which would forget signs and plasticity)."""
-        super().make_optimizer(reset_optimizer_state=False, **kwargs)
 
 
 # ---------------------------------------------------------------------------- by name
