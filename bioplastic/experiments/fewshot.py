@@ -392,16 +392,11 @@ def run_fewshot_benchmark(
     test_x = data.test_x.to(device)  # the same tensor (no copy) on the CPU
 
     for seed in seed_list:
-        episode_sets = {}
-        device_sets = {}  # the same episodes with their tensors on ``device``
-        for k in shots:
-            eps = index_episodes(data.test_y, ways, k, queries, episodes, seed, sampler)
-            for episode in eps:  # the meta-test side only (FewShotData checked the names)
-                if not episode_classes(episode, data.test_y) <= test_classes:
-                    raise RuntimeError("an episode drew a class outside meta-test")
-            episode_sets[k] = eps
-            device_sets[k] = [tuple(t.to(device) for t in episode) for episode in eps]
-            digests.setdefault(str(seed), {})[str(k)] = episodes_digest(eps)
+        episode_sets, device_sets, seed_digests = _draw_episodes(
+            data, ways, shots, queries, episodes, seed, sampler, device, test_classes
+        )
+        if seed_digests:
+            digests[str(seed)] = seed_digests
         train_idx, held_idx = _holdout(data.train_y, holdout_fraction, seed)
         for rule in rules:
             if pretrained:
@@ -415,55 +410,22 @@ def run_fewshot_benchmark(
                 tick(
                     f"seed {seed}: pre-trained {rule} (clean accuracy {run['clean_accuracy']:.3f})"
                 )
-                feats = embed(features, test_x) if "finetune" in methods else None
-                dale_sign = getattr(readout, "dale_sign", None)
-                for k in shots:
-                    eps, dev_eps = episode_sets[k], device_sets[k]
-                    if "proto" in methods:
-                        t0 = time.perf_counter()
-                        result = ProtoEvaluator(features).evaluate_indexed(test_x, dev_eps)
-                        proto_times.append(time.perf_counter() - t0)
-                        record("proto", k, rule, seed, result["accuracies"], eps)
-                    if "finetune" in methods:
-                        accs = [
-                            finetune_readout_features(
-                                feats[s], sy, feats[q], qy, rule=rule, steps=finetune_steps,
-                                lr=finetune_lrs[rule], seed=seed * 100_003 + i,
-                                dale_sign=dale_sign if rule in ("bio", "eg") else None,
-                            )
-                            for i, (s, sy, q, qy) in enumerate(dev_eps)
-                        ]  # fmt: skip
-                        record("finetune", k, rule, seed, accs, eps)
+                _evaluate_backbone(
+                    features, readout, rule, seed, methods, shots, test_x, episode_sets,
+                    device_sets, finetune_steps, finetune_lrs[rule], record, proto_times,
+                )  # fmt: skip
             if "maml" in methods:
                 model, _, _ = _make_model(arch, data.input_shape, hidden, ways, seed)
                 model.to(device)
-                reference = {k: v.clone() for k, v in model.state_dict().items()}
-                learner, outer = make_maml(
-                    model,
-                    rule,
-                    maml_first_order,
-                    outer_kwargs=optimizer_kwargs.get(rule),
-                    seed=seed,
-                )
-                x_train, y_train = data.train_x[train_idx], data.train_y[train_idx]
-                # one meta-trained model per rule and seed, trained at the largest shot count
-                min_count = int(torch.bincount(y_train).min())
-                train_queries = max(1, min(queries, min_count - max(shots)))
-                t0 = time.perf_counter()
-                losses = meta_train(learner, outer, x_train.to(device), y_train, ways, max(shots),
-                                    train_queries, maml_iterations, maml_meta_batch,
-                                    maml_inner_steps, seed)  # fmt: skip
-                maml_runs[rule].append({
-                    "seed": seed,
-                    "train_s": time.perf_counter() - t0,
-                    "first_meta_loss": float(np.mean(losses[:20])) if losses else None,
-                    "final_meta_loss": float(np.mean(losses[-20:])) if losses else None,
-                    **_probe_summary(model, reference),
-                })  # fmt: skip
-                tick(f"seed {seed}: meta-trained {rule} MAML")
-                for k in shots:
-                    accs = evaluate_maml(learner, test_x, device_sets[k], maml_inner_steps)
-                    record("maml", k, rule, seed, accs, episode_sets[k])
+                maml_runs[rule].append(
+                    _maml_rule(
+                        model, rule, seed, data, train_idx, ways, shots, queries, test_x,
+                        episode_sets, device_sets, record, device=device,
+                        first_order=maml_first_order, outer_kwargs=optimizer_kwargs.get(rule),
+                        iterations=maml_iterations, meta_batch=maml_meta_batch,
+                        inner_steps=maml_inner_steps, tick=tick,
+                    )
+                )  # fmt: skip
 
     return {
         "config": {
@@ -507,6 +469,76 @@ def run_fewshot_benchmark(
             },
         },
     }
+
+
+def _draw_episodes(data, ways, shots, queries, episodes, seed, sampler, device, test_classes):
+    """Per shot count, the seed's meta-test episodes (as indices, and with their tensors on
+    ``device``) and their digests."""
+    episode_sets, device_sets, digests = {}, {}, {}
+    for k in shots:
+        eps = index_episodes(data.test_y, ways, k, queries, episodes, seed, sampler)
+        for episode in eps:  # the meta-test side only (FewShotData checked the names)
+            if not episode_classes(episode, data.test_y) <= test_classes:
+                raise RuntimeError("an episode drew a class outside meta-test")
+        episode_sets[k] = eps
+        device_sets[k] = [tuple(t.to(device) for t in episode) for episode in eps]
+        digests[str(k)] = episodes_digest(eps)
+    return episode_sets, device_sets, digests
+
+
+def _evaluate_backbone(
+    features, readout, rule, seed, methods, shots, test_x, episode_sets, device_sets,
+    finetune_steps, finetune_lr, record, proto_times,
+) -> None:  # fmt: skip
+    """Prototype and fine-tune evaluation of one pre-trained backbone on every shot count."""
+    feats = embed(features, test_x) if "finetune" in methods else None
+    dale_sign = getattr(readout, "dale_sign", None)
+    for k in shots:
+        eps, dev_eps = episode_sets[k], device_sets[k]
+        if "proto" in methods:
+            t0 = time.perf_counter()
+            result = ProtoEvaluator(features).evaluate_indexed(test_x, dev_eps)
+            proto_times.append(time.perf_counter() - t0)
+            record("proto", k, rule, seed, result["accuracies"], eps)
+        if "finetune" in methods:
+            accs = [
+                finetune_readout_features(
+                    feats[s], sy, feats[q], qy, rule=rule, steps=finetune_steps,
+                    lr=finetune_lr, seed=seed * 100_003 + i,
+                    dale_sign=dale_sign if rule in ("bio", "eg") else None,
+                )
+                for i, (s, sy, q, qy) in enumerate(dev_eps)
+            ]  # fmt: skip
+            record("finetune", k, rule, seed, accs, eps)
+
+
+def _maml_rule(
+    model, rule, seed, data, train_idx, ways, shots, queries, test_x, episode_sets, device_sets,
+    record, *, device, first_order, outer_kwargs, iterations, meta_batch, inner_steps, tick,
+) -> dict[str, Any]:  # fmt: skip
+    """Meta-train ``model`` with MAML under ``rule``, evaluate it on every shot count and
+    return the run's record."""
+    reference = {k: v.clone() for k, v in model.state_dict().items()}
+    learner, outer = make_maml(model, rule, first_order, outer_kwargs=outer_kwargs, seed=seed)
+    x_train, y_train = data.train_x[train_idx], data.train_y[train_idx]
+    # one meta-trained model per rule and seed, trained at the largest shot count
+    min_count = int(torch.bincount(y_train).min())
+    train_queries = max(1, min(queries, min_count - max(shots)))
+    t0 = time.perf_counter()
+    losses = meta_train(learner, outer, x_train.to(device), y_train, ways, max(shots),
+                        train_queries, iterations, meta_batch, inner_steps, seed)  # fmt: skip
+    run = {
+        "seed": seed,
+        "train_s": time.perf_counter() - t0,
+        "first_meta_loss": float(np.mean(losses[:20])) if losses else None,
+        "final_meta_loss": float(np.mean(losses[-20:])) if losses else None,
+        **_probe_summary(model, reference),
+    }
+    tick(f"seed {seed}: meta-trained {rule} MAML")
+    for k in shots:
+        accs = evaluate_maml(learner, test_x, device_sets[k], inner_steps)
+        record("maml", k, rule, seed, accs, episode_sets[k])
+    return run
 
 
 def _summarise_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -224,6 +224,36 @@ def _resume_state(config: TrainConfig, info: DistInfo) -> dict[str, Any] | None:
     return data
 
 
+def _restore(
+    resume: dict[str, Any] | None, model: nn.Module, optimizer, config: TrainConfig, info: DistInfo
+) -> tuple[int, int, float, list[dict[str, Any]]]:
+    """Load a checkpoint's model, optimizer and RNG state; returns ``(epoch, batch, loss_sum,
+    history)`` to continue from (zeros without a checkpoint)."""
+    if resume is None:
+        return 0, 0, 0.0, []
+    model.load_state_dict(resume["model"])
+    optimizer.load_state_dict(resume["optimizer"])
+    set_rng_state(resume["rng"])
+    epoch, batch = int(resume["epoch"]), int(resume["batch"])
+    # the loss summed over all ranks so far in this epoch; counted once, on rank 0
+    loss_sum = float(resume.get("loss_sum", 0.0)) if info.is_main else 0.0
+    history = list(resume.get("history", []))
+    if info.is_main:
+        logger.info("resuming %s at epoch %d, batch %d", config.out, epoch + 1, batch)
+    return epoch, batch, loss_sum, history
+
+
+def _step(net: nn.Module, optimizer, x: Tensor, y: Tensor, info: DistInfo, n_global: int) -> float:
+    """One optimizer step on this rank's shard of a global batch of ``n_global`` samples; the
+    loss is scaled so that DDP's gradient average equals the global batch's mean gradient.
+    Returns the shard's summed loss."""
+    optimizer.zero_grad(set_to_none=True)
+    losses = nn.functional.cross_entropy(net(x), y, reduction="none")
+    (losses.sum() * (info.world_size / n_global)).backward()
+    optimizer.step()
+    return float(losses.detach().sum())
+
+
 def train(
     config: TrainConfig,
     info: DistInfo | None = None,
@@ -258,17 +288,7 @@ def train(
     model.to(info.device)
     optimizer = _build_optimizer(config, model.parameters())
 
-    epoch, batch, loss_sum, history = 0, 0, 0.0, []
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        set_rng_state(resume["rng"])
-        epoch, batch = int(resume["epoch"]), int(resume["batch"])
-        # the loss summed over all ranks so far in this epoch; counted once, on rank 0
-        loss_sum = float(resume.get("loss_sum", 0.0)) if info.is_main else 0.0
-        history = list(resume.get("history", []))
-        if info.is_main:
-            logger.info("resuming %s at epoch %d, batch %d", config.out, epoch + 1, batch)
+    epoch, batch, loss_sum, history = _restore(resume, model, optimizer, config, info)
     resumed_from = None if resume is None else {"epoch": epoch, "batch": batch}
 
     # Before DDP's constructor broadcasts rank 0's weights: this checks the seeding itself.
@@ -317,13 +337,7 @@ def train(
                     info.world_size,
                 )
                 n_global = min(config.batch_size, n - batch * config.batch_size)
-                optimizer.zero_grad(set_to_none=True)
-                losses = nn.functional.cross_entropy(
-                    net(x_train[idx]), y_train[idx], reduction="none"
-                )
-                (losses.sum() * (info.world_size / n_global)).backward()
-                optimizer.step()
-                loss_sum += float(losses.detach().sum())
+                loss_sum += _step(net, optimizer, x_train[idx], y_train[idx], info, n_global)
                 batch += 1
                 if agree_to_stop(info, sigterm[0]):
                     total = all_sum(info, loss_sum)
