@@ -4,9 +4,39 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 # Small models train far faster single-threaded on shared 2-core machines.
 torch.set_num_threads(1)
+
+
+def make_mlp(*sizes: int, seed: int | None = None, dale: bool = False) -> nn.Sequential:
+    """A small ReLU MLP: ``make_mlp(6, 5, 3)`` is ``Linear(6, 5), ReLU, Linear(5, 3)``.
+
+    ``seed`` reseeds torch before the layers are built (default: use the current stream, which
+    the autouse ``_seed`` fixture sets per test); ``dale=True`` types it with
+    :func:`bioplastic.dalify` (same seed). Importable as ``from conftest import make_mlp`` where
+    a fixture cannot reach (parametrize lists, module-level helpers); tests use ``mlp``.
+    """
+    if len(sizes) < 2:
+        raise ValueError(f"make_mlp needs at least an input and an output size, got {sizes}")
+    if seed is not None:
+        torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+    model = nn.Sequential(*layers[:-1])
+    if dale:
+        import bioplastic
+
+        model = bioplastic.dalify(model, seed=0 if seed is None else seed)
+    return model
+
+
+@pytest.fixture(scope="session")
+def mlp():
+    """The :func:`make_mlp` factory, as a fixture."""
+    return make_mlp
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from conftest import make_mlp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -11,10 +12,6 @@ from torch import nn
 from bioplastic import probes
 
 FAST = settings(max_examples=25, deadline=None)
-
-
-def _mlp() -> nn.Sequential:
-    return nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
 
 
 # ------------------------------------------------------------------------------ weight probes
@@ -32,7 +29,7 @@ def test_connectivity_of_half_zero_matrix():
     w = torch.ones(4, 6)
     w[:2] = 0
     assert probes.connectivity(w) == 0.5
-    model = _mlp()
+    model = make_mlp(6, 5, 3)
     with torch.no_grad():
         model[2].weight[:, :] = 0
     assert probes.connectivity_per_layer(model) == {"0": 1.0, "2": 0.0}
@@ -129,7 +126,7 @@ def test_ei_totals_typed_and_untyped():
 
 
 def test_weight_report_per_layer():
-    model = _mlp()
+    model = make_mlp(6, 5, 3)
     ref = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
         model[0].weight[0, 0] = -ref["0.weight"][0, 0]
@@ -237,7 +234,7 @@ def test_ei_input_balance_conv_shapes():
 
 
 def test_record_activations_shapes_hooks_and_mode():
-    model = _mlp()
+    model = make_mlp(6, 5, 3)
     model.train()
     model[2].eval()
     x = torch.randn(10, 6)
@@ -256,7 +253,7 @@ def test_record_activations_shapes_hooks_and_mode():
 
 
 def test_record_activations_removes_hooks_on_error():
-    model = _mlp()
+    model = make_mlp(6, 5, 3)
     with pytest.raises(RuntimeError):
         probes.record_activations(model, torch.randn(2, 7))
     assert all(not m._forward_hooks for m in model.modules())
@@ -354,8 +351,11 @@ def test_capacity_union_of_disjoint_masks():
         (lambda: probes.lifetime_sparseness(torch.ones(1, 3)), "acts"),
         (lambda: probes.participation_ratio(torch.ones(1, 3)), "acts"),
         (lambda: probes.silent_fraction(torch.ones(2, 2), eps=-1.0), "eps"),
-        (lambda: probes.record_activations(_mlp(), torch.ones(1, 6), ["nope"]), "layers"),
-        (lambda: probes.record_activations(_mlp(), [], None), "loader_or_tensor"),
+        (
+            lambda: probes.record_activations(make_mlp(6, 5, 3), torch.ones(1, 6), ["nope"]),
+            "layers",
+        ),
+        (lambda: probes.record_activations(make_mlp(6, 5, 3), [], None), "loader_or_tensor"),
         (lambda: probes.recruited_synapses(torch.ones(2), torch.ones(3)), "after_weight"),
         (lambda: probes.recruited_synapses(torch.ones(2), torch.ones(2), -1.0), "rel_threshold"),
         (lambda: probes.task_selectivity(torch.ones(1, 3)), "mean_activity_per_task"),

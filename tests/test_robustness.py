@@ -3,6 +3,7 @@ import sys
 
 import pytest
 import torch
+from conftest import make_mlp
 from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -29,15 +30,11 @@ def digits():
     return (x[train], y[train]), (x[test], y[test])
 
 
-def _mlp() -> nn.Module:
-    return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-
-
 @pytest.fixture(scope="module")
 def trained(digits):
     (x_train, y_train), test = digits
     torch.manual_seed(0)
-    model = _mlp()
+    model = make_mlp(64, 32, 10)
     loader = DataLoader(TensorDataset(x_train, y_train), batch_size=64, shuffle=True)
     result = train_to_accuracy(
         model, torch.optim.Adam(model.parameters(), lr=1e-2), loader, test, 0.93, 40
@@ -243,7 +240,7 @@ def test_modes_are_restored_and_attacks_run_in_eval_mode(trained):
 def test_train_to_accuracy_stops_at_target(digits):
     (x_train, y_train), val = digits
     torch.manual_seed(0)
-    model = _mlp()
+    model = make_mlp(64, 32, 10)
     model.eval()
     loader = DataLoader(TensorDataset(x_train, y_train), batch_size=64, shuffle=True)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
@@ -260,7 +257,7 @@ def test_train_to_accuracy_stops_at_target(digits):
     again = train_to_accuracy(model, opt, loader, val, 0.5, 3)
     assert (again.reached, again.epoch, again.steps) == (True, 0, 0)
     # Unreachable within budget.
-    fresh = _mlp()
+    fresh = make_mlp(64, 32, 10)
     short = train_to_accuracy(
         fresh, torch.optim.SGD(fresh.parameters(), lr=1e-4), loader, val, 1.0, 1
     )
