@@ -199,6 +199,36 @@ def _first_tensor(batch: object, what: str) -> Tensor:
     )
 
 
+def _layer_names(
+    model: nn.Module, modules: dict[str, nn.Module], layers: Sequence[str] | None
+) -> list[str]:
+    """The checked ``layers`` of :func:`record_activations` (default: the synaptic layers)."""
+    if layers is None:
+        names = [name for name, _ in synaptic_layers(model)]
+    else:
+        if isinstance(layers, str):
+            raise ValueError("layers must be a sequence of module names, not a single string")
+        names = list(layers)
+        unknown = [n for n in names if n not in modules]
+        if unknown:
+            raise ValueError(f"layers not found in model: {unknown}")
+    if not names:
+        raise ValueError("layers is empty (the model has no Linear/Conv layers)")
+    return names
+
+
+def _as_batches(loader_or_tensor: object) -> Iterable:
+    """One Tensor becomes a one-batch list; any other iterable is used as it is."""
+    if isinstance(loader_or_tensor, Tensor):
+        return [loader_or_tensor]
+    if isinstance(loader_or_tensor, Iterable):
+        return loader_or_tensor
+    raise ValueError(
+        "loader_or_tensor must be a Tensor or an iterable of batches, "
+        f"got {type(loader_or_tensor).__name__}"
+    )
+
+
 def record_activations(
     model: nn.Module,
     loader_or_tensor: Tensor | Iterable,
@@ -234,26 +264,8 @@ def record_activations(
     if max_batches is not None and max_batches < 1:
         raise ValueError(f"max_batches must be >= 1 or None, got {max_batches}")
     modules = dict(model.named_modules())
-    if layers is None:
-        names = [name for name, _ in synaptic_layers(model)]
-    else:
-        if isinstance(layers, str):
-            raise ValueError("layers must be a sequence of module names, not a single string")
-        names = list(layers)
-        unknown = [n for n in names if n not in modules]
-        if unknown:
-            raise ValueError(f"layers not found in model: {unknown}")
-    if not names:
-        raise ValueError("layers is empty (the model has no Linear/Conv layers)")
-    if isinstance(loader_or_tensor, Tensor):
-        batches: Iterable = [loader_or_tensor]
-    elif isinstance(loader_or_tensor, Iterable):
-        batches = loader_or_tensor
-    else:
-        raise ValueError(
-            "loader_or_tensor must be a Tensor or an iterable of batches, "
-            f"got {type(loader_or_tensor).__name__}"
-        )
+    names = _layer_names(model, modules, layers)
+    batches = _as_batches(loader_or_tensor)
     param = next(model.parameters(), None)
     device = param.device if param is not None else None
 
@@ -265,7 +277,9 @@ def record_activations(
             if isinstance(value, (tuple, list)):
                 value = value[0]
             if isinstance(value, Tensor):
-                collected[name].append(value.detach().cpu())
+                # a copy: on the CPU .cpu() aliases, and a later in-place op (ReLU(inplace=True))
+                # would overwrite what was recorded
+                collected[name].append(value.detach().to("cpu", copy=True))
 
         return hook
 
