@@ -168,7 +168,7 @@ def test_consolidated_synapses_count_as_recruited(task_bm, task_stream):
     )
     strategy.train(task_bm.train_stream[0])
     weight = strategy.model.trunk[1].weight
-    consolidated = strategy.optimizer.state[weight]["plasticity"] < 1
+    consolidated = strategy.optimizer.plasticity(weight) < 1
     assert consolidated.any()
     assert torch.equal(probe.synapse_masks[0]["trunk.1"], consolidated.cpu())
 
@@ -211,3 +211,29 @@ def test_values_and_json_conversion(tmp_path):
     assert isinstance(
         EvaluationPlugin(accuracy_metrics(stream=True), loggers=[logger]), EvaluationPlugin
     )
+
+
+def test_record_units_routes_task_labels_and_keeps_pre_activations(task_bm):
+    """Multi-head models get their task labels (silent heads left out); a layer's output is
+    recorded before an in-place ReLU overwrites it."""
+    from avalanche.models.utils import avalanche_model_adaptation
+
+    from strategies.avalanche.metrics import record_units
+
+    model = MultiHeadMLP(64, 2, hidden=(16,))
+    for exp in task_bm.train_stream[:3]:
+        avalanche_model_adaptation(model, exp)
+    model.trunk[2].inplace = True
+    x = torch.randn(20, 64)
+    t = torch.tensor([0] * 10 + [2] * 10)
+    heads = [f"heads.classifiers.{k}.classifier" for k in range(3)]
+    acts, inputs = record_units(model, x, t, ["trunk.1", *heads], inputs_of=heads, batch_size=8)
+    assert list(acts) == ["trunk.1", heads[0], heads[2]]  # no sample of task 1
+    assert list(inputs) == [heads[0], heads[2]]
+    assert acts[heads[0]].shape == (10, 2) and inputs[heads[2]].shape == (10, 16)
+    assert (acts["trunk.1"] < 0).any()  # pre-activations, not the ReLU's output
+    with torch.no_grad():
+        hidden = model.trunk(x)
+        assert torch.allclose(inputs[heads[0]], hidden[:10])
+        expected = model.heads.classifiers["2"].classifier(hidden[10:])
+        assert torch.allclose(acts[heads[2]], expected)

@@ -1,0 +1,191 @@
+"""What the probe metrics share: synaptic and unit layers, recording activities, bookkeeping."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from avalanche.evaluation import PluginMetric
+from avalanche.evaluation.metric_results import MetricValue
+from avalanche.models.utils import avalanche_forward
+from torch import Tensor, nn
+
+from bioplastic import probes as P
+
+__all__ = ["ACTIVATIONS", "record_units", "synapse_weights", "unit_layers"]
+
+#: Modules whose outputs count as units' activities (firing rates) by default.
+ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Softplus,
+)
+
+
+def synapse_weights(model: nn.Module) -> dict[str, Tensor]:
+    """The effective weight of every synaptic layer, detached, keyed by layer name.
+
+    For layers wrapped by PackNet (a wrapper with ``available_weights()``), the weight PackNet
+    currently uses (its mask applied); otherwise ``module.weight``.
+    """
+    wrappers = {
+        id(m.wrappee): m
+        for m in model.modules()
+        if hasattr(m, "available_weights") and isinstance(getattr(m, "wrappee", None), nn.Module)
+    }
+    weights = {}
+    for name, module in P.synaptic_layers(model):
+        wrapper = wrappers.get(id(module))
+        weight = wrapper.available_weights() if wrapper is not None else module.weight
+        weights[name] = weight.detach()
+    return weights
+
+
+def unit_layers(model: nn.Module, layers: Sequence[str] | None = None) -> tuple[list[str], bool]:
+    """Names of the modules whose outputs are the units' activities, and whether to rectify.
+
+    Default: every activation module (``nn.ReLU``, ...). A model without activation modules
+    (functional activations) falls back to the outputs of all synaptic layers but the last,
+    rectified (``max(0, .)``). Explicit ``layers`` are used as they are.
+    """
+    modules = dict(model.named_modules())
+    if layers is not None:
+        if isinstance(layers, str):
+            raise TypeError("layers must be a sequence of module names, not a string")
+        unknown = [n for n in layers if n not in modules]
+        if unknown:
+            raise ValueError(f"layers not found in the model: {unknown}")
+        return list(layers), False
+    names = [name for name, m in model.named_modules() if isinstance(m, ACTIVATIONS)]
+    if names:
+        return names, False
+    synaptic = [name for name, _ in P.synaptic_layers(model)]
+    return synaptic[:-1] or synaptic, True
+
+
+def _input_module(model: nn.Module, name: str) -> str:
+    """The name of the module whose forward sees ``name``'s inputs (PackNet calls its wrapper)."""
+    module = dict(model.named_modules())[name]
+    for other, m in model.named_modules():
+        if getattr(m, "wrappee", None) is module and hasattr(m, "available_weights"):
+            return other
+    return name
+
+
+class _TaskForward(nn.Module):
+    """Calls ``model`` as Avalanche does (with task labels) on batches of sample indices.
+
+    :func:`bioplastic.probes.record_activations` feeds one tensor per batch to the module it
+    records; given indices into ``x``, this wrapper looks up the inputs and their task labels,
+    so that a multi-head model routes every sample to its task's head.
+    """
+
+    def __init__(self, model: nn.Module, x: Tensor, task_labels: Tensor):
+        super().__init__()
+        self.model = model
+        self.inputs = (x, task_labels)  # a tuple: not registered, never moved
+
+    def forward(self, idx: Tensor) -> Any:
+        x, t = self.inputs
+        idx = idx.cpu()
+        device = _device(self.model)
+        return avalanche_forward(self.model, x[idx].to(device), t[idx].to(device))
+
+
+def _record(
+    wrapper: _TaskForward, batches: list[Tensor], names: Sequence[str], capture: str
+) -> dict[str, Tensor]:
+    """``record_activations`` of the wrapped model's ``names``; layers never called are left out.
+
+    A layer can stay silent (the head of a task absent from the batch); ``record_activations``
+    refuses that, so then every layer is recorded on its own and the silent ones are skipped.
+    """
+    if not names:
+        return {}
+    prefixed = {f"model.{n}" if n else "model": n for n in names}
+    try:
+        found = P.record_activations(wrapper, batches, list(prefixed), capture)
+    except ValueError:
+        found = {}
+        for name in prefixed:
+            try:
+                found.update(P.record_activations(wrapper, batches, [name], capture))
+            except ValueError:
+                continue
+    return {prefixed[k]: v.float() for k, v in found.items()}
+
+
+def record_units(
+    model: nn.Module,
+    x: Tensor,
+    task_labels: Tensor,
+    layers: Sequence[str],
+    *,
+    rectify: bool = False,
+    inputs_of: Sequence[str] = (),
+    batch_size: int = 256,
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Run ``model`` on ``x`` (with task labels, as Avalanche does) and collect activities.
+
+    Returns ``({layer: [n, units]}, {layer: inputs})``: outputs of ``layers`` (convolutional
+    maps averaged over space, so units are channels; rectified if ``rectify``) and the inputs
+    received by the synaptic layers named in ``inputs_of``, as float32 on the CPU; layers not
+    called on these samples are left out. Recording is
+    :func:`bioplastic.probes.record_activations` (eval mode, no gradients, training flags
+    restored, hooks removed).
+    """
+    wrapper = _TaskForward(model, x, task_labels)
+    batches = [torch.arange(s, min(s + batch_size, len(x))) for s in range(0, len(x), batch_size)]
+    acts = _record(wrapper, batches, layers, "output")
+    for name, a in acts.items():
+        a = a.flatten(2).mean(-1) if a.dim() > 2 else a
+        acts[name] = a.clamp(min=0) if rectify else a
+    targets = {n: _input_module(model, n) for n in inputs_of}
+    received = _record(wrapper, batches, list(dict.fromkeys(targets.values())), "input")
+    inputs = {n: received[t] for n, t in targets.items() if t in received}
+    return acts, inputs
+
+
+def _layer_tag(name: str) -> str:
+    return name if name else "model"
+
+
+def _x(strategy: Any) -> int:
+    return int(strategy.clock.train_iterations)
+
+
+def _nanmean(values: Tensor) -> float:
+    values = values[torch.isfinite(values)]
+    return float(values.mean()) if values.numel() else math.nan
+
+
+class _ProbeMetric(PluginMetric):
+    """Common bookkeeping: the last emitted values are the ``result()``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[str, Any] = {}
+
+    def result(self) -> dict[str, Any]:
+        return dict(self._last)
+
+    def reset(self) -> None:
+        self._last = {}
+
+    def _emit(self, strategy: Any, values: Mapping[str, Any]) -> list[MetricValue]:
+        self._last = dict(values)
+        x = _x(strategy)
+        return [MetricValue(self, name, value, x) for name, value in values.items()]
+
+
+def _device(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")

@@ -1,0 +1,110 @@
+"""Activity probes on a fixed probe batch of each evaluated experience, as an Avalanche metric."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from avalanche.evaluation.metric_results import MetricValue
+from torch import Tensor
+
+from bioplastic import probes as P
+from strategies.avalanche.benchmarks import _first_inputs
+from strategies.avalanche.metrics._base import (
+    _layer_tag,
+    _nanmean,
+    _ProbeMetric,
+    record_units,
+    unit_layers,
+)
+from strategies.avalanche.metrics.values import HistogramValue
+
+__all__ = ["ActivityProbeMetric"]
+
+
+class ActivityProbeMetric(_ProbeMetric):
+    """Activity probes on a fixed probe batch of each evaluated experience.
+
+    After each evaluation experience, the first ``probe_size`` samples of that experience's
+    evaluation data (the same samples every time) go through the model; for every unit layer
+    (see :func:`unit_layers`) it emits ``probe/activity/<layer>/<stat>/Exp<eee>`` for
+    ``population_sparseness``, ``lifetime_sparseness``, ``silent_fraction``,
+    ``participation_ratio`` (non-negative activities only for the sparseness measures), for
+    every synaptic layer ``probe/activity/<layer>/ei_ratio`` and ``.../ei_correlation`` (means
+    over postsynaptic units of :func:`bioplastic.probes.ei_input_balance`), and
+    (``histograms=True``) a histogram of the activities per unit layer.
+
+    Args:
+        probe_size: samples in the probe batch (>= 2).
+        layers: names of the modules whose outputs are units (default: activation modules).
+        histograms: emit activity histograms.
+        ei_balance: compute the E/I input balance of the synaptic layers.
+    """
+
+    def __init__(
+        self,
+        probe_size: int = 256,
+        layers: Sequence[str] | None = None,
+        histograms: bool = True,
+        ei_balance: bool = True,
+    ):
+        super().__init__()
+        if isinstance(probe_size, bool) or not isinstance(probe_size, int) or probe_size < 2:
+            raise ValueError(f"probe_size must be an int >= 2, got {probe_size!r}")
+        self.probe_size = probe_size
+        self.layers = None if layers is None else list(layers)
+        self.histograms = bool(histograms)
+        self.ei_balance = bool(ei_balance)
+        self._batches: dict[tuple[str, int], tuple[Tensor, Tensor]] = {}
+
+    def _probe_batch(self, strategy: Any) -> tuple[tuple[str, int], Tensor, Tensor]:
+        exp = strategy.experience
+        stream = getattr(getattr(exp, "origin_stream", None), "name", "stream")
+        key = (stream, int(exp.current_experience))
+        if key not in self._batches:
+            dataset = strategy.adapted_dataset
+            if dataset is None:
+                dataset = exp.dataset.eval()
+            self._batches[key] = _first_inputs(dataset, self.probe_size)
+        x, t = self._batches[key]
+        return key, x, t
+
+    @torch.no_grad()
+    def after_eval_exp(self, strategy: Any) -> list[MetricValue]:
+        model = strategy.model
+        (_, eid), x, t = self._probe_batch(strategy)
+        names, rectify = unit_layers(model, self.layers)
+        synaptic = dict(P.synaptic_layers(model)) if self.ei_balance else {}
+        acts, inputs = record_units(model, x, t, names, rectify=rectify, inputs_of=list(synaptic))
+        suffix = f"Exp{eid:03d}"
+        values: dict[str, Any] = {}
+        for name, a in acts.items():
+            tag = _layer_tag(name)
+            if a.dim() != 2 or a.shape[0] < 2:
+                continue
+            if a.shape[1] >= 2 and bool((a >= 0).all()):
+                values[f"probe/activity/{tag}/population_sparseness/{suffix}"] = (
+                    P.population_sparseness(a)
+                )
+                values[f"probe/activity/{tag}/lifetime_sparseness/{suffix}"] = (
+                    P.lifetime_sparseness(a)
+                )
+            values[f"probe/activity/{tag}/silent_fraction/{suffix}"] = P.silent_fraction(a)
+            values[f"probe/activity/{tag}/participation_ratio/{suffix}"] = P.participation_ratio(a)
+            if self.histograms:
+                values[f"probe/activity/{tag}/activity/{suffix}"] = HistogramValue(a)
+        for name, inp in inputs.items():
+            try:
+                balance = P.ei_input_balance(synaptic[name], inp)
+            except ValueError:
+                continue  # e.g. a layer fed by a reshaped tensor the hook cannot see
+            tag = _layer_tag(name)
+            values[f"probe/activity/{tag}/ei_ratio/{suffix}"] = _nanmean(balance["ratio"])
+            values[f"probe/activity/{tag}/ei_correlation/{suffix}"] = _nanmean(
+                balance["correlation"]
+            )
+        return self._emit(strategy, values)
+
+    def __str__(self) -> str:
+        return "ActivityProbes"

@@ -1,0 +1,91 @@
+"""Weight probes of every synaptic layer as an Avalanche metric (after each training experience)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from avalanche.evaluation.metric_results import MetricValue
+from torch import Tensor, nn
+
+from bioplastic import BioRule
+from bioplastic import probes as P
+from strategies.avalanche.metrics._base import _device, _layer_tag, _ProbeMetric
+from strategies.avalanche.metrics.values import HistogramValue
+
+__all__ = ["WeightProbeMetric"]
+
+
+class WeightProbeMetric(_ProbeMetric):
+    """Weight probes of every synaptic layer, once after each training experience.
+
+    Emits ``probe/weights/<layer>/<stat>`` for the statistics of
+    :func:`bioplastic.probes.weight_report` (``connectivity``, ``dale_violations``,
+    ``sign_flips`` against the weights at the start of training, ``log_mag_*``,
+    ``excitatory``, ``inhibitory``, ``ei_ratio``), totals over the model
+    (``probe/weights/connectivity``, ``probe/weights/dale_violations``,
+    ``probe/weights/sign_flips``), with a BioRule optimizer ``probe/rule/eliminated``,
+    ``probe/rule/grown``, ``probe/rule/consolidated`` and ``probe/rule/nonfinite_skips``, and
+    (``histograms=True``) ``probe/weights/<layer>/weights`` and ``.../log_magnitude`` histograms
+    of the present synapses.
+    """
+
+    def __init__(self, histograms: bool = True):
+        super().__init__()
+        if not isinstance(histograms, bool):
+            raise TypeError(f"histograms must be a bool, got {histograms!r}")
+        self.histograms = histograms
+        self.reference: dict[str, Tensor] = {}
+
+    def _remember(self, model: nn.Module) -> None:
+        for name, module in P.synaptic_layers(model):
+            key = f"{name}.weight" if name else "weight"
+            ref = self.reference.get(key)
+            if ref is None or ref.shape != module.weight.shape:
+                self.reference[key] = module.weight.detach().to("cpu", copy=True)
+
+    def before_training(self, strategy: Any) -> None:
+        self._remember(strategy.model)
+
+    def before_training_exp(self, strategy: Any) -> None:
+        self._remember(strategy.model)  # layers added since (new heads)
+
+    @torch.no_grad()
+    def after_training_exp(self, strategy: Any) -> list[MetricValue]:
+        model = strategy.model
+        reference = {k: v.to(_device(model)) for k, v in self.reference.items()}
+        report = P.weight_report(model, reference)
+        values: dict[str, Any] = {}
+        total = present = violations = flips = 0
+        for name, row in report.items():
+            tag = _layer_tag(name)
+            for key, value in row.items():
+                if key in ("n_synapses", "n_present"):
+                    continue
+                values[f"probe/weights/{tag}/{key}"] = value
+            total += row["n_synapses"]
+            present += row["n_present"]
+            violations += row["dale_violations"]
+            flips += row.get("sign_flips", 0)
+        values["probe/weights/connectivity"] = present / total if total else math.nan
+        values["probe/weights/dale_violations"] = violations
+        values["probe/weights/sign_flips"] = flips
+        opt = getattr(strategy, "optimizer", None)
+        if isinstance(opt, BioRule):
+            counts = opt.structural_counts()
+            values["probe/rule/eliminated"] = counts["eliminated"]
+            values["probe/rule/grown"] = counts["grown"]
+            values["probe/rule/nonfinite_skips"] = counts["nonfinite_skips"]
+            values["probe/rule/consolidated"] = opt.consolidated_count()
+        if self.histograms:
+            for name, module in P.synaptic_layers(model):
+                w = module.weight.detach()
+                w = w[w != 0]
+                tag = _layer_tag(name)
+                values[f"probe/weights/{tag}/weights"] = HistogramValue(w)
+                values[f"probe/weights/{tag}/log_magnitude"] = HistogramValue(torch.log(w.abs()))
+        return self._emit(strategy, values)
+
+    def __str__(self) -> str:
+        return "WeightProbes"
