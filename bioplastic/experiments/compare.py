@@ -9,7 +9,6 @@ distribution per layer. Used by ``bioplastic compare`` and ``benchmarks/digits_r
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,6 +19,7 @@ from torch import nn
 from bioplastic.baselines import OPTIMIZER_NAMES, make_optimizer
 from bioplastic.dale import BioMLP, dalify
 from bioplastic.data.sources import load_digits_arrays
+from bioplastic.experiments._common import mean_std
 from bioplastic.probes import weight_report
 from bioplastic.train import accuracy, train_epochs
 
@@ -132,12 +132,6 @@ def compare_rules(
     }
 
 
-def _mean_std(values: list[float]) -> dict[str, float]:
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {"mean": mean, "std": std}
-
-
 def _summarise(runs: list[dict]) -> dict[str, dict]:
     summary: dict[str, dict] = {}
     for run in runs:
@@ -148,13 +142,13 @@ def _summarise(runs: list[dict]) -> dict[str, dict]:
         for layer in group[0]["layers"]:
             rows = [g["layers"][layer] for g in group]
             layers[layer] = {
-                stat: _mean_std([r[stat] for r in rows])
+                stat: mean_std([r[stat] for r in rows], skip_missing=False)
                 for stat in ("connectivity", "log_mag_skewness", "log_mag_excess_kurtosis")
             }
         out[key] = {
             "n_runs": len(group),
-            "test_accuracy": _mean_std([g["test_accuracy"] for g in group]),
-            "connectivity": _mean_std([g["connectivity"] for g in group]),
+            "test_accuracy": mean_std([g["test_accuracy"] for g in group], skip_missing=False),
+            "connectivity": mean_std([g["connectivity"] for g in group], skip_missing=False),
             "dale_violations_max": max(g["dale_violations"] for g in group),
             "sign_flips_max": max(g["sign_flips"] for g in group),
             "layers": layers,

@@ -55,7 +55,6 @@ import logging
 import math
 import re
 import shutil
-import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -65,9 +64,11 @@ import torch
 from avalanche.training.templates import SupervisedTemplate
 
 from bioplastic import probes as P
+from bioplastic._checks import check_int
 from bioplastic._device import resolve_device
 from bioplastic._io import write_atomic
 from bioplastic.data import SCENARIOS, Stream, available_streams, make_stream
+from bioplastic.experiments._common import mean_std, read_json, write_json
 from strategies.avalanche.benchmarks import avalanche_benchmark
 from strategies.avalanche.checkpoint import load_checkpoint, save_checkpoint
 from strategies.avalanche.config import COMMON, STRATEGY_NAMES, strategy_defaults
@@ -209,32 +210,14 @@ def _run_summary(records: Mapping[str, Any], n_experiences: int) -> dict[str, An
 # ----------------------------------------------------------------------------- helpers
 
 
-def _write_json(path: Path, data: Any) -> None:
-    text = json.dumps(data, indent=1, allow_nan=False) + "\n"
-    write_atomic(path, text)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _normal(data: Any) -> Any:
     """``data`` as it reads back from JSON (tuples become lists), for comparisons."""
     return json.loads(json.dumps(to_jsonable(data)))
 
 
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     if isinstance(seeds, int) and not isinstance(seeds, bool):
-        return list(range(_check_positive_int("seeds", seeds)))
+        return list(range(check_int("seeds", seeds)))
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
         raise ValueError(f"seeds must be a positive int or a sequence of ints >= 0, got {seeds!r}")
     out = list(seeds)
@@ -262,17 +245,9 @@ def _strategy_list(strategies: Sequence[str]) -> list[str]:
     return names
 
 
-def _mean_std(values: Sequence[float | None]) -> dict[str, float | None]:
-    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not finite:
-        return {"mean": None, "std": None}
-    std = statistics.stdev(finite) if len(finite) > 1 else 0.0
-    return {"mean": statistics.fmean(finite), "std": std}
-
-
 def _mean_matrix(matrices: Sequence[Sequence[Sequence[float | None]]]) -> list[list[float | None]]:
     n = len(matrices[0])
-    return [[_mean_std([m[i][j] for m in matrices])["mean"] for j in range(n)] for i in range(n)]
+    return [[mean_std([m[i][j] for m in matrices])["mean"] for j in range(n)] for i in range(n)]
 
 
 # ----------------------------------------------------------------------------- one run
@@ -285,7 +260,7 @@ class _Comparison:
         self.root = root
         self.config = config
         self.manifest_path = root / "manifest.json"
-        old = _read_json(self.manifest_path) if resume else None
+        old = read_json(self.manifest_path) if resume else None
         self.runs: dict[str, Any] = {}
         if isinstance(old, dict) and old.get("format") == _MANIFEST_FORMAT:
             if old.get("config") != config:
@@ -302,7 +277,7 @@ class _Comparison:
 
     def update(self, key: str, **state: Any) -> None:
         self.runs[key] = {**self.runs.get(key, {}), **state}
-        _write_json(
+        write_json(
             self.manifest_path,
             {"format": _MANIFEST_FORMAT, "config": self.config, "runs": self.runs},
         )
@@ -331,7 +306,7 @@ def _run_one(
     n_exp = stream.n_experiences
 
     if resume:
-        cached = _read_json(run_json)
+        cached = read_json(run_json)
         if isinstance(cached, dict) and cached.get("config") == run_config:
             progress(f"{key}: finished earlier, results read from {run_json}")
             return cached
@@ -390,7 +365,7 @@ def _run_one(
         "wall_seconds": time.perf_counter() - start_time,
     }
     run = _normal(run)
-    _write_json(run_json, run)
+    write_json(run_json, run)
     # Only an unfinished run needs its checkpoint (megabytes: metric histories, replay buffers).
     ckpt.unlink(missing_ok=True)
     comparison.update(key, status="done", next_experience=n_exp)
@@ -471,7 +446,7 @@ def run_stream_comparison(
     seed_list = _seed_list(seeds)
     if epochs is None:
         epochs = QUICK["epochs"] if quick else COMMON["train_epochs"]
-    epochs = _check_positive_int("epochs", epochs)
+    epochs = check_int("epochs", epochs)
     if "packnet" in names:
         post = strategy_defaults("packnet")["strategy"]["post_prune_epochs"]
         if epochs <= post:
@@ -537,7 +512,7 @@ def run_stream_comparison(
         "summary": _aggregate(runs, names),
     }
     results["targets"] = check_targets(results)
-    _write_json(root / "results.json", results)
+    write_json(root / "results.json", results)
     write_atomic(root / "results.md", format_markdown(results))
     logger.info("wrote %s and %s", root / "results.json", root / "results.md")
     return results
@@ -558,12 +533,12 @@ def _aggregate(runs: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[
             "sign_flips",
             "wall_seconds",
         ):
-            entry[key] = _mean_std([r[key] for r in mine])
+            entry[key] = mean_std([r[key] for r in mine])
         entry["dale_violations"]["max"] = max(int(r["dale_violations"]) for r in mine)
         entry["accuracy_matrix"] = _mean_matrix([r["accuracy_matrix"] for r in mine])
         entry["task_encoding"] = [
             {
-                k: _mean_std([r["task_encoding"][i][k] for r in mine])["mean"]
+                k: mean_std([r["task_encoding"][i][k] for r in mine])["mean"]
                 for k in mine[0]["task_encoding"][i]
             }
             for i in range(n_exp)
