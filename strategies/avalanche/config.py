@@ -1,10 +1,15 @@
 """Default hyper-parameters of every strategy :func:`strategies.avalanche.make_strategy` offers.
 
-One readable table, the only place where these numbers live: :class:`BioPlastic`,
-:class:`BioRulePlugin` and :func:`make_strategy` read their defaults from here, and a tuning
-script (or the CLI) should override them through ``make_strategy(name, model, **overrides)``
-rather than by editing call sites. Values here are first-try defaults for the small offline
-streams (digits, MNIST-1D): an MLP, mini-batches of 32, Adam for the backprop baselines.
+One readable table. Every number is written once: the strategies' settings here, the rule's own
+in :mod:`bioplastic` (a ``("bio", {...})`` entry lists only what differs from
+:class:`bioplastic.BioRule`'s defaults). :func:`make_strategy` (and through it the CLI and the
+benchmarks) reads :data:`STRATEGY_DEFAULTS`; :class:`BioPlastic` and :class:`BioRulePlugin` built
+by hand use :data:`COMMON` and :data:`BIO_CONSOLIDATE`, the generic consolidation, which is
+:meth:`bioplastic.BioRule.consolidate`'s own default (read from its signature), not the tuned
+one of the ``"bio"`` entry: ``make_strategy("bio", model)`` gives the settings our stream
+results use. Override through ``make_strategy(name, model, **overrides)`` rather than by
+editing call sites. Values are for the small offline streams (digits, MNIST-1D): an MLP,
+mini-batches of 32, Adam for the backprop baselines.
 
 Keys of each entry:
 
@@ -24,9 +29,12 @@ Keys of each entry:
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Any
 
-__all__ = ["COMMON", "STRATEGY_DEFAULTS", "STRATEGY_NAMES", "strategy_defaults"]
+from bioplastic import BioRule
+
+__all__ = ["BIO_CONSOLIDATE", "COMMON", "STRATEGY_DEFAULTS", "STRATEGY_NAMES", "strategy_defaults"]
 
 #: Arguments every strategy gets (Avalanche's own defaults are mini-batches of 1).
 COMMON: dict[str, Any] = {
@@ -35,8 +43,14 @@ COMMON: dict[str, Any] = {
     "train_epochs": 10,
 }
 
-#: The bio rule's experience-level behaviour (consolidation after each experience).
-BIO_CONSOLIDATE: dict[str, Any] = {"fraction": 0.5, "factor": 0.1, "by": "magnitude"}
+#: Consolidation after each experience of a hand-built :class:`BioPlastic` or
+#: :class:`BioRulePlugin`: ``fraction``, ``factor`` and ``by`` of :meth:`BioRule.consolidate`,
+#: whose defaults they are (one place: the rule's signature).
+BIO_CONSOLIDATE: dict[str, Any] = {
+    name: param.default
+    for name, param in inspect.signature(BioRule.consolidate).parameters.items()
+    if name != "self"
+}
 
 STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
     # The bio rule, tuned by benchmarks/tune_stream.py (split digits, task-incremental): a
