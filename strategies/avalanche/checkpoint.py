@@ -240,8 +240,8 @@ class _StubExperience:
         self.task_label = task_label
 
 
-def _rebuild_structure(model: nn.Module, state: dict[str, Any], dynamic: dict[str, Any]) -> None:
-    """Re-create heads and grown classifiers the checkpointed model had, then its attributes."""
+def _head_stubs(model: nn.Module, state: dict[str, Any]) -> list[_StubExperience]:
+    """Stub experiences for Avalanche to re-create the heads and classifiers in ``state``."""
     stubs: list[_StubExperience] = []
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""
@@ -256,6 +256,12 @@ def _rebuild_structure(model: nn.Module, state: dict[str, Any], dynamic: dict[st
             weight = state.get(f"{prefix}classifier.weight")
             if weight is not None:
                 stubs.append(_StubExperience(list(range(weight.shape[0])), 0))
+    return stubs
+
+
+def _rebuild_structure(model: nn.Module, state: dict[str, Any], dynamic: dict[str, Any]) -> None:
+    """Re-create heads and grown classifiers the checkpointed model had, then its attributes."""
+    stubs = _head_stubs(model, state)
     if stubs:
         flags = {m: m.training for m in model.modules()}
         model.eval()
@@ -315,6 +321,15 @@ def load_checkpoint(
             f"{path}: checkpoint of a {data['strategy']} strategy, the factory built a "
             f"{type(strategy).__qualname__}"
         )
+    _load_model(path, strategy, data, device)
+    _load_optimizer(path, strategy, data)
+    _load_evaluation(path, strategy, data)
+    _set_rng_state(data["rng"])
+    return strategy, int(data["exp_counter"])
+
+
+def _load_model(path: Path, strategy: BaseTemplate, data: dict[str, Any], device: Any) -> None:
+    """The model's structure (heads), weights, frozen flags and Dale types."""
     model = strategy.model
     _rebuild_structure(model, data["model"], data["dynamic_modules"])
     try:
@@ -337,6 +352,10 @@ def load_checkpoint(
         ):
             module.weight.dale_sign = module.dale_sign
 
+
+def _load_optimizer(path: Path, strategy: BaseTemplate, data: dict[str, Any]) -> None:
+    """The optimizer's state over the parameters it had (by name), and Avalanche's mapping."""
+    model = strategy.model
     # The optimizer: the factory's (or, for BioRulePlugin(replace_optimizer=True), the rule).
     saved_class = data["optimizer_class"]
     optimizer = strategy.optimizer
@@ -368,6 +387,9 @@ def load_checkpoint(
     if data["optimized_param_names"] is not None and hasattr(strategy, "optimized_param_id"):
         strategy.optimized_param_id = {n: named[n] for n in data["optimized_param_names"]}
 
+
+def _load_evaluation(path: Path, strategy: BaseTemplate, data: dict[str, Any]) -> None:
+    """The state of plugins, metrics, the evaluator's results and loggers."""
     evaluator = strategy.evaluator
     plugins = [p for p in strategy.plugins if p is not evaluator]
     _restore_list(path, "plugins", plugins, data["plugins"])
@@ -383,8 +405,6 @@ def load_checkpoint(
     else:
         logger.warning("%s: %d loggers saved, %d now; logger state not restored",
                        path, len(saved_loggers), len(evaluator.loggers))  # fmt: skip
-    _set_rng_state(data["rng"])
-    return strategy, int(data["exp_counter"])
 
 
 def _restore_list(path: Path, what: str, objects: list[Any], saved: list[Any]) -> None:
