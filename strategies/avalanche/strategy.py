@@ -255,26 +255,8 @@ def make_strategy(
     plugins = list(plugins or [])
     base = dict(common, device=device, evaluator=evaluator, **rest)
 
-    if name == "bio":
-        return BioPlastic(
-            model=model,
-            rule_kwargs=opt_kwargs,
-            consolidate=cfg["consolidate"],
-            dalify_model=bool(cfg["dalify"]),
-            plugins=plugins,
-            **base,
-        )
-    if name == "eg":
-        if cfg["dalify"]:
-            dalify(model)
-        return BioPlastic(
-            model=model,
-            optimizer=make_torch_optimizer("eg", model.parameters(), **opt_kwargs),
-            consolidate=cfg["consolidate"],
-            dalify_model=False,
-            plugins=plugins,
-            **base,
-        )
+    if name in ("bio", "eg"):
+        return _bio_strategy(name, model, cfg, opt_kwargs, plugins, base)
     if cfg["dalify"]:
         dalify(model)
     if name == "packnet":
@@ -307,6 +289,36 @@ def make_strategy(
         # plugins end up in a nested list that is never called. Flatten it.
         strategy.plugins = _flat_plugins(strategy.plugins)
     return strategy
+
+
+def _bio_strategy(
+    name: str,
+    model: nn.Module,
+    cfg: dict[str, Any],
+    opt_kwargs: dict[str, Any],
+    plugins: list[BasePlugin],
+    base: dict[str, Any],
+) -> BioPlastic:
+    """``bio`` (BioPlastic with the tuned rule) and ``eg`` (BioPlastic around an EG optimizer)."""
+    if name == "bio":
+        return BioPlastic(
+            model=model,
+            rule_kwargs=opt_kwargs,
+            consolidate=cfg["consolidate"],
+            dalify_model=bool(cfg["dalify"]),
+            plugins=plugins,
+            **base,
+        )
+    if cfg["dalify"]:
+        dalify(model)
+    return BioPlastic(
+        model=model,
+        optimizer=make_torch_optimizer("eg", model.parameters(), **opt_kwargs),
+        consolidate=cfg["consolidate"],
+        dalify_model=False,
+        plugins=plugins,
+        **base,
+    )
 
 
 def _flat_plugins(plugins: Sequence[Any]) -> list[Any]:
