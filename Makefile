@@ -1,4 +1,4 @@
-# Two entry points (see README): `make main` and `make test`. Both create .venv/ when needed.
+# Entry points (see README): `make main`, `make test` and `make lint`. All create .venv/ when needed.
 .PHONY: setup main test lint
 
 setup:
