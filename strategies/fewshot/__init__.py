@@ -10,6 +10,10 @@
 This package needs learn2learn (``pip install 'bioplastic[fewshot]'``).
 """
 
+from bioplastic._compat import import_learn2learn
+
+import_learn2learn()  # first, so that no learn2learn import prints gym's deprecation banner
+
 from strategies.fewshot.finetune import finetune_readout, finetune_readout_features
 from strategies.fewshot.maml import BioMAML
 from strategies.fewshot.omniglot import (
