@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from bioplastic.baselines import PEER_NAMES, SparsePeer, make_optimizer
 from bioplastic.dale import BioMLP, DaleConv2d, DaleLinear, OnOffSplit, on_off_sign
+from bioplastic.experiments._figures import new_figure
 from bioplastic.probes import synaptic_layers, weight_report
 from bioplastic.train import accuracy
 
@@ -450,15 +451,11 @@ def format_markdown(results: Mapping[str, Any]) -> str:
 
 def plot_accuracy_vs_connectivity(results: Mapping[str, Any], path) -> None:
     """One panel per task: test accuracy against connectivity, one marker per rule."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     summary = results["summary"]
     tasks = list(summary)
     cols = min(3, len(tasks))
     rows = math.ceil(len(tasks) / cols)
-    fig = Figure(figsize=(4.2 * cols, 3.4 * rows), constrained_layout=True)
-    FigureCanvasAgg(fig)
+    fig = new_figure(4.2 * cols, 3.4 * rows)
     markers = dict(zip(RULES, "o^sDdvP*XhH", strict=False))
     for i, task in enumerate(tasks):
         ax = fig.add_subplot(rows, cols, i + 1)

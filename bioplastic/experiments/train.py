@@ -294,12 +294,7 @@ def train(
     # Before DDP's constructor broadcasts rank 0's weights: this checks the seeding itself.
     check_ranks_agree(info, state_checksum(model, optimizer), "at the start")
     if progress is not None and info.is_main:
-        where = "single process" if info.backend is None else f"{info.backend}"
-        start = "" if resume is None else f", resuming at epoch {epoch + 1} batch {batch}"
-        progress(
-            f"training {config.rule} on {config.dataset}: {info.world_size} rank(s) ({where}, "
-            f"{info.device}){start}"
-        )
+        progress(_start_message(config, info, resume, epoch, batch))
     net: nn.Module = model
     if info.distributed:
         device_ids = [info.device] if info.device.type == "cuda" else None
@@ -312,19 +307,8 @@ def train(
 
     def checkpoint(at_epoch: int, at_batch: int, partial_loss: float) -> None:
         if info.is_main:
-            save_checkpoint(ckpt_path, {
-                "format": CHECKPOINT_FORMAT,
-                "version": CHECKPOINT_VERSION,
-                "config": config.fingerprint(),
-                "epoch": at_epoch,
-                "batch": at_batch,
-                "loss_sum": partial_loss,
-                "history": history,
-                "world_size": info.world_size,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "rng": rng_state(),
-            })  # fmt: skip
+            _save_training_checkpoint(ckpt_path, config, info, model, optimizer, history,
+                                      at_epoch, at_batch, partial_loss)  # fmt: skip
 
     net.train()
     with sigterm_flag() as sigterm:
@@ -364,6 +348,46 @@ def train(
                     f"test acc {record['test_accuracy']:.4f}"
                 )
 
+    return _finish(config, info, model, optimizer, x_test, y_test, epoch, resumed_from,
+                   history, start_time)  # fmt: skip
+
+
+def _start_message(config: TrainConfig, info: DistInfo, resume: Any, epoch: int, batch: int) -> str:
+    """The progress line announcing the run (ranks, backend, device, where it resumes)."""
+    where = "single process" if info.backend is None else f"{info.backend}"
+    start = "" if resume is None else f", resuming at epoch {epoch + 1} batch {batch}"
+    return (
+        f"training {config.rule} on {config.dataset}: {info.world_size} rank(s) ({where}, "
+        f"{info.device}){start}"
+    )
+
+
+def _save_training_checkpoint(
+    path: Path, config: TrainConfig, info: DistInfo, model: nn.Module, optimizer: Any,
+    history: list[dict[str, Any]], at_epoch: int, at_batch: int, partial_loss: float,
+) -> None:  # fmt: skip
+    """Write the checkpoint ``_restore`` reads: resumes at ``at_epoch``, ``at_batch``."""
+    save_checkpoint(path, {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": config.fingerprint(),
+        "epoch": at_epoch,
+        "batch": at_batch,
+        "loss_sum": partial_loss,
+        "history": history,
+        "world_size": info.world_size,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": rng_state(),
+    })  # fmt: skip
+
+
+def _finish(
+    config: TrainConfig, info: DistInfo, model: nn.Module, optimizer: Any, x_test: Tensor,
+    y_test: Tensor, epoch: int, resumed_from: dict[str, int] | None,
+    history: list[dict[str, Any]], start_time: float,
+) -> dict[str, Any]:  # fmt: skip
+    """Check the ranks agree, save per-rank states if asked, and return :func:`train`'s result."""
     checksums = check_ranks_agree(info, state_checksum(model, optimizer), "at the end")
     if config.save_rank_states:
         save_checkpoint(

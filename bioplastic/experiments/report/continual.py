@@ -124,29 +124,7 @@ def section_continual(ctx: ReportContext) -> Section:
         if command not in commands:
             commands.append(command)
         if accs:
-            path = _plot_matrices(
-                ctx,
-                accs,
-                f"{stem}_accuracy.png",
-                f"{name}: accuracy matrices",
-                "evaluated on experience",
-                "after training experience",
-                "accuracy",
-                (0.0, 1.0),
-            )
-            lines += [ctx.link(path, f"{name}: accuracy matrices"), ""]
-            rows = []
-            for label, m in accs.items():
-                last = [v for v in m[-1] if _num(v) is not None]
-                if last:
-                    rows.append(f"| {label} | {statistics.fmean(last):.3f} |")
-            if rows:
-                lines += [
-                    "| strategy | final average accuracy (last row) |",
-                    "|---|---|",
-                    *rows,
-                    "",
-                ]
+            lines += _accuracy_lines(ctx, name, stem, accs)
         if allocs:
             path = _plot_matrices(
                 ctx,
@@ -163,17 +141,10 @@ def section_continual(ctx: ReportContext) -> Section:
             overlaps = {k: v for k, v in overlaps.items() if v is not None}
         else:
             overlaps = _summary_unit_overlaps(data)
-        if overlaps:
-            bio = [k for k in overlaps if "bio" in k.lower()]
-            others = [k for k in overlaps if k not in bio]
-            if bio and others:
-                b = overlaps[bio[0]]
-                o = [overlaps[k] for k in others]
-                signs.append(1 if b < min(o) else (-1 if b > max(o) else 0))
-                evidence.append(
-                    f"{name}: mean task-overlap of recruited units bio {b:.2f} vs "
-                    + ", ".join(f"{k} {overlaps[k]:.2f}" for k in others)
-                )
+        verdict = _overlap_verdict(name, overlaps)
+        if verdict is not None:
+            signs.append(verdict[0])
+            evidence.append(verdict[1])
     claim = Claim(
         "allocation",
         _combine(signs) if signs else "not assessed (no bio and baseline allocation found)",
@@ -183,6 +154,52 @@ def section_continual(ctx: ReportContext) -> Section:
         "baseline's",
     )
     return Section(title, "\n".join(lines), [claim])
+
+
+def _accuracy_lines(
+    ctx: ReportContext, name: str, stem: str, accs: Mapping[str, list]
+) -> list[str]:
+    """The accuracy matrices' figure link and final-average-accuracy table of one file."""
+    path = _plot_matrices(
+        ctx,
+        accs,
+        f"{stem}_accuracy.png",
+        f"{name}: accuracy matrices",
+        "evaluated on experience",
+        "after training experience",
+        "accuracy",
+        (0.0, 1.0),
+    )
+    lines = [ctx.link(path, f"{name}: accuracy matrices"), ""]
+    rows = []
+    for label, m in accs.items():
+        last = [v for v in m[-1] if _num(v) is not None]
+        if last:
+            rows.append(f"| {label} | {statistics.fmean(last):.3f} |")
+    if rows:
+        lines += [
+            "| strategy | final average accuracy (last row) |",
+            "|---|---|",
+            *rows,
+            "",
+        ]
+    return lines
+
+
+def _overlap_verdict(name: str, overlaps: Mapping[str, float]) -> tuple[int, str] | None:
+    """``(sign, evidence)``: +1 if bio's unit overlap is below every other strategy's, -1 if
+    above every other's, else 0; ``None`` without bio and another strategy."""
+    bio = [k for k in overlaps if "bio" in k.lower()]
+    others = [k for k in overlaps if k not in bio]
+    if not (bio and others):
+        return None
+    b = overlaps[bio[0]]
+    o = [overlaps[k] for k in others]
+    return (
+        1 if b < min(o) else (-1 if b > max(o) else 0),
+        f"{name}: mean task-overlap of recruited units bio {b:.2f} vs "
+        + ", ".join(f"{k} {overlaps[k]:.2f}" for k in others),
+    )
 
 
 def _plot_matrices(

@@ -74,63 +74,16 @@ def section_emergence(ctx: ReportContext) -> Section:
         bio, adam = summary.get(f"{model}/bio"), summary.get(f"{model}/adam")
         if bio is None:
             continue
-        conn = _num(_get(bio, "connectivity", "mean"))
-        gap = None
-        if adam is not None:
-            a, b = (
-                _num(_get(adam, "test_accuracy", "mean")),
-                _num(_get(bio, "test_accuracy", "mean")),
-            )
-            gap = None if a is None or b is None else a - b
-        if conn is not None:
-            ok = conn <= 0.30 and gap is not None and gap <= 0.015
-            verdict = "supported" if ok else ("partly supported" if conn < 0.9 else "not supported")
-            gap_text = "n/a" if gap is None else f"{gap:+.3f}"
-            sparsity.append(
-                (verdict, f"{model}: connectivity {conn:.3f}, adam - bio acc. {gap_text}")
-            )
-        bio_runs = [r for r in runs if r.get("model") == model and r.get("rule") == "bio"]
-        skews = [
-            _num(l.get("log_mag_skewness")) for r in bio_runs for l in r.get("layers", {}).values()
-        ]
-        kurts = [
-            _num(l.get("log_mag_excess_kurtosis"))
-            for r in bio_runs
-            for l in r.get("layers", {}).values()
-        ]
-        skews, kurts = [s for s in skews if s is not None], [k for k in kurts if k is not None]
-        if skews and kurts:
-            worst_s, worst_k = max(map(abs, skews)), max(map(abs, kurts))
-            mean_s, mean_k = abs(statistics.fmean(skews)), abs(statistics.fmean(kurts))
-            if worst_s <= 0.5 and worst_k <= 1.0:
-                verdict = "supported"
-            elif mean_s <= 0.5 and mean_k <= 1.0:
-                verdict = "partly supported"
-            else:
-                verdict = "not supported"
-            lognormal.append(
-                (
-                    verdict,
-                    f"{model}: largest abs. skewness {worst_s:.2f}, largest abs. "
-                    f"excess kurtosis {worst_k:.2f} (abs. of means {mean_s:.2f}, {mean_k:.2f})",
-                )
-            )
-        dv, sf = bio.get("dale_violations_max"), bio.get("sign_flips_max")
-        adam_dv = _get(adam, "dale_violations_max", default="n/a")
-        dale.append(
-            (
-                "supported (by construction)" if dv == 0 and sf == 0 else "not supported",
-                f"{model}: bio Dale violations {dv}, sign flips {sf} (adam: {adam_dv} "
-                "violating units)",
-            )
-        )
+        item = _sparsity_item(model, bio, adam)
+        if item is not None:
+            sparsity.append(item)
+        item = _lognormal_item(model, runs)
+        if item is not None:
+            lognormal.append(item)
+        dale.append(_dale_item(model, bio, adam))
 
     def claim(key: str, items: list[tuple[str, str]], rule: str) -> Claim:
-        if not items:
-            return Claim(key, "not assessed", "no bio runs in digits_rules.json", cmd, rule)
-        order = ["not supported", "partly supported", "supported (by construction)", "supported"]
-        worst = min((v for v, _ in items), key=lambda v: order.index(v) if v in order else -1)
-        return Claim(key, worst, "; ".join(t for _, t in items), cmd, rule)
+        return _worst_claim(key, items, rule, cmd)
 
     claims = [
         claim(
@@ -156,6 +109,76 @@ def section_emergence(ctx: ReportContext) -> Section:
     return Section(
         "Sparsity, weight distribution and Dale's law (digits)", "\n".join(lines), claims
     )
+
+
+def _sparsity_item(
+    model: str, bio: Mapping[str, Any], adam: Mapping[str, Any] | None
+) -> tuple[str, str] | None:
+    """``(verdict, evidence)`` of the sparsity claim for ``model``, or ``None`` (no data)."""
+    conn = _num(_get(bio, "connectivity", "mean"))
+    gap = None
+    if adam is not None:
+        a, b = (
+            _num(_get(adam, "test_accuracy", "mean")),
+            _num(_get(bio, "test_accuracy", "mean")),
+        )
+        gap = None if a is None or b is None else a - b
+    if conn is None:
+        return None
+    ok = conn <= 0.30 and gap is not None and gap <= 0.015
+    verdict = "supported" if ok else ("partly supported" if conn < 0.9 else "not supported")
+    gap_text = "n/a" if gap is None else f"{gap:+.3f}"
+    return (verdict, f"{model}: connectivity {conn:.3f}, adam - bio acc. {gap_text}")
+
+
+def _lognormal_item(model: str, runs: list[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """``(verdict, evidence)`` of the lognormal claim for ``model``'s bio runs, or ``None``."""
+    bio_runs = [r for r in runs if r.get("model") == model and r.get("rule") == "bio"]
+    skews = [
+        _num(l.get("log_mag_skewness")) for r in bio_runs for l in r.get("layers", {}).values()
+    ]
+    kurts = [
+        _num(l.get("log_mag_excess_kurtosis"))
+        for r in bio_runs
+        for l in r.get("layers", {}).values()
+    ]
+    skews, kurts = [s for s in skews if s is not None], [k for k in kurts if k is not None]
+    if not (skews and kurts):
+        return None
+    worst_s, worst_k = max(map(abs, skews)), max(map(abs, kurts))
+    mean_s, mean_k = abs(statistics.fmean(skews)), abs(statistics.fmean(kurts))
+    if worst_s <= 0.5 and worst_k <= 1.0:
+        verdict = "supported"
+    elif mean_s <= 0.5 and mean_k <= 1.0:
+        verdict = "partly supported"
+    else:
+        verdict = "not supported"
+    return (
+        verdict,
+        f"{model}: largest abs. skewness {worst_s:.2f}, largest abs. "
+        f"excess kurtosis {worst_k:.2f} (abs. of means {mean_s:.2f}, {mean_k:.2f})",
+    )
+
+
+def _dale_item(
+    model: str, bio: Mapping[str, Any], adam: Mapping[str, Any] | None
+) -> tuple[str, str]:
+    """``(verdict, evidence)`` of the Dale claim for ``model``."""
+    dv, sf = bio.get("dale_violations_max"), bio.get("sign_flips_max")
+    adam_dv = _get(adam, "dale_violations_max", default="n/a")
+    return (
+        "supported (by construction)" if dv == 0 and sf == 0 else "not supported",
+        f"{model}: bio Dale violations {dv}, sign flips {sf} (adam: {adam_dv} violating units)",
+    )
+
+
+def _worst_claim(key: str, items: list[tuple[str, str]], rule: str, cmd: str) -> Claim:
+    """The claim ``key`` with the weakest verdict of ``items`` (one per model kind)."""
+    if not items:
+        return Claim(key, "not assessed", "no bio runs in digits_rules.json", cmd, rule)
+    order = ["not supported", "partly supported", "supported (by construction)", "supported"]
+    worst = min((v for v, _ in items), key=lambda v: order.index(v) if v in order else -1)
+    return Claim(key, worst, "; ".join(t for _, t in items), cmd, rule)
 
 
 def _plot_connectivity(ctx: ReportContext, summary: Mapping[str, Any], models: list[str]) -> Path:
@@ -196,15 +219,6 @@ def section_weight_histograms(ctx: ReportContext) -> Section:
     change sign, ``|w|`` is used. No verdict: the lognormal claim is judged on all seeds in
     the section above; this is the picture.
     """
-    import torch
-
-    from bioplastic.baselines import make_optimizer
-    from bioplastic.dale import BioMLP
-    from bioplastic.data.sources import load_digits_arrays
-    from bioplastic.probes import synaptic_layers
-    from bioplastic.representation import log_magnitude_histogram
-    from bioplastic.train import train_epochs
-
     cfg = _get(ctx.load("digits_rules.json"), "config", default={}) or {}
     epochs = 10 if ctx.quick else int(cfg.get("epochs", 30))
     batch = int(cfg.get("batch_size", 32))
@@ -218,6 +232,41 @@ def section_weight_histograms(ctx: ReportContext) -> Section:
         "seed": 0,
         "dataset": "digits",
     }
+    hists = _weight_histograms(ctx, config, rules, hidden, epochs, batch)
+    path = _plot_weight_histograms(ctx, hists, rules, hidden, epochs)
+    lines = [
+        "| rule | synapses present | mu (ln) | sigma (ln) | KS distance to lognormal fit |",
+        "|---|---|---|---|---|",
+    ]
+    for rule in rules:
+        h = hists[rule]
+        lines.append(
+            f"| {rule} | {h['n_present']}/{h['n_total']} | {h['mu']:.2f} | {h['sigma']:.2f} "
+            f"| {h['ks_distance']:.3f} |"
+        )
+    lines += ["", ctx.link(path, "weight-magnitude histograms with lognormal fits")]
+    return Section("Weight-magnitude distributions", "\n".join(lines))
+
+
+def _weight_histograms(
+    ctx: ReportContext,
+    config: dict[str, Any],
+    rules: tuple[str, ...],
+    hidden: tuple[int, ...],
+    epochs: int,
+    batch: int,
+) -> dict[str, Any]:
+    """Per rule, the ``log10 |w|`` histogram: from ``weight_histograms.json`` when its
+    configuration is ``config``, else by training one model per rule (and recording them)."""
+    import torch
+
+    from bioplastic.baselines import make_optimizer
+    from bioplastic.dale import BioMLP
+    from bioplastic.data.sources import load_digits_arrays
+    from bioplastic.probes import synaptic_layers
+    from bioplastic.representation import log_magnitude_histogram
+    from bioplastic.train import train_epochs
+
     cached = ctx.load("weight_histograms.json")
     if (
         cached is not None
@@ -251,6 +300,16 @@ def section_weight_histograms(ctx: ReportContext) -> Section:
         }
         if ctx.generated_dir is not None:
             write_json(ctx.generated_dir / "weight_histograms.json", record)
+    return hists
+
+
+def _plot_weight_histograms(
+    ctx: ReportContext,
+    hists: Mapping[str, Any],
+    rules: tuple[str, ...],
+    hidden: tuple[int, ...],
+    epochs: int,
+) -> Path:
     fig = new_figure(11.0, 6.4)
     axes = fig.subplots(2, 2, sharex=True).reshape(-1)
     for ax, rule in zip(axes, rules, strict=True):
@@ -287,15 +346,4 @@ def section_weight_histograms(ctx: ReportContext) -> Section:
     )
     path = ctx.figure("weight_histograms.png")
     fig.savefig(path)
-    lines = [
-        "| rule | synapses present | mu (ln) | sigma (ln) | KS distance to lognormal fit |",
-        "|---|---|---|---|---|",
-    ]
-    for rule in rules:
-        h = hists[rule]
-        lines.append(
-            f"| {rule} | {h['n_present']}/{h['n_total']} | {h['mu']:.2f} | {h['sigma']:.2f} "
-            f"| {h['ks_distance']:.3f} |"
-        )
-    lines += ["", ctx.link(path, "weight-magnitude histograms with lognormal fits")]
-    return Section("Weight-magnitude distributions", "\n".join(lines))
+    return path

@@ -1,0 +1,166 @@
+"""One strategy on one seed: train, evaluate, checkpoint and resume; the comparison's manifest."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from avalanche.training.templates import SupervisedTemplate
+
+from bioplastic.data import Stream
+from bioplastic.experiments._common import read_json, write_json
+from bioplastic.experiments.stream.markdown import _num
+from bioplastic.experiments.stream.metrics import (
+    _ACC_KEY,
+    _run_summary,
+    _weights_summary,
+    continual_metrics,
+)
+from strategies.avalanche.benchmarks import avalanche_benchmark
+from strategies.avalanche.checkpoint import load_checkpoint, save_checkpoint
+from strategies.avalanche.config import strategy_defaults
+from strategies.avalanche.loggers import JSONResultsLogger, make_evaluator, to_jsonable
+from strategies.avalanche.models import make_model
+from strategies.avalanche.strategy import make_strategy
+
+logger = logging.getLogger("bioplastic.experiments.stream")  # the name it had as one module
+
+_MANIFEST_FORMAT = "bioplastic-stream-manifest"
+
+Progress = Callable[[str], None]
+AfterExperience = Callable[[str, int, int], None]
+
+
+def _normal(data: Any) -> Any:
+    """``data`` as it reads back from JSON (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(to_jsonable(data)))
+
+
+class _Comparison:
+    """Bookkeeping of one comparison folder: its settings, the manifest, the runs."""
+
+    def __init__(self, root: Path, config: dict[str, Any], resume: bool):
+        self.root = root
+        self.config = config
+        self.manifest_path = root / "manifest.json"
+        old = read_json(self.manifest_path) if resume else None
+        self.runs: dict[str, Any] = {}
+        if isinstance(old, dict) and old.get("format") == _MANIFEST_FORMAT:
+            if old.get("config") != config:
+                diff = sorted(
+                    k
+                    for k in set(config) | set(old.get("config", {}))
+                    if config.get(k) != old.get("config", {}).get(k)
+                )
+                raise ValueError(
+                    f"{root} holds a comparison with other settings ({', '.join(diff)}); "
+                    "use another logdir or run without resume"
+                )
+            self.runs = dict(old.get("runs", {}))
+
+    def update(self, key: str, **state: Any) -> None:
+        self.runs[key] = {**self.runs.get(key, {}), **state}
+        write_json(
+            self.manifest_path,
+            {"format": _MANIFEST_FORMAT, "config": self.config, "runs": self.runs},
+        )
+
+
+def _run_one(
+    comparison: _Comparison,
+    name: str,
+    seed: int,
+    stream: Stream,
+    *,
+    epochs: int,
+    resume: bool,
+    device: torch.device,
+    progress: Progress,
+    after_experience: AfterExperience | None,
+    overrides: Mapping[str, Any],
+) -> dict[str, Any]:
+    key = f"{name}/seed{seed}"
+    run_dir = comparison.root / name / f"seed{seed}"
+    run_json, ckpt = run_dir / "run.json", run_dir / "checkpoint.pt"
+    hyper = _normal({**strategy_defaults(name), "overrides": dict(overrides)})
+    overrides = dict(overrides)
+    model_kwargs = dict(overrides.pop("model", {}))  # arguments of make_model, e.g. on_off
+    run_config = {**comparison.config, "strategy": name, "seed": seed, "hyper_parameters": hyper}
+    n_exp = stream.n_experiences
+
+    if resume:
+        cached = read_json(run_json)
+        if isinstance(cached, dict) and cached.get("config") == run_config:
+            progress(f"{key}: finished earlier, results read from {run_json}")
+            return cached
+        stale = comparison.runs.get(key, {}).get("hyper_parameters")
+        if stale is not None and stale != hyper:
+            logger.warning("%s: hyper-parameters changed since the checkpoint; starting over", key)
+            resume = False
+    if not (resume and ckpt.exists()) and run_dir.exists():
+        shutil.rmtree(run_dir)  # a fresh start: no stale events or checkpoints
+
+    benchmark = avalanche_benchmark(stream)
+
+    def build() -> SupervisedTemplate:
+        torch.manual_seed(seed)
+        model = make_model(stream, **model_kwargs)
+        evaluator = make_evaluator(
+            tensorboard_dir=run_dir, json_path=run_dir / "metrics.json", metadata=run_config
+        )
+        return make_strategy(
+            name, model, evaluator=evaluator, device=device, **{"train_epochs": epochs, **overrides}
+        )
+
+    start_time = time.perf_counter()
+    if resume and ckpt.exists():
+        strategy, start = load_checkpoint(build, ckpt)
+        progress(f"{key}: resuming after experience {start}/{n_exp} from {ckpt}")
+    else:
+        strategy, start = build(), 0
+    comparison.update(key, status="running", next_experience=start, hyper_parameters=hyper)
+
+    for k in range(start, n_exp):
+        t0 = time.perf_counter()
+        strategy.train(benchmark.train_stream[k])
+        results = strategy.eval(benchmark.test_stream)
+        save_checkpoint(strategy, ckpt)
+        comparison.update(key, status="running", next_experience=k + 1)
+        seen = [
+            v for kk, v in results.items() if (m := _ACC_KEY.match(kk)) and int(m.group(1)) <= k
+        ]
+        acc = sum(seen) / len(seen) if seen else math.nan
+        progress(
+            f"{key}: experience {k + 1}/{n_exp}, mean accuracy on seen {acc:.3f} "
+            f"({time.perf_counter() - t0:.1f} s)"
+        )
+        if after_experience is not None:
+            after_experience(name, seed, k)
+
+    json_logger = next(lg for lg in strategy.evaluator.loggers if isinstance(lg, JSONResultsLogger))
+    summary = _run_summary(json_logger.results(), n_exp)
+    run = {
+        "config": run_config,
+        **summary,
+        **continual_metrics(summary["accuracy_matrix"]),
+        **_weights_summary(strategy.model),
+        "dale_typed": bool(overrides.get("dalify", hyper.get("dalify"))),
+        "wall_seconds": time.perf_counter() - start_time,
+    }
+    run = _normal(run)
+    write_json(run_json, run)
+    # Only an unfinished run needs its checkpoint (megabytes: metric histories, replay buffers).
+    ckpt.unlink(missing_ok=True)
+    comparison.update(key, status="done", next_experience=n_exp)
+    progress(
+        f"{key}: done, final average accuracy {run['final_average_accuracy']:.3f}, "
+        f"forgetting {_num(run['average_forgetting'])}, connectivity {run['connectivity']:.2f}"
+    )
+    return run
