@@ -20,16 +20,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-import learn2learn as l2l
 import torch
 from torch import Tensor, nn
 
 from bioplastic import make_optimizer
+from bioplastic._compat import import_learn2learn
 from bioplastic.data.episodes import EpisodeSampler
 from strategies.fewshot.maml import BioMAML
 from strategies.fewshot.tasksets import IndexEpisode
 
 __all__ = ["MAML_DEFAULTS", "evaluate_maml", "make_maml", "meta_train"]
+
+l2l = import_learn2learn()
 
 #: Inner learning rates and outer optimizer options per rule. The bio inner rate is a
 #: log-domain rate: ``dw = -lr * |w| * g`` to first order, so with the lognormal Dale
