@@ -242,6 +242,13 @@ def _job(args: Job) -> dict[str, Any]:
     return run_one(task, rule, seed, connectivity, options=options)
 
 
+def _cost(task: Task) -> float:
+    """A rough relative cost of one run (synapses x samples x epochs), to order parallel jobs."""
+    scale = {"digits": 1.3e3, "mnist1d": 4e3, "glyphs": 15 * task.n_classes}[task.data]
+    per_sample = sum(task.width) ** 2 if task.arch == "mlp" else 400 * sum(task.width) ** 2
+    return scale * per_sample * task.epochs
+
+
 def run_jobs(
     jobs: Sequence[Job],
     workers: int = 1,
@@ -250,6 +257,8 @@ def run_jobs(
     """Run ``(task, rule, seed, connectivity, options)`` jobs, in ``workers`` processes."""
     for task in {job[0] for job in jobs}:
         load_task(task)  # render/cache data once, before the workers start
+    if workers > 1:  # longest jobs first, so that the last ones to finish are short
+        jobs = sorted(jobs, key=lambda job: -_cost(job[0]))
     rows: list[dict[str, Any]] = []
     if workers <= 1:
         results = map(_job, jobs)
