@@ -99,6 +99,30 @@ class EnforcedAdam(torch.optim.Adam):
                 p.copy_(mag * s * mask)
         return loss
 
+    def state_dict(self) -> dict[str, Any]:
+        """Adam's state plus the enforcement's step counter (it times the pruning)."""
+        state = super().state_dict()
+        state["enforced"] = {"steps": self._enforce_steps}
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output exactly: ``Optimizer.load_state_dict`` casts the
+        boolean pruning masks to the parameters' float dtype; they come back boolean."""
+        state_dict = dict(state_dict)
+        enforced = state_dict.pop("enforced", None)
+        masks = {
+            idx: st["enforce_mask"]
+            for idx, st in state_dict["state"].items()
+            if isinstance(st, dict) and "enforce_mask" in st
+        }
+        super().load_state_dict(state_dict)
+        params = [p for group in self.param_groups for p in group["params"]]
+        for idx, mask in masks.items():
+            p = params[idx]
+            self.state[p]["enforce_mask"] = mask.to(device=p.device, dtype=torch.bool).clone()
+        if enforced is not None:
+            self._enforce_steps = int(enforced["steps"])
+
 
 # Defaults per name: the first try of a user must work.
 _OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {

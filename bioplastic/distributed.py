@@ -52,6 +52,8 @@ __all__ = [
     "shutdown",
     "sigterm_flag",
     "state_checksum",
+    "verify_archive",
+    "verify_rule_state",
 ]
 
 logger = logging.getLogger(__name__)
@@ -237,21 +239,81 @@ def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) ->
     write_atomic_with(path, lambda handle: torch.save(dict(payload), handle))
 
 
+def verify_archive(path: str | os.PathLike[str]) -> None:
+    """Check that ``path`` is an intact ``torch.save`` archive, before anything unpickles it.
+
+    ``torch.load`` does not check the archive's CRC-32 checksums: a file with flipped bytes
+    loads, with NaN or sign-flipped weights. This reads every member and compares its CRC
+    (``zipfile.ZipFile.testzip``).
+
+    Raises:
+        ValueError: one line naming the file: empty, truncated, not a torch archive, or
+            corrupted (a member whose checksum does not match).
+    """
+    path = Path(path)
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; its index is at the end
+        what = "an empty file" if path.stat().st_size == 0 else "truncated, or not a torch file"
+        raise ValueError(f"{path}: not a readable checkpoint ({what})")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except Exception as err:  # a damaged header: BadZipFile, zlib.error, EOFError, ...
+        raise ValueError(
+            f"{path}: corrupted checkpoint ({type(err).__name__}); it was not loaded"
+        ) from None
+    if bad is not None:
+        raise ValueError(
+            f"{path}: corrupted checkpoint (checksum mismatch in {bad.split('/')[-1]}); "
+            "it was not loaded"
+        )
+
+
+def verify_rule_state(path: str | os.PathLike[str], model: nn.Module, optimizer: Any) -> None:
+    """Refuse a restored state that cannot be right: non-finite weights, or (for a
+    :class:`bioplastic.BioRule`) present synapses whose sign disagrees with the presynaptic
+    type the rule recorded (:meth:`BioRule.presynaptic_sign`).
+
+    Raises:
+        ValueError: one line naming ``path`` and the first bad parameter.
+    """
+    names = {id(p): name for name, p in model.named_parameters()}
+    sign_of = getattr(optimizer, "presynaptic_sign", None)
+    for group in getattr(optimizer, "param_groups", []):
+        for p in group["params"]:
+            name = names.get(id(p), "a parameter")
+            if not bool(torch.isfinite(p).all()):
+                raise ValueError(f"{path}: corrupted checkpoint: {name} holds NaN or infinity")
+            sign = sign_of(p) if callable(sign_of) else None
+            if sign is None or p.dim() < 2:
+                continue
+            shape = [1] * p.dim()
+            shape[1] = -1
+            wrong = int(((p * sign.reshape(shape).to(p.device)) < 0).sum())
+            if wrong:
+                raise ValueError(
+                    f"{path}: corrupted checkpoint: {wrong} synapses of {name} have the sign "
+                    "opposite to their presynaptic type"
+                )
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint written by :func:`train` with ``torch.load(weights_only=True)``.
 
-    Tensors are loaded on the CPU. Raises ``FileNotFoundError`` if ``path`` does not exist and
-    a one-line ``ValueError`` naming the file if it is truncated, corrupted, not a torch file,
-    or a torch file of another kind.
+    Only tensors, plain containers, numbers and strings are read: a file planted to run code
+    is refused, never executed (there is no option to load it anyway). The archive's
+    checksums are verified first (:func:`verify_archive`). Tensors are loaded on the CPU.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: one line naming the file: truncated, corrupted, not a torch file, holding
+            objects other than plain values, or a torch file of another kind.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.is_dir():
         raise ValueError(f"{path}: a folder, not a checkpoint file")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; its index is at the end
-        what = "an empty file" if path.stat().st_size == 0 else "truncated, or not a torch file"
-        raise ValueError(f"{path}: not a readable checkpoint ({what})")
+    verify_archive(path)
     try:
         with warnings.catch_warnings():  # foreign pickles make torch warn before it fails
             warnings.simplefilter("ignore")

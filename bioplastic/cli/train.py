@@ -8,21 +8,31 @@ The loop is :func:`bioplastic.experiments.train.train`; see that module for how 
 global batch, why they stay identical (we seed, not broadcast) and how checkpoints work. Rank 0
 prints one line per epoch and writes ``<out>/train.json`` (final accuracy, per-epoch history,
 connectivity, Dale violations, and a checksum of weights and optimizer state); every epoch it
-writes ``<out>/checkpoint.pt``. SIGTERM: the current step finishes, a checkpoint is written and
-the command exits with status 143.
+writes ``<out>/checkpoint.pt``. ``train.json`` is strict JSON: a NaN or infinite number (e.g.
+the loss of a diverged run) is written as ``null``. The output folder is checked before any
+training (a file, under a file, read-only: one line, exit status 2) and locked while the run
+writes; a folder holding a previous run needs ``--resume`` or ``--overwrite``. SIGTERM: the
+current step finishes, a checkpoint is written and the command exits with status 143.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import json
+import contextlib
+import errno
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from bioplastic._io import write_atomic
+from bioplastic._io import (
+    FolderLocked,
+    check_writable_folder,
+    json_text,
+    lock_folder,
+    write_atomic,
+)
 from bioplastic.cli._args import CLIError, positive_int, set_threads
 
 __all__ = ["EXIT_SIGTERM", "add_parser"]
@@ -121,6 +131,11 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a previous run in --out (its checkpoint.pt and train.json)",
+    )
+    p.add_argument(
         "--save-rank-states",
         action="store_true",
         help="every rank also writes its final state to <out>/rank-<r>.pt (to compare ranks)",
@@ -132,6 +147,10 @@ def add_parser(subparsers: Any) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     try:
         return _run(args)
+    except (FolderLocked, OSError) as err:
+        if isinstance(err, FolderLocked) or err.errno == errno.ENOSPC:
+            raise CLIError(f"bioplastic train: {err.strerror}") from None
+        raise
     except (ValueError, CLIError):
         if os.environ.get("RANK", "0") != "0":
             return 2  # under torchrun, rank 0 reports the same error once
@@ -142,8 +161,8 @@ def _run(args: argparse.Namespace) -> int:
     from bioplastic.distributed import TrainingInterrupted, init_distributed, shutdown
     from bioplastic.experiments.train import TrainConfig
 
-    if args.out.exists() and not args.out.is_dir():
-        raise CLIError(f"bioplastic train: --out {args.out} is not a folder")
+    if args.resume and args.overwrite:
+        raise CLIError("bioplastic train: --resume and --overwrite exclude each other")
     config = TrainConfig(
         dataset=args.dataset,
         rule=args.rule,
@@ -157,12 +176,16 @@ def _run(args: argparse.Namespace) -> int:
         out=args.out,
         resume=args.resume,
         save_rank_states=args.save_rank_states,
+        overwrite=args.overwrite,
     )
     config.validate()
     set_threads(args.threads)
     info = init_distributed(args.device, args.backend)
     try:
-        _train_and_report(config, info)
+        if info.is_main:  # only rank 0 writes: check its folder before any compute
+            check_writable_folder(args.out)
+        with lock_folder(args.out) if info.is_main else contextlib.nullcontext():
+            _train_and_report(config, info)
     except TrainingInterrupted as stop:
         if info.is_main:
             print(f"bioplastic train: {stop}", file=sys.stderr, flush=True)
@@ -181,7 +204,7 @@ def _train_and_report(config: Any, info: Any) -> dict[str, Any]:
     result = train(config, info, progress=progress)
     if info.is_main:
         path = config.out / "train.json"
-        write_atomic(path, json.dumps(result, indent=1) + "\n")
+        write_atomic(path, json_text(result))
         print(
             f"test accuracy {result['test_accuracy']:.4f}, connectivity "
             f"{result['connectivity']:.3f}, Dale violations {result['dale_violations']}, "

@@ -60,6 +60,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from bioplastic._io import lock_folder, remove_stale_temporaries
 from bioplastic.baselines import OPTIMIZER_NAMES, make_optimizer
 from bioplastic.dale import BioMLP
 from bioplastic.distributed import (
@@ -80,6 +81,7 @@ from bioplastic.distributed import (
     shard,
     sigterm_flag,
     state_checksum,
+    verify_rule_state,
 )
 from bioplastic.optim import BioRule
 from bioplastic.probes import dale_violations, synaptic_layers
@@ -117,6 +119,8 @@ class TrainConfig:
         consolidate_factor: plasticity factor in (0, 1] of a consolidation.
         out: output folder (checkpoint, per-rank states).
         resume: continue from ``out/checkpoint.pt`` if it exists.
+        overwrite: replace a previous run's ``checkpoint.pt`` and ``train.json`` in ``out``
+            (without it, or ``resume``, a folder holding a run is refused).
         save_rank_states: every rank also writes its final model and optimizer state to
             ``out/rank-<r>.pt`` (to compare ranks).
     """
@@ -133,6 +137,7 @@ class TrainConfig:
     out: Path = Path("runs/train")
     resume: bool = False
     save_rank_states: bool = False
+    overwrite: bool = False
 
     def validate(self) -> None:
         """Raise a ``ValueError`` naming the first bad field and its allowed values."""
@@ -165,6 +170,8 @@ class TrainConfig:
         f = self.consolidate_factor
         if not (isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1):
             raise ValueError(f"consolidate_factor must be in (0, 1], got {f!r}")
+        # the rule's options, checked by building it on a stand-in (before any file is written)
+        _build_optimizer(self, [nn.Parameter(torch.zeros(2, 2))])
 
     def fingerprint(self) -> dict[str, Any]:
         """The entries a checkpoint must match to be resumed, as plain Python values."""
@@ -233,6 +240,7 @@ def _restore(
         return 0, 0, 0.0, []
     model.load_state_dict(resume["model"])
     optimizer.load_state_dict(resume["optimizer"])
+    verify_rule_state(config.out / CHECKPOINT_NAME, model, optimizer)
     set_rng_state(resume["rng"])
     epoch, batch = int(resume["epoch"]), int(resume["batch"])
     # the loss summed over all ranks so far in this epoch; counted once, on rank 0
@@ -269,13 +277,47 @@ def train(
         ``history``, ``connectivity``, ``dale_violations``, ``nonfinite_skips``, the state
         ``checksum`` and every rank's ``rank_checksums``, and where training resumed from.
 
+    Rank 0 holds a lock on ``config.out`` (:func:`bioplastic._io.lock_folder`) for the whole
+    run; a folder that holds a previous run is refused unless ``config.resume`` (continue it)
+    or ``config.overwrite`` (replace it).
+
     Raises:
-        ValueError: a bad configuration or an unreadable/mismatched checkpoint.
+        ValueError: a bad configuration, a folder holding another run, or an unreadable,
+            corrupted or mismatched checkpoint.
+        bioplastic._io.FolderLocked: another run writes to ``config.out``.
         TrainingInterrupted: SIGTERM arrived; a checkpoint was written.
         RuntimeError: the ranks' states diverged.
     """
     info = info or DistInfo()
     config.validate()
+    _check_previous_run(config)
+    if not info.is_main:
+        return _train(config, info, progress)
+    with lock_folder(config.out):
+        if config.resume:
+            remove_stale_temporaries(config.out)
+        elif config.overwrite:
+            for name in (CHECKPOINT_NAME, "train.json"):
+                (config.out / name).unlink(missing_ok=True)
+        return _train(config, info, progress)
+
+
+def _check_previous_run(config: TrainConfig) -> None:
+    """Refuse to write over a previous run unless asked to resume or overwrite it."""
+    if config.resume or config.overwrite:
+        return
+    found = [n for n in (CHECKPOINT_NAME, "train.json") if (config.out / n).exists()]
+    if found:
+        raise ValueError(
+            f"{config.out} holds a previous run ({', '.join(found)}); pass --resume to continue "
+            "it or --overwrite to replace it"
+        )
+
+
+def _train(
+    config: TrainConfig, info: DistInfo, progress: Callable[[str], None] | None
+) -> dict[str, Any]:
+    """:func:`train` once the output folder is settled (locked on rank 0)."""
     start_time = time.perf_counter()
     resume = _resume_state(config, info)
     x_train, y_train, x_test, y_test = _load_data(config.dataset, info.device)
