@@ -189,7 +189,8 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
 def check_writable_folder(folder: str | os.PathLike[str], option: str = "--out") -> None:
     """Make sure results can be written to ``folder`` before any work starts.
 
-    Creates ``folder`` (and its parents) if needed, then creates and removes a probe file.
+    Creates and removes a probe file in ``folder`` or, when it does not exist yet, in its
+    nearest existing ancestor (where it will be created): nothing is left behind.
 
     Raises:
         ValueError: one line naming ``option`` and the folder: it is a file, under a file,
@@ -200,13 +201,15 @@ def check_writable_folder(folder: str | os.PathLike[str], option: str = "--out")
         raise ValueError(f"{option} must name a folder, got an empty path")
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{option} {folder} is not a folder (a file)")
+    probe_in = folder.absolute()
+    while not probe_in.exists() and probe_in != probe_in.parent:
+        probe_in = probe_in.parent
+    if not probe_in.is_dir():
+        raise ValueError(f"{option} {folder} is not writable (a path under a file)")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe.", suffix=".tmp")
+        fd, probe = tempfile.mkstemp(dir=probe_in, prefix=".write-probe.", suffix=".tmp")
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
         reason = err.strerror or type(err).__name__
-        if isinstance(err, (NotADirectoryError, FileExistsError)):
-            reason = "a path under a file"
         raise ValueError(f"{option} {folder} is not writable ({reason})") from None

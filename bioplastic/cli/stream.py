@@ -4,7 +4,12 @@ Trains each strategy (the bio rule and the Avalanche baselines) on the same stre
 prints one progress line per experience and the final table (final average accuracy, average
 forgetting, BWT, connectivity, Dale violations; mean ± std over seeds), and writes
 ``results.json``/``results.md``, TensorBoard logs and checkpoints under
-``<logdir>/<stream>-<scenario>/``. ``--resume`` picks up an interrupted comparison.
+``<logdir>/<stream>-<scenario>/``. ``--resume`` picks up an interrupted comparison;
+``--overwrite`` replaces a previous one (without either, a folder holding one is refused, so
+a previous run is never deleted silently). The folder is locked while the comparison runs.
+Checkpoints are read with ``torch.load(weights_only=True)``: a planted file cannot run code.
+``--trust-checkpoint`` reads them with pickle instead (unsafe: only for checkpoints you wrote
+yourself with an older bioplastic).
 
 The work is done by :func:`bioplastic.experiments.stream.run_stream_comparison`, imported only
 when the command runs: ``bioplastic`` itself imports without Avalanche.
@@ -14,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bioplastic._io import FolderLocked, check_writable_folder
 from bioplastic.cli._args import (
     CLIError,
     add_device_argument,
@@ -70,6 +77,17 @@ def add_parser(subparsers: Any) -> None:
         "--resume", action="store_true", help="reuse finished runs, continue interrupted ones"
     )
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a previous comparison in the folder (deletes its runs as they restart)",
+    )
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="UNSAFE: resume from checkpoints with pickle, which runs any code a planted file "
+        "holds; only for checkpoints you wrote with an older bioplastic",
+    )
+    p.add_argument(
         "--quick", action="store_true", help="short version: 3 epochs, fewer samples, 1 seed"
     )
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads (1)")
@@ -88,8 +106,8 @@ def _check(args: argparse.Namespace) -> None:
         )
     if needs_root and not args.root.is_dir():
         raise CLIError(f"bioplastic stream: --root {args.root} is not a folder")
-    if args.logdir.exists() and not args.logdir.is_dir():
-        raise CLIError(f"bioplastic stream: --logdir {args.logdir} is not a folder")
+    if args.resume and args.overwrite:
+        raise CLIError("bioplastic stream: --resume and --overwrite exclude each other")
 
 
 @contextlib.contextmanager
@@ -129,6 +147,10 @@ def _run_stream_quietly(args: argparse.Namespace) -> int:
         ) from None
     if set(STRATEGY_NAMES) != set(STRATEGY_CHOICES):  # pragma: no cover - caught by a test
         raise RuntimeError("cli_stream.STRATEGY_CHOICES is out of date with STRATEGY_NAMES")
+    try:
+        check_writable_folder(args.logdir, "--logdir")  # before any compute
+    except ValueError as err:
+        raise CLIError(f"bioplastic stream: {err}") from None
     set_threads(args.threads)
     strategies = args.strategies.split(",") if isinstance(args.strategies, str) else args.strategies
     seeds = args.seeds if args.seeds is not None else (1 if args.quick else 5)
@@ -154,9 +176,17 @@ def _run_stream_quietly(args: argparse.Namespace) -> int:
             progress=progress,
             stream_kwargs=stream_kwargs,
             device=None if args.device == "auto" else args.device,
+            overwrite=args.overwrite,
+            trust_checkpoint=args.trust_checkpoint,
         )
-    except FileNotFoundError as err:
-        raise CLIError(f"bioplastic stream: {err}") from None
+    except (FileNotFoundError, FolderLocked) as err:
+        raise CLIError(
+            f"bioplastic stream: {err.strerror if isinstance(err, FolderLocked) else err}"
+        ) from None
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        raise CLIError(f"bioplastic stream: {err.strerror}") from None
     folder = args.logdir / f"{args.stream}-{args.scenario}"
     print()
     print(format_markdown(results))

@@ -14,6 +14,14 @@ metric and of the loggers that have one, the strategy's clock and the random gen
 of the next training experience. Files are written atomically (temporary file + rename); a
 truncated or foreign file gives a one-line ``ValueError`` naming it.
 
+Loading is safe: the file holds only tagged plain values and loads with
+``torch.load(weights_only=True)``; Avalanche objects (EWC's importances, replay buffers,
+metric accumulators) are re-created only from an allow-list of packages' classes, and nothing
+in the file is called, so a planted file cannot run code. The archive's CRCs are checked
+before loading, and a :class:`bioplastic.BioRule` state whose weights disagree in sign with
+their presynaptic types is refused. ``load_checkpoint(..., trusted=True)`` reads with pickle
+(dill) instead: unsafe, only for version-1 files you wrote yourself.
+
 Example::
 
     def build():
@@ -30,11 +38,16 @@ Example::
 
 from __future__ import annotations
 
+import functools
+import importlib
 import io
 import logging
 import os
+import pickle
 import random
 import types
+import warnings
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,6 +62,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from bioplastic._io import write_atomic_bytes
+from bioplastic.distributed import verify_archive, verify_rule_state
 from strategies.avalanche.plugins import BioRulePlugin
 
 __all__ = ["load_checkpoint", "save_checkpoint"]
@@ -56,23 +70,201 @@ __all__ = ["load_checkpoint", "save_checkpoint"]
 logger = logging.getLogger(__name__)
 
 _FORMAT = "bioplastic-avalanche-checkpoint"
-_VERSION = 1
+#: 2: tagged plain values, loaded with ``weights_only=True``; 1: dill (read only when trusted).
+_VERSION = 2
 # Strategy attributes a plugin may point to; they are restored on their own.
 _OWN = ("model", "optimizer")
 
 
-class _Pickler(dill.Pickler):
-    """dill, without Avalanche's reducer for ``torch.device`` (it prints on every load)."""
+# ------------------------------------------------------------------------------ safe format
+# Plugin, metric and logger state holds Avalanche objects (EWC's importances, replay buffers,
+# LwF's previous model, metric accumulators). They are stored as tagged plain values --
+# tensors, lists, numbers, strings, bytes and dicts of ``{"__t__": kind, ...}`` -- so that the
+# file loads with ``torch.load(weights_only=True)``. Decoding re-creates an object only when
+# its class comes from an allowed package (``cls.__new__`` plus its ``__dict__``, or its own
+# ``__setstate__``), and refers to a function only from an explicit list: nothing in the file
+# is ever called.
+_TAG = "__t__"
+_PLAIN = (type(None), bool, int, float, str, bytes, torch.Tensor, nn.Parameter)
+_ALLOWED_PACKAGES = (
+    "avalanche.", "strategies.avalanche.", "bioplastic.", "torch.nn.modules.",
+    "torch.utils.data.",
+)  # fmt: skip
+_ALLOWED_FUNCTIONS = frozenset(
+    {
+        "torch.utils.data._utils.collate:default_collate",
+        "avalanche.benchmarks.utils.transform_groups:identity",
+        "torch:zeros",
+        "torch:ones",
+        "torch:empty",
+    }
+)
+_BUILTIN_TYPES = {t.__name__: t for t in (int, float, str, bool, list, dict, set, tuple)}
+_DICTS = {"dict": dict, "OrderedDict": OrderedDict, "defaultdict": defaultdict}
 
-    dispatch = dill.Pickler.dispatch.copy()
+
+class _Keep:
+    """Stands for a lambda or closure a constructor made: the rebuilt plugin keeps its own."""
+
+    def __repr__(self) -> str:
+        return "<kept from the factory>"
 
 
-_Pickler.dispatch.pop(torch.device, None)
-_PICKLE = types.ModuleType("bioplastic_checkpoint_pickle")
-_PICKLE.Pickler = _Pickler
-_PICKLE.Unpickler = dill.Unpickler
-for _name in ("dump", "dumps", "load", "loads"):
-    setattr(_PICKLE, _name, getattr(dill, _name))
+_KEEP = _Keep()
+
+
+def _name_of(obj: Any) -> str:
+    if isinstance(obj, types.BuiltinFunctionType):  # torch.zeros: qualname _VariableFunctions...
+        return f"{obj.__module__}:{obj.__name__}"
+    return f"{obj.__module__}:{obj.__qualname__}"
+
+
+class _Encoder:
+    """Turns a checkpoint into tagged plain values (see the comment above)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, tuple[Any, int]] = {}  # id -> (object kept alive, number)
+
+    def __call__(self, value: Any, where: str = "checkpoint") -> Any:  # noqa: C901 - a dispatch
+        kind = type(value)
+        if kind in _PLAIN:
+            return value
+        if kind is list:
+            return [self(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if kind in (tuple, set, frozenset, torch.Size):
+            return {_TAG: kind.__name__, "items": [self(v, where) for v in value]}
+        if kind in _DICTS.values():
+            return self._dict(value, where)
+        if isinstance(value, np.ndarray) or isinstance(value, np.generic):
+            array = np.asarray(value)
+            if array.dtype.hasobject:
+                raise TypeError(f"cannot checkpoint {where}: a NumPy array of objects")
+            return {_TAG: "ndarray" if isinstance(value, np.ndarray) else "npscalar",
+                    "dtype": array.dtype.str, "shape": list(array.shape),
+                    "data": array.tobytes()}  # fmt: skip
+        if kind in (torch.dtype, torch.device):
+            return {_TAG: kind.__name__, "name": str(value)}
+        if isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType)):
+            return self._reference(value, where)
+        if kind is functools.partial:  # Avalanche's transform groups: partial(identity, ...)
+            func, args = self._reference(value.func, where), self(value.args, where)
+            return {_TAG: "partial", "func": func, "args": args,
+                    "keywords": self(value.keywords, where)}  # fmt: skip
+        return self._object(value, where)
+
+    @staticmethod
+    def _reference(value: Any, where: str) -> dict[str, Any]:
+        name = _name_of(value)
+        if "<" in name:  # a lambda or closure set up by a constructor: the factory's is kept
+            return {_TAG: "keep"}
+        if not isinstance(value, type) and name not in _ALLOWED_FUNCTIONS:
+            raise TypeError(f"cannot checkpoint {where}: the function {name.replace(':', '.')}")
+        return {_TAG: "ref", "name": name}
+
+    def _dict(self, value: dict, where: str) -> dict[str, Any]:
+        out = {
+            _TAG: type(value).__name__,
+            "items": [[self(k, where), self(v, f"{where}[{k!r}]")] for k, v in value.items()],
+        }
+        if isinstance(value, defaultdict):
+            out["factory"] = self(value.default_factory, where)
+        return out
+
+    def _object(self, value: Any, where: str) -> dict[str, Any]:
+        known = self.seen.get(id(value))
+        if known is not None:
+            return {_TAG: "seen", "id": known[1]}
+        cls = type(value)
+        if not cls.__module__.startswith(_ALLOWED_PACKAGES) or not hasattr(value, "__dict__"):
+            raise TypeError(f"cannot checkpoint {where}: a {cls.__module__}.{cls.__qualname__}")
+        number = len(self.seen)
+        self.seen[id(value)] = (value, number)
+        own = cls.__getstate__ is not object.__getstate__
+        state = value.__getstate__() if own else value.__dict__
+        return {_TAG: "obj", "id": number, "cls": _name_of(cls), "setstate": own,
+                "state": self(state, f"{where}.{cls.__qualname__}")}  # fmt: skip
+
+
+def _resolve(name: str, what: str) -> Any:
+    """The class or function ``module:qualname`` if allowed, else a ``ValueError``."""
+    module, _, qualname = name.partition(":")
+    allowed = name in _ALLOWED_FUNCTIONS or (
+        f"{module}.".startswith(_ALLOWED_PACKAGES) and "<" not in qualname
+    )
+    if module == "builtins" and qualname in _BUILTIN_TYPES:
+        return _BUILTIN_TYPES[qualname]
+    if not allowed:
+        raise ValueError(f"refers to {module}.{qualname}, which is not allowed in a checkpoint")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        raise ValueError(f"refers to {module}.{qualname}, which does not exist") from None
+    if what == "class" and not isinstance(obj, type):
+        raise ValueError(f"refers to {module}.{qualname}, which is not a class")
+    if name not in _ALLOWED_FUNCTIONS and not isinstance(obj, type):
+        raise ValueError(f"refers to the function {module}.{qualname}, which is not allowed")
+    return obj
+
+
+class _Decoder:
+    """Inverse of :class:`_Encoder`; raises ``ValueError`` on anything it does not allow."""
+
+    def __init__(self) -> None:
+        self.objects: dict[int, Any] = {}
+
+    def __call__(self, value: Any) -> Any:  # noqa: C901 - a dispatch
+        if isinstance(value, list):
+            return [self(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        tag = value.get(_TAG)
+        if tag in ("tuple", "set", "frozenset", "Size"):
+            items = [self(v) for v in value["items"]]
+            return {"tuple": tuple, "set": set, "frozenset": frozenset, "Size": torch.Size}[tag](
+                items
+            )
+        if tag in _DICTS:
+            out = _DICTS[tag]()
+            if tag == "defaultdict":
+                out.default_factory = self(value["factory"])
+            out.update((self(k), self(v)) for k, v in value["items"])
+            return out
+        if tag in ("ndarray", "npscalar"):
+            array = np.frombuffer(value["data"], dtype=np.dtype(value["dtype"]))
+            array = array.reshape(value["shape"]).copy()
+            return array if tag == "ndarray" else array[()]
+        if tag == "dtype":
+            dtype = getattr(torch, str(value["name"]).removeprefix("torch."), None)
+            if not isinstance(dtype, torch.dtype):
+                raise ValueError(f"unknown dtype {value['name']!r}")
+            return dtype
+        if tag == "device":
+            return torch.device(str(value["name"]))
+        if tag == "ref":
+            return _resolve(str(value["name"]), "reference")
+        if tag == "keep":
+            return _KEEP
+        if tag == "partial":  # builds the partial object; calls nothing
+            return functools.partial(self(value["func"]), *self(value["args"]),
+                                     **self(value["keywords"]))  # fmt: skip
+        if tag == "seen":
+            return self.objects[int(value["id"])]
+        if tag == "obj":
+            return self._object(value)
+        raise ValueError(f"unknown entry {str(tag)[:40]!r}")
+
+    def _object(self, value: dict[str, Any]) -> Any:
+        cls = _resolve(str(value["cls"]), "class")
+        obj = cls.__new__(cls)
+        self.objects[int(value["id"])] = obj
+        state = self(value["state"])
+        if value["setstate"] and hasattr(obj, "__setstate__"):
+            obj.__setstate__(state)
+        else:
+            obj.__dict__.update(state)
+        return obj
 
 
 def _param_names(model: nn.Module) -> dict[int, str]:
@@ -122,7 +314,7 @@ def _restore_plugin(plugin: Any, state: dict[str, Any]) -> None:
                     f"plugin {type(plugin).__name__} has no {key!r} to load a state into"
                 )
             target.load_state_dict(value[1])
-        else:
+        elif value is not _KEEP:
             setattr(plugin, key, value)
 
 
@@ -209,22 +401,42 @@ def save_checkpoint(strategy: BaseTemplate, path: str | os.PathLike[str]) -> Non
         "rng": _rng_state(),
     }
     buffer = io.BytesIO()
-    torch.save(checkpoint, buffer, pickle_module=_PICKLE)
+    torch.save(_Encoder()(checkpoint), buffer)
     write_atomic_bytes(path, buffer.getvalue())
     logger.info("saved checkpoint after %d experiences to %s", checkpoint["exp_counter"], path)
 
 
-def _read(path: Path, map_location: Any) -> dict[str, Any]:
+def _read(path: Path, map_location: Any, trusted: bool = False) -> dict[str, Any]:
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{path}: a folder, not a checkpoint file")
+    verify_archive(path)  # torch.load does not check the CRCs: flipped bytes would load
     try:
-        data = torch.load(path, map_location=map_location, pickle_module=dill, weights_only=False)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint {path} does not exist") from None
+        with warnings.catch_warnings():  # foreign pickles make torch warn before it fails
+            warnings.simplefilter("ignore")
+            if trusted:
+                logger.warning("%s: loading with pickle (trusted=True): it can run code", path)
+                data = torch.load(path, map_location, pickle_module=dill, weights_only=False)
+            else:
+                data = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(
+            f"{path}: refused: it holds objects other than tensors and plain values (loading "
+            "it could run code); only if you wrote it yourself, load it with trusted=True "
+            "(--trust-checkpoint)"
+        ) from None
     except Exception as err:  # truncated, corrupted or not a torch file at all
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{path}: not a readable checkpoint ({reason[:200]})") from None
+    if isinstance(data, dict) and data.get(_TAG) == "dict":
+        try:
+            data = _Decoder()(data)
+        except (ValueError, TypeError, KeyError) as err:
+            raise ValueError(f"{path}: refused: {str(err)[:200]}") from None
     if not isinstance(data, dict) or data.get("format") != _FORMAT:
         raise ValueError(f"{path}: not a bioplastic Avalanche checkpoint")
-    if data.get("version") != _VERSION:
+    if data.get("version") != _VERSION and not (trusted and data.get("version") == 1):
         raise ValueError(
             f"{path}: checkpoint version {data.get('version')!r}, this code reads {_VERSION}"
         )
@@ -288,8 +500,16 @@ def load_checkpoint(
     strategy_factory: Callable[[], BaseTemplate] | BaseTemplate,
     path: str | os.PathLike[str],
     map_location: str | torch.device | None = None,
+    *,
+    trusted: bool = False,
 ) -> tuple[BaseTemplate, int]:
     """Rebuild a strategy and restore the state :func:`save_checkpoint` wrote.
+
+    Safe by default: the file is read with ``torch.load(weights_only=True)`` (tensors, plain
+    containers, numbers, strings), objects are re-created only from an allow-list of classes
+    and nothing in the file is called, so a planted file cannot run code. The archive's
+    checksums are verified first, and a restored :class:`bioplastic.BioRule` whose weights
+    disagree in sign with their presynaptic types is refused (a corrupted file).
 
     Args:
         strategy_factory: a function building the strategy exactly as for the original run
@@ -297,13 +517,17 @@ def load_checkpoint(
             built strategy.
         path: the checkpoint file.
         map_location: as for ``torch.load`` (default: the strategy's device).
+        trusted: **unsafe**: read the file with pickle (dill), which runs whatever code the
+            file holds. Only for files you wrote yourself, e.g. checkpoints of bioplastic
+            before 0.x (format version 1), which the safe reader refuses.
 
     Returns:
         ``(strategy, next_experience)``: train on ``train_stream[next_experience:]`` next.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file is truncated, corrupted or not a checkpoint of this kind.
+        ValueError: the file is truncated, corrupted, holds objects that are not allowed, or is
+            not a checkpoint of this kind (one line naming the file).
         RuntimeError: the checkpoint does not fit the strategy the factory built.
     """
     path = Path(path)
@@ -315,7 +539,7 @@ def load_checkpoint(
             f"strategy_factory must build an Avalanche strategy, got {type(strategy).__name__}"
         )
     device = getattr(strategy, "device", None)
-    data = _read(path, map_location if map_location is not None else device)
+    data = _read(path, map_location if map_location is not None else device, trusted)
     if data["strategy"] != type(strategy).__qualname__:
         raise RuntimeError(
             f"{path}: checkpoint of a {data['strategy']} strategy, the factory built a "
@@ -323,6 +547,7 @@ def load_checkpoint(
         )
     _load_model(path, strategy, data, device)
     _load_optimizer(path, strategy, data)
+    verify_rule_state(path, strategy.model, strategy.optimizer)
     _load_evaluation(path, strategy, data)
     _set_rng_state(data["rng"])
     return strategy, int(data["exp_counter"])

@@ -85,6 +85,7 @@ def _run_one(
     progress: Progress,
     after_experience: AfterExperience | None,
     overrides: Mapping[str, Any],
+    trusted: bool = False,
 ) -> dict[str, Any]:
     key = f"{name}/seed{seed}"
     run_dir = comparison.root / name / f"seed{seed}"
@@ -121,7 +122,7 @@ def _run_one(
 
     start_time = time.perf_counter()
     if resume and ckpt.exists():
-        strategy, start = load_checkpoint(build, ckpt)
+        strategy, start = load_checkpoint(build, ckpt, trusted=trusted)
         progress(f"{key}: resuming after experience {start}/{n_exp} from {ckpt}")
     else:
         strategy, start = build(), 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import torch
 
 from bioplastic._checks import check_int
 from bioplastic._device import resolve_device
-from bioplastic._io import write_atomic
+from bioplastic._io import lock_folder, remove_stale_temporaries, write_atomic
 from bioplastic.data import SCENARIOS, Stream, available_streams, make_stream
 from bioplastic.experiments._common import write_json
 from bioplastic.experiments.stream.markdown import format_markdown
@@ -88,6 +88,8 @@ def run_stream_comparison(
     device: str | torch.device | None = None,
     after_experience: AfterExperience | None = None,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    overwrite: bool = False,
+    trust_checkpoint: bool = False,
 ) -> dict[str, Any]:
     """Train ``strategies`` on the same stream and seeds; aggregate and write the results.
 
@@ -117,15 +119,27 @@ def run_stream_comparison(
             ``consolidate``, ``ewc_lambda``, ...) and ``model`` (arguments of
             :func:`make_model`, e.g. ``{"on_off": True}``), e.g. ``{"bio": {"optimizer_kwargs":
             {"noise": 0.1}}}``; for tuning scripts. Recorded with each run.
+        overwrite: replace a previous comparison in the folder (its runs are deleted as they
+            start again). Without it (or ``resume``) a folder holding one is refused: a
+            previous run is never deleted silently.
+        trust_checkpoint: **unsafe**: resume from checkpoints with pickle, which runs any
+            code a planted file holds (:func:`strategies.avalanche.load_checkpoint`'s
+            ``trusted``); only for checkpoints you wrote with an older bioplastic. By default
+            they are read with ``torch.load(weights_only=True)``.
+
+    The folder ``logdir/<stream>-<scenario>`` is locked while the comparison runs
+    (:func:`bioplastic._io.lock_folder`): a second comparison writing there is refused.
 
     Returns:
         ``{"format", "config", "runs": [...], "summary": {strategy: ...}, "targets": ...}``,
         also written to ``results.json`` (and :func:`format_markdown` to ``results.md``).
 
     Raises:
-        ValueError: an unknown stream, scenario or strategy, a bad number, or (with
-            ``resume``) a folder holding a comparison with other settings. Nothing is
-            written before the arguments are checked.
+        ValueError: an unknown stream, scenario or strategy, a bad number, a folder holding
+            a previous comparison without ``resume``/``overwrite``, or (with ``resume``) one
+            with other settings, or a corrupted or unsafe checkpoint. Nothing is written
+            before the arguments are checked.
+        bioplastic._io.FolderLocked: another comparison writes to the folder.
     """
     names, seed_list, epochs, kwargs, overrides = _check_arguments(
         stream, scenario, strategies, seeds, epochs, logdir, quick, stream_kwargs, overrides
@@ -148,26 +162,56 @@ def run_stream_comparison(
         }
     )
     root = Path(logdir) / f"{stream}-{scenario}"
-    comparison = _Comparison(root, config, resume=bool(resume))
+    _check_previous(root, resume, overwrite)
+    with lock_folder(root):
+        if resume:
+            remove_stale_temporaries(root)
+        comparison = _Comparison(root, config, resume=bool(resume))
+        options = {
+            "epochs": epochs,
+            "resume": bool(resume),
+            "device": device,
+            "progress": report,
+            "after_experience": after_experience,
+            "trusted": bool(trust_checkpoint),
+        }
+        runs = _run_all(comparison, names, seed_list, streams, build_stream, overrides, options)
+        return _write_results(root, config, names, seed_list, runs)
 
+
+def _check_previous(root: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to start over in a folder holding a comparison unless told to overwrite it."""
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other")
+    if resume or overwrite or not root.is_dir():
+        return
+    previous = [p.name for p in sorted(root.iterdir()) if not p.name.startswith(".")]
+    if previous:
+        raise ValueError(
+            f"{root} holds a previous comparison ({', '.join(previous[:4])}); pass --resume "
+            "(resume=True) to continue it or --overwrite (overwrite=True) to replace it"
+        )
+
+
+def _run_all(
+    comparison: _Comparison, names: list[str], seed_list: list[int], streams: dict[int, Stream],
+    build_stream: Callable[[int], Stream], overrides: dict[str, dict[str, Any]],
+    options: dict[str, Any],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Every strategy on every seed, in order (:func:`_run_one` with ``options``)."""
     runs = []
     for seed in seed_list:
         data = streams.pop(seed) if seed in streams else build_stream(seed)
         for name in names:
             runs.append(
-                _run_one(
-                    comparison,
-                    name,
-                    seed,
-                    data,
-                    epochs=epochs,
-                    resume=bool(resume),
-                    device=device,
-                    progress=report,
-                    after_experience=after_experience,
-                    overrides=overrides.get(name, {}),
-                )
+                _run_one(comparison, name, seed, data, overrides=overrides.get(name, {}), **options)
             )
+    return runs
+
+
+def _write_results(root: Path, config: dict[str, Any], names: list[str], seed_list: list[int],
+                   runs: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    """Aggregate the runs and write ``results.json`` and ``results.md``."""
     results = {
         "format": _FORMAT,
         "version": 1,
