@@ -339,18 +339,36 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def rng_state() -> dict[str, Any]:
+def rng_state(all_generators: bool = False) -> dict[str, Any]:
+    """The global random generators' states: torch's (and CUDA's, once initialised); with
+    ``all_generators`` also numpy's and Python's (Avalanche draws from those)."""
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    if all_generators:
+        import random
+
+        import numpy as np
+
+        state["numpy"] = np.random.get_state()
+        state["python"] = random.getstate()
     return state
 
 
 def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned (CUDA only on a machine with as many GPUs)."""
     torch.set_rng_state(state["torch"])
     cuda = state.get("cuda")
     if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
+    if "numpy" in state:
+        import numpy as np
+
+        np.random.set_state(state["numpy"])
+    if "python" in state:
+        import random
+
+        random.setstate(state["python"])
 
 
 # ------------------------------------------------------------------------------ SIGTERM

@@ -89,16 +89,16 @@ def _planted(tmp_path: Path) -> dict[str, bytes]:
     files = {}
     for name, payload in {
         "plain pickle": {"format": C._FORMAT, "version": 2, "x": _CreatesFile(marker)},
-        "inside our format": {C._TAG: "dict", "items": [["x", _CreatesFile(marker)]]},
+        "inside our format": {C.TAG: "dict", "items": [["x", _CreatesFile(marker)]]},
     }.items():
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         files[name] = buffer.getvalue()
     # a well-formed safe file naming a class outside the allow-list
     buffer = io.BytesIO()
-    obj = {C._TAG: "obj", "id": 0, "cls": "subprocess:Popen", "setstate": False,
-           "state": {C._TAG: "dict", "items": []}}  # fmt: skip
-    torch.save({C._TAG: "dict", "items": [["format", C._FORMAT], ["x", obj]]}, buffer)
+    obj = {C.TAG: "obj", "id": 0, "cls": "subprocess:Popen", "setstate": False,
+           "state": {C.TAG: "dict", "items": []}}  # fmt: skip
+    torch.save({C.TAG: "dict", "items": [["format", C._FORMAT], ["x", obj]]}, buffer)
     files["disallowed class"] = buffer.getvalue()
     return files
 

@@ -38,22 +38,16 @@ Example::
 
 from __future__ import annotations
 
-import functools
-import importlib
 import io
 import logging
 import os
 import pickle
-import random
-import types
 import warnings
-from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import dill
-import numpy as np
 import torch
 from avalanche.models import IncrementalClassifier, MultiHeadClassifier
 from avalanche.models.dynamic_modules import DynamicModule, avalanche_model_adaptation
@@ -62,8 +56,9 @@ from torch import nn
 from torch.optim import Optimizer
 
 from bioplastic._io import write_atomic_bytes
-from bioplastic.distributed import verify_archive, verify_rule_state
+from bioplastic.distributed import rng_state, set_rng_state, verify_archive, verify_rule_state
 from strategies.avalanche.plugins import BioRulePlugin
+from strategies.avalanche.safe_format import KEEP, TAG, Decoder, Encoder
 
 __all__ = ["load_checkpoint", "save_checkpoint"]
 
@@ -74,197 +69,6 @@ _FORMAT = "bioplastic-avalanche-checkpoint"
 _VERSION = 2
 # Strategy attributes a plugin may point to; they are restored on their own.
 _OWN = ("model", "optimizer")
-
-
-# ------------------------------------------------------------------------------ safe format
-# Plugin, metric and logger state holds Avalanche objects (EWC's importances, replay buffers,
-# LwF's previous model, metric accumulators). They are stored as tagged plain values --
-# tensors, lists, numbers, strings, bytes and dicts of ``{"__t__": kind, ...}`` -- so that the
-# file loads with ``torch.load(weights_only=True)``. Decoding re-creates an object only when
-# its class comes from an allowed package (``cls.__new__`` plus its ``__dict__``, or its own
-# ``__setstate__``), and refers to a function only from an explicit list: nothing in the file
-# is ever called.
-_TAG = "__t__"
-_PLAIN = (type(None), bool, int, float, str, bytes, torch.Tensor, nn.Parameter)
-_ALLOWED_PACKAGES = (
-    "avalanche.", "strategies.avalanche.", "bioplastic.", "torch.nn.modules.",
-    "torch.utils.data.",
-)  # fmt: skip
-_ALLOWED_FUNCTIONS = frozenset(
-    {
-        "torch.utils.data._utils.collate:default_collate",
-        "avalanche.benchmarks.utils.transform_groups:identity",
-        "torch:zeros",
-        "torch:ones",
-        "torch:empty",
-    }
-)
-_BUILTIN_TYPES = {t.__name__: t for t in (int, float, str, bool, list, dict, set, tuple)}
-_DICTS = {"dict": dict, "OrderedDict": OrderedDict, "defaultdict": defaultdict}
-
-
-class _Keep:
-    """Stands for a lambda or closure a constructor made: the rebuilt plugin keeps its own."""
-
-    def __repr__(self) -> str:
-        return "<kept from the factory>"
-
-
-_KEEP = _Keep()
-
-
-def _name_of(obj: Any) -> str:
-    if isinstance(obj, types.BuiltinFunctionType):  # torch.zeros: qualname _VariableFunctions...
-        return f"{obj.__module__}:{obj.__name__}"
-    return f"{obj.__module__}:{obj.__qualname__}"
-
-
-class _Encoder:
-    """Turns a checkpoint into tagged plain values (see the comment above)."""
-
-    def __init__(self) -> None:
-        self.seen: dict[int, tuple[Any, int]] = {}  # id -> (object kept alive, number)
-
-    def __call__(self, value: Any, where: str = "checkpoint") -> Any:  # noqa: C901 - a dispatch
-        kind = type(value)
-        if kind in _PLAIN:
-            return value
-        if kind is list:
-            return [self(v, f"{where}[{i}]") for i, v in enumerate(value)]
-        if kind in (tuple, set, frozenset, torch.Size):
-            return {_TAG: kind.__name__, "items": [self(v, where) for v in value]}
-        if kind in _DICTS.values():
-            return self._dict(value, where)
-        if isinstance(value, np.ndarray) or isinstance(value, np.generic):
-            array = np.asarray(value)
-            if array.dtype.hasobject:
-                raise TypeError(f"cannot checkpoint {where}: a NumPy array of objects")
-            return {_TAG: "ndarray" if isinstance(value, np.ndarray) else "npscalar",
-                    "dtype": array.dtype.str, "shape": list(array.shape),
-                    "data": array.tobytes()}  # fmt: skip
-        if kind in (torch.dtype, torch.device):
-            return {_TAG: kind.__name__, "name": str(value)}
-        if isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType)):
-            return self._reference(value, where)
-        if kind is functools.partial:  # Avalanche's transform groups: partial(identity, ...)
-            func, args = self._reference(value.func, where), self(value.args, where)
-            return {_TAG: "partial", "func": func, "args": args,
-                    "keywords": self(value.keywords, where)}  # fmt: skip
-        return self._object(value, where)
-
-    @staticmethod
-    def _reference(value: Any, where: str) -> dict[str, Any]:
-        name = _name_of(value)
-        if "<" in name:  # a lambda or closure set up by a constructor: the factory's is kept
-            return {_TAG: "keep"}
-        if not isinstance(value, type) and name not in _ALLOWED_FUNCTIONS:
-            raise TypeError(f"cannot checkpoint {where}: the function {name.replace(':', '.')}")
-        return {_TAG: "ref", "name": name}
-
-    def _dict(self, value: dict, where: str) -> dict[str, Any]:
-        out = {
-            _TAG: type(value).__name__,
-            "items": [[self(k, where), self(v, f"{where}[{k!r}]")] for k, v in value.items()],
-        }
-        if isinstance(value, defaultdict):
-            out["factory"] = self(value.default_factory, where)
-        return out
-
-    def _object(self, value: Any, where: str) -> dict[str, Any]:
-        known = self.seen.get(id(value))
-        if known is not None:
-            return {_TAG: "seen", "id": known[1]}
-        cls = type(value)
-        if not cls.__module__.startswith(_ALLOWED_PACKAGES) or not hasattr(value, "__dict__"):
-            raise TypeError(f"cannot checkpoint {where}: a {cls.__module__}.{cls.__qualname__}")
-        number = len(self.seen)
-        self.seen[id(value)] = (value, number)
-        own = cls.__getstate__ is not object.__getstate__
-        state = value.__getstate__() if own else value.__dict__
-        return {_TAG: "obj", "id": number, "cls": _name_of(cls), "setstate": own,
-                "state": self(state, f"{where}.{cls.__qualname__}")}  # fmt: skip
-
-
-def _resolve(name: str, what: str) -> Any:
-    """The class or function ``module:qualname`` if allowed, else a ``ValueError``."""
-    module, _, qualname = name.partition(":")
-    allowed = name in _ALLOWED_FUNCTIONS or (
-        f"{module}.".startswith(_ALLOWED_PACKAGES) and "<" not in qualname
-    )
-    if module == "builtins" and qualname in _BUILTIN_TYPES:
-        return _BUILTIN_TYPES[qualname]
-    if not allowed:
-        raise ValueError(f"refers to {module}.{qualname}, which is not allowed in a checkpoint")
-    try:
-        obj: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError):
-        raise ValueError(f"refers to {module}.{qualname}, which does not exist") from None
-    if what == "class" and not isinstance(obj, type):
-        raise ValueError(f"refers to {module}.{qualname}, which is not a class")
-    if name not in _ALLOWED_FUNCTIONS and not isinstance(obj, type):
-        raise ValueError(f"refers to the function {module}.{qualname}, which is not allowed")
-    return obj
-
-
-class _Decoder:
-    """Inverse of :class:`_Encoder`; raises ``ValueError`` on anything it does not allow."""
-
-    def __init__(self) -> None:
-        self.objects: dict[int, Any] = {}
-
-    def __call__(self, value: Any) -> Any:  # noqa: C901 - a dispatch
-        if isinstance(value, list):
-            return [self(v) for v in value]
-        if not isinstance(value, dict):
-            return value
-        tag = value.get(_TAG)
-        if tag in ("tuple", "set", "frozenset", "Size"):
-            items = [self(v) for v in value["items"]]
-            return {"tuple": tuple, "set": set, "frozenset": frozenset, "Size": torch.Size}[tag](
-                items
-            )
-        if tag in _DICTS:
-            out = _DICTS[tag]()
-            if tag == "defaultdict":
-                out.default_factory = self(value["factory"])
-            out.update((self(k), self(v)) for k, v in value["items"])
-            return out
-        if tag in ("ndarray", "npscalar"):
-            array = np.frombuffer(value["data"], dtype=np.dtype(value["dtype"]))
-            array = array.reshape(value["shape"]).copy()
-            return array if tag == "ndarray" else array[()]
-        if tag == "dtype":
-            dtype = getattr(torch, str(value["name"]).removeprefix("torch."), None)
-            if not isinstance(dtype, torch.dtype):
-                raise ValueError(f"unknown dtype {value['name']!r}")
-            return dtype
-        if tag == "device":
-            return torch.device(str(value["name"]))
-        if tag == "ref":
-            return _resolve(str(value["name"]), "reference")
-        if tag == "keep":
-            return _KEEP
-        if tag == "partial":  # builds the partial object; calls nothing
-            return functools.partial(self(value["func"]), *self(value["args"]),
-                                     **self(value["keywords"]))  # fmt: skip
-        if tag == "seen":
-            return self.objects[int(value["id"])]
-        if tag == "obj":
-            return self._object(value)
-        raise ValueError(f"unknown entry {str(tag)[:40]!r}")
-
-    def _object(self, value: dict[str, Any]) -> Any:
-        cls = _resolve(str(value["cls"]), "class")
-        obj = cls.__new__(cls)
-        self.objects[int(value["id"])] = obj
-        state = self(value["state"])
-        if value["setstate"] and hasattr(obj, "__setstate__"):
-            obj.__setstate__(state)
-        else:
-            obj.__dict__.update(state)
-        return obj
 
 
 def _param_names(model: nn.Module) -> dict[int, str]:
@@ -314,29 +118,8 @@ def _restore_plugin(plugin: Any, state: dict[str, Any]) -> None:
                     f"plugin {type(plugin).__name__} has no {key!r} to load a state into"
                 )
             target.load_state_dict(value[1])
-        elif value is not _KEEP:
+        elif value is not KEEP:
             setattr(plugin, key, value)
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        cuda = state["cuda"]
-        if len(cuda) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda)
 
 
 def save_checkpoint(strategy: BaseTemplate, path: str | os.PathLike[str]) -> None:
@@ -398,10 +181,10 @@ def save_checkpoint(strategy: BaseTemplate, path: str | os.PathLike[str]) -> Non
             "last_metric_results": dict(evaluator.last_metric_results),
         },
         "loggers": loggers,
-        "rng": _rng_state(),
+        "rng": rng_state(all_generators=True),
     }
     buffer = io.BytesIO()
-    torch.save(_Encoder()(checkpoint), buffer)
+    torch.save(Encoder()(checkpoint), buffer)
     write_atomic_bytes(path, buffer.getvalue())
     logger.info("saved checkpoint after %d experiences to %s", checkpoint["exp_counter"], path)
 
@@ -429,9 +212,9 @@ def _read(path: Path, map_location: Any, trusted: bool = False) -> dict[str, Any
     except Exception as err:  # truncated, corrupted or not a torch file at all
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{path}: not a readable checkpoint ({reason[:200]})") from None
-    if isinstance(data, dict) and data.get(_TAG) == "dict":
+    if isinstance(data, dict) and data.get(TAG) == "dict":
         try:
-            data = _Decoder()(data)
+            data = Decoder()(data)
         except (ValueError, TypeError, KeyError) as err:
             raise ValueError(f"{path}: refused: {str(err)[:200]}") from None
     if not isinstance(data, dict) or data.get("format") != _FORMAT:
@@ -549,7 +332,7 @@ def load_checkpoint(
     _load_optimizer(path, strategy, data)
     verify_rule_state(path, strategy.model, strategy.optimizer)
     _load_evaluation(path, strategy, data)
-    _set_rng_state(data["rng"])
+    set_rng_state(data["rng"])
     return strategy, int(data["exp_counter"])
 
 
