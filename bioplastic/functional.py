@@ -45,6 +45,8 @@ __all__ = [
     "multiplicative_update",
     "presynaptic_shape",
     "row_budgets",
+    "row_mean_magnitudes",
+    "metabolic_drive",
     "sgd_step",
     "type_masks",
 ]
@@ -225,6 +227,45 @@ def row_budgets(weight: Tensor, types: Tensor | None = None) -> tuple[Tensor, Te
     return exc, exc - rows.sum(1)
 
 
+def row_mean_magnitudes(weight: Tensor, types: Tensor | None = None) -> Tensor:
+    """Weight-shaped tensor: each entry's row mean magnitude over its type, absent included.
+
+    For a Dale-typed weight (``types`` from :func:`type_masks`) an excitatory entry gets the
+    summed excitatory magnitude of its postsynaptic unit (row) divided by the number of
+    excitatory afferents (present or absent), an inhibitory entry the inhibitory one;
+    otherwise entries are classified by their own sign. Under homeostasis the sums stay at
+    their budgets, so this is ``budget / potential synapses``: a per-unit scale that does not
+    move as synapses are eliminated (survivors grow away from it as connectivity falls).
+    """
+    rows = weight.reshape(weight.shape[0], -1)
+    if types is None:
+        exc = (rows > 0).to(weight.dtype)
+        inh = (rows < 0).to(weight.dtype)
+        n_e, n_i = exc.sum(1, keepdim=True), inh.sum(1, keepdim=True)
+        mean_e = rows.clamp(min=0).sum(1, keepdim=True) / n_e.clamp(min=1)
+        mean_i = (-rows).clamp(min=0).sum(1, keepdim=True) / n_i.clamp(min=1)
+        return (mean_e * exc + mean_i * inh).reshape(weight.shape)
+    sums = rows.abs() @ types.T
+    mean = sums / types.sum(1).clamp(min=1)
+    return (mean @ types).reshape(weight.shape)
+
+
+def metabolic_drive(weight: Tensor, types: Tensor | None, cost: float) -> Tensor:
+    """``cost * mbar / m`` on present synapses (0 on absent ones): a fixed cost per synapse.
+
+    ``mbar`` is the row's budget per potential synapse (:func:`row_mean_magnitudes`). In the
+    log domain a fixed cost per synapse weighs ``1/m``: weak synapses pay more, and the
+    homeostatic rescale, which undoes any uniform log shift, hands what they lose to the
+    strong ones, so unsupported synapses are driven out by competition; survivors grow as
+    ``1/connectivity``, so the cost they feel, and elimination, slow down as sparsity rises.
+    """
+    mag = weight.abs()
+    mbar = row_mean_magnitudes(weight, types)
+    return torch.where(mag > 0, mbar / mag.clamp(min=torch.finfo(weight.dtype).tiny), mag).mul_(
+        cost
+    )
+
+
 def homeostatic_log_factors(
     weight: Tensor,
     budget_exc: Tensor,
@@ -266,11 +307,20 @@ def _add_homeostatic_(
         rows.addcmul_(((log_e - log_i) / 2).unsqueeze(1), sign)
 
 
-def eliminate_(weight: Tensor, threshold: float, protected: Tensor | None = None) -> None:
+def eliminate_(
+    weight: Tensor, threshold: float | Tensor, protected: Tensor | None = None
+) -> None:
     """Set every synapse with ``|w| <= threshold`` (absolute) to exactly 0, in place.
 
-    ``protected`` (bool, same shape) marks synapses exempt from elimination.
+    ``threshold`` is a number or a tensor broadcastable to ``weight`` (e.g. a fraction of
+    :func:`row_mean_magnitudes`). ``protected`` (bool, same shape) marks synapses exempt.
     """
+    if isinstance(threshold, Tensor):
+        drop = weight.abs() <= threshold
+        if protected is not None:
+            drop &= ~protected
+        weight.masked_fill_(drop, 0.0)
+        return
     if protected is None:
         torch.hardshrink(weight, threshold, out=weight)
     else:
@@ -366,7 +416,7 @@ def bio_step(
     homeostasis: list[tuple[Tensor, Tensor, Tensor | None, float] | None],
     grad_scales: list[Tensor | None] | None = None,
     *,
-    lr: float,
+    lr: float | Sequence[float],
     momentum: float,
     decay: float,
     noise: float,
@@ -374,6 +424,7 @@ def bio_step(
     generator: torch.Generator | None,
     noise_reuse: int = 1,
     offset_generator: torch.Generator | None = None,
+    cost: float | Sequence[float] = 0.0,
     foreach: bool,
 ) -> None:
     """Equation 1 of the rule, with homeostatic scaling folded in, on lists of tensors.
@@ -400,12 +451,15 @@ def bio_step(
     if not weights:
         return
     impl = _multi_tensor_bio_step if foreach else _single_tensor_bio_step
+    lr = [float(lr)] * len(weights) if isinstance(lr, (int, float)) else [float(x) for x in lr]
+    if isinstance(cost, (int, float)):
+        cost = [float(cost)] * len(weights)
     if grad_scales is None:
         grad_scales = [None] * len(weights)
     impl(
         weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales, lr=lr,
         momentum=momentum, decay=decay, noise=noise, max_step=max_step, generator=generator,
-        noise_reuse=noise_reuse, offset_generator=offset_generator,
+        noise_reuse=noise_reuse, offset_generator=offset_generator, cost=cost,
     )  # fmt: skip
 
 
@@ -423,11 +477,11 @@ def _accumulate_(
 
 def _single_tensor_bio_step(
     weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales, *, lr,
-    momentum, decay, noise, max_step, generator, noise_reuse, offset_generator,
+    momentum, decay, noise, max_step, generator, noise_reuse, offset_generator, cost,
 ):  # fmt: skip
-    for w, g, buf, p, s, h, c in zip(
-        weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales,
-        strict=True,
+    for w, g, buf, p, s, h, c, lr_w, cost_w in zip(
+        weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales, lr,
+        cost, strict=True,
     ):  # fmt: skip
         if momentum:
             _accumulate_(buf, w, g, s, c, momentum)
@@ -436,7 +490,9 @@ def _single_tensor_bio_step(
             drive = g * s if s is not None else torch.sign(w).mul_(g)
             if c is not None:
                 drive.mul_(c)
-        step = log_step(drive, lr, p, decay, max_step)  # the same function as the meta path
+        if cost_w:
+            drive = drive + metabolic_drive(w, h[2] if h is not None else None, cost_w)
+        step = log_step(drive, lr_w, p, decay, max_step)  # the same function as the meta path
         if noise:
             add_noise_(step, noise, generator, noise_reuse, offset_generator)
         if h is not None:
@@ -446,21 +502,24 @@ def _single_tensor_bio_step(
 
 def _multi_tensor_bio_step(
     weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales, *, lr,
-    momentum, decay, noise, max_step, generator, noise_reuse, offset_generator,
+    momentum, decay, noise, max_step, generator, noise_reuse, offset_generator, cost,
 ):  # fmt: skip
     if momentum:
         for w, g, s, c, buf in zip(
             weights, grads, unit_signs, grad_scales, momentum_buffers, strict=True
         ):
             _accumulate_(buf, w, g, s, c, momentum)
-        steps = torch._foreach_mul(momentum_buffers, -lr)
+        steps = torch._foreach_mul(momentum_buffers, [-x for x in lr])
     else:
-        rates = [-lr if c is None else c * -lr for c in grad_scales]
+        rates = [-x if c is None else c * -x for c, x in zip(grad_scales, lr, strict=True)]
         scales = [s * r if s is not None else torch.sign(w).mul_(r)
                   for w, s, r in zip(weights, unit_signs, rates, strict=True)]  # fmt: skip
         steps = torch._foreach_mul(grads, scales)
+    for step, w, h, x, cost_w in zip(steps, weights, homeostasis, lr, cost, strict=True):
+        if cost_w:
+            step.add_(metabolic_drive(w, h[2] if h is not None else None, cost_w), alpha=-x)
     if decay:
-        torch._foreach_add_(steps, -lr * decay)
+        torch._foreach_add_(steps, [-x * decay for x in lr])
     idx = [i for i, p in enumerate(plasticities) if p is not None]
     if idx:
         torch._foreach_mul_([steps[i] for i in idx], [plasticities[i] for i in idx])

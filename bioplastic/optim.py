@@ -21,7 +21,8 @@ from bioplastic import functional as F
 __all__ = ["BioRule", "EnforcedAdam", "OPTIMIZER_NAMES", "make_optimizer"]
 
 _GROW_MODES = ("random", "gradient")
-_PRUNE_MODES = ("relative", "absolute")
+_PRUNE_MODES = ("row", "relative", "absolute")
+_NORMALIZE_BY = ("tensor", "row", "factored")
 _OTHER_RULES = ("adam", "sgd")
 _CONSOLIDATE_BY = ("magnitude", "importance")
 _MAX_ADDITIVE = 1e6  # bound of other_lr and weight_decay
@@ -123,6 +124,9 @@ class BioRule(Optimizer):
         lr: float = 0.005,
         *,
         normalize: bool = True,
+        normalize_by: str = "tensor",
+        fan_in_exponent: float = 0.0,
+        cost: float = 0.0,
         grad_beta: float = 0.99,
         momentum: float = 0.9,
         decay: float = 0.0,
@@ -151,7 +155,8 @@ class BioRule(Optimizer):
         foreach: bool = True,
     ):
         defaults = dict(
-            lr=lr, normalize=normalize, grad_beta=grad_beta, momentum=momentum, decay=decay,
+            lr=lr, normalize=normalize, normalize_by=normalize_by,
+            fan_in_exponent=fan_in_exponent, cost=cost, grad_beta=grad_beta, momentum=momentum, decay=decay,
             noise=noise, noise_halflife=noise_halflife, noise_reuse=noise_reuse, max_step=max_step,
             prune_threshold=prune_threshold, prune_mode=prune_mode, homeostasis=homeostasis,
             budget_rate=budget_rate, grow_every=grow_every, grow_fraction=grow_fraction,
@@ -288,19 +293,52 @@ class BioRule(Optimizer):
         return loss
 
     def _grad_scales(self, group: dict, params, states, norms) -> list[Tensor | None]:
-        """``1 / RMS`` of each tensor's gradient, smoothed over steps (``normalize=True``)."""
+        """Gradient normalisation ``c`` per tensor.
+
+        ``normalize_by="tensor"``: ``1 / RMS`` of the tensor's gradient (0-dim);
+        ``"row"``: ``1 / RMS`` of each postsynaptic unit's gradient (shape ``[out, 1, ...]``);
+        ``"factored"``: Adafactor's rank-1 estimate ``1 / sqrt(r_i k_j / mean(r))`` of the
+        per-synapse RMS from row and column means (weight-shaped, a temporary). All statistics
+        are exponential averages with ``grad_beta`` (bias-corrected), so the state is one scalar,
+        one per-row and/or one per-column vector per tensor.
+        """
         if not group["normalize"]:
             return [None] * len(params)
         beta = group["grad_beta"]
+        mode = group["normalize_by"]
         scales = []
         for p, state, norm in zip(params, states, norms, strict=True):
-            # float64: the square of a huge but finite float32 norm must not overflow
-            mean_sq = norm.double() ** 2 / max(p.numel(), 1)
-            if "grad_sq" not in state:
-                state["grad_sq"] = torch.zeros((), dtype=torch.float64, device=p.device)
-            state["grad_sq"].mul_(beta).add_(mean_sq, alpha=1 - beta)
-            debiased = state["grad_sq"] / (1 - beta ** (state["step"] + 1))
-            scales.append((1.0 / (debiased.sqrt() + group["eps"])).to(p.dtype))
+            fan = p[0].numel()
+            debias = 1 - beta ** (state["step"] + 1)
+            if mode == "tensor":
+                # float64: the square of a huge but finite float32 norm must not overflow
+                mean_sq = norm.double() ** 2 / max(p.numel(), 1)
+                if "grad_sq" not in state:
+                    state["grad_sq"] = torch.zeros((), dtype=torch.float64, device=p.device)
+                state["grad_sq"].mul_(beta).add_(mean_sq, alpha=1 - beta)
+                debiased = state["grad_sq"] / debias
+                scale = (1.0 / (debiased.sqrt() + group["eps"])).to(p.dtype)
+            else:
+                g2 = p.grad.reshape(p.shape[0], -1).double().square()
+                if "grad_sq_row" not in state:
+                    state["grad_sq_row"] = torch.zeros(p.shape[0], dtype=torch.float64,
+                                                       device=p.device)  # fmt: skip
+                state["grad_sq_row"].mul_(beta).add_(g2.mean(1), alpha=1 - beta)
+                row = state["grad_sq_row"] / debias
+                # a relative floor: a unit with (almost) no gradient is not amplified
+                floor = 1e-4 * row.mean() + group["eps"] ** 2
+                if mode == "row":
+                    shape = [p.shape[0]] + [1] * (p.dim() - 1)
+                    scale = (row + floor).rsqrt().to(p.dtype).reshape(shape)
+                else:
+                    if "grad_sq_col" not in state:
+                        state["grad_sq_col"] = torch.zeros(fan, dtype=torch.float64,
+                                                           device=p.device)  # fmt: skip
+                    state["grad_sq_col"].mul_(beta).add_(g2.mean(0), alpha=1 - beta)
+                    col = state["grad_sq_col"] / debias
+                    v = torch.outer(row, col) / (row.mean() + group["eps"] ** 2)
+                    scale = (v + floor).rsqrt().to(p.dtype).reshape(p.shape)
+            scales.append(scale)
         return scales
 
     def _step_synapses(self, group: dict, params: list[Tensor], norms: list[Tensor]) -> None:
@@ -352,7 +390,7 @@ class BioRule(Optimizer):
                 unit_signs,
                 homeostasis,
                 [grad_scales[i] for i in idx],
-                lr=group["lr"],
+                lr=[group["lr"] * params[i][0].numel() ** -group["fan_in_exponent"] for i in idx],
                 momentum=group["momentum"],
                 decay=group["decay"],
                 noise=min(noise, cap),
@@ -360,6 +398,7 @@ class BioRule(Optimizer):
                 generator=self._generator(device) if noise else None,
                 noise_reuse=group["noise_reuse"],
                 offset_generator=self._generator(torch.device("cpu")) if noise else None,
+                cost=group["cost"],
                 foreach=group["foreach"],
             )
         _keep_finite_(params, [s.get("momentum_buffer") for s in states])
@@ -369,9 +408,12 @@ class BioRule(Optimizer):
                 self._grow(group, p, state)
             if group["prune_threshold"]:
                 threshold = group["prune_threshold"]
-                if group["prune_mode"] == "relative":
-                    threshold *= state["ref_magnitude"]
-                threshold = min(threshold, torch.finfo(p.dtype).max)
+                if group["prune_mode"] == "row":
+                    threshold = F.row_mean_magnitudes(p, self._types(p, state)).mul_(threshold)
+                else:
+                    if group["prune_mode"] == "relative":
+                        threshold *= state["ref_magnitude"]
+                    threshold = min(threshold, torch.finfo(p.dtype).max)
                 protected = None
                 plasticity = state.get("plasticity")
                 if group["protect_consolidated"] and plasticity is not None:
@@ -582,6 +624,12 @@ def _validate_group(group: dict) -> None:
     _check_range("momentum", group["momentum"], 0.0, 1.0, hi_open=True)
     _check_range("grad_beta", group["grad_beta"], 0.0, 1.0, hi_open=True)
     _check_range("decay", group["decay"], 0.0, math.inf, hi_open=True)
+    _check_range("cost", group["cost"], 0.0, math.inf, hi_open=True)
+    _check_range("fan_in_exponent", group["fan_in_exponent"], 0.0, 2.0)
+    if group["normalize_by"] not in _NORMALIZE_BY:
+        raise ValueError(
+            f"normalize_by must be one of {_NORMALIZE_BY}, got {group['normalize_by']!r}"
+        )
     _check_range("noise", group["noise"], 0.0, math.inf, hi_open=True)
     _check_range("noise_halflife", group["noise_halflife"], 0.0, math.inf, hi_open=True)
     nr = group["noise_reuse"]
