@@ -1,20 +1,24 @@
 """The bio rule's equations, in one place (SPEC section 3).
 
 Every weight of a synaptic layer is ``w = s * m`` with a fixed sign ``s`` (the type of its
-presynaptic unit) and a magnitude ``m >= 0``. One step of the rule is
+presynaptic unit) and a magnitude ``m >= 0``. One step of the rule (v2) is
 
 1. homeostatic scaling and multiplicative plasticity, in one multiplication::
 
-       drive  = c * s * g          (c = 1 / RMS of the tensor's gradient; momentum-averaged)
-       dlog m = clip(-lr * p * (drive + decay), -max_step, max_step) + noise * xi
-                + log(budget / current sum)     (per postsynaptic unit, E and I separately)
+       u      = momentum-averaged c * s * g   (c = 1 / RMS of the unit's (row's) gradient)
+       dlog m = clip(-lr_n * p * (u + cost * mbar / m + decay), -max_step, max_step)
+                + noise * xi + log(budget / current sum)   (per row, E and I separately)
        m <- m * exp(dlog m)
 
-   which, because ``s`` never changes, can neither flip a sign nor revive a zero weight;
-   the second line rescales each unit's summed excitatory and summed inhibitory magnitudes
-   to their budgets (heterosynaptic competition);
+   with ``lr_n = lr * fan_in ** -fan_in_exponent`` per tensor (``lr`` may be a list) and
+   ``mbar`` the row's summed same-type magnitude per potential synapse of that type
+   (:func:`row_mean_magnitudes`), so ``cost * mbar / m`` (:func:`metabolic_drive`) is a fixed
+   cost per synapse that weak synapses feel most; because ``s`` never changes, the step can
+   neither flip a sign nor revive a zero weight; the last term rescales each unit's summed
+   excitatory and summed inhibitory magnitudes to their budgets (heterosynaptic competition);
 2. growth of absent synapses (optional, every ``grow_every`` steps);
-3. elimination: magnitudes at or below ``threshold`` become exactly 0 (unless protected).
+3. elimination: magnitudes at or below ``threshold`` (a number, or per synapse a fraction of
+   its row's mean present same-type magnitude) become exactly 0 (unless protected).
 
 :func:`bio_step` applies step 1 to lists of tensors in place, through a single-tensor loop or
 through ``torch._foreach_*`` kernels; :func:`grow_` and :func:`eliminate_` are steps 2-3.
@@ -227,7 +231,9 @@ def row_budgets(weight: Tensor, types: Tensor | None = None) -> tuple[Tensor, Te
     return exc, exc - rows.sum(1)
 
 
-def row_mean_magnitudes(weight: Tensor, types: Tensor | None = None) -> Tensor:
+def row_mean_magnitudes(
+    weight: Tensor, types: Tensor | None = None, present_only: bool = False
+) -> Tensor:
     """Weight-shaped tensor: each entry's row mean magnitude over its type, absent included.
 
     For a Dale-typed weight (``types`` from :func:`type_masks`) an excitatory entry gets the
@@ -236,8 +242,19 @@ def row_mean_magnitudes(weight: Tensor, types: Tensor | None = None) -> Tensor:
     otherwise entries are classified by their own sign. Under homeostasis the sums stay at
     their budgets, so this is ``budget / potential synapses``: a per-unit scale that does not
     move as synapses are eliminated (survivors grow away from it as connectivity falls).
+    With ``present_only`` the mean is over present synapses (the typical survivor's size).
     """
     rows = weight.reshape(weight.shape[0], -1)
+    if present_only:
+        present = (rows != 0).to(weight.dtype)
+        if types is None:
+            types = torch.stack([(rows > 0).to(weight.dtype), (rows < 0).to(weight.dtype)])
+            sums = torch.stack([(rows * types[0]).sum(1), (-rows * types[1]).sum(1)], 1)
+            counts = torch.stack([types[0].sum(1), types[1].sum(1)], 1)
+            mean = sums / counts.clamp(min=1)
+            return (mean[:, :1] * types[0] + mean[:, 1:] * types[1]).reshape(weight.shape)
+        mean = (rows.abs() @ types.T) / (present @ types.T).clamp(min=1)
+        return (mean @ types).reshape(weight.shape)
     if types is None:
         exc = (rows > 0).to(weight.dtype)
         inh = (rows < 0).to(weight.dtype)
@@ -429,10 +446,11 @@ def bio_step(
 ) -> None:
     """Equation 1 of the rule, with homeostatic scaling folded in, on lists of tensors.
 
-    Per weight ``w`` with gradient ``g``::
+    Per weight ``w`` with gradient ``g`` and rate ``lr`` (a number, or one per weight)::
 
         drive = c * s * g                   (momentum: buf <- momentum * buf + c * s * g)
-        dlog  = clip(-lr * p * (drive + decay), -max_step, max_step) + noise * xi
+        dlog  = clip(-lr * p * (drive + cost * mbar / |w| + decay), -max_step, max_step)
+                + noise * xi
         dlog += log(budget / current sum)   (per row, E and I separately: homeostasis)
         w    <- w * exp(dlog)
 
@@ -443,8 +461,11 @@ def bio_step(
     ``unit_signs[i]`` is the presynaptic sign broadcast along dimension 1 (a Dale-typed
     weight, whose present entries all carry their unit's sign) or ``None`` (``s = sign(w)``
     element-wise). ``homeostasis[i]`` is ``(budget_exc, budget_inh, type_masks or None,
-    budget_rate)`` or ``None``. ``grad_scales[i]`` is a 0-dim tensor ``c`` that normalises the
-    gradient (``1 / RMS``, see ``BioRule(normalize=True)``) or ``None`` (``c = 1``).
+    budget_rate)`` or ``None``. ``grad_scales[i]`` is a tensor ``c`` broadcastable to the
+    weight that normalises the gradient (``1 / RMS`` per tensor, per row or factored, see
+    ``BioRule(normalize_by=...)``) or ``None`` (``c = 1``). ``cost`` (a number or one per
+    weight) is the fixed cost per synapse of :func:`metabolic_drive` (not accumulated in the
+    momentum buffer).
     ``momentum_buffers`` must hold tensors where ``momentum > 0``;
     ``plasticities`` entries are ``p`` tensors or ``None`` for ``p = 1``.
     """
