@@ -130,6 +130,10 @@ _OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
     "eg": dict(
         lr=1.0,
         normalize=False,
+        fan_in_exponent=0.0,
+        cost=0.0,
+        warmup=0,
+        budget_rate=0.0,
         decay=0.0,
         noise=0.0,
         noise_halflife=0.0,

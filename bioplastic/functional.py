@@ -1,20 +1,24 @@
 """The bio rule's equations, in one place (SPEC section 3).
 
 Every weight of a synaptic layer is ``w = s * m`` with a fixed sign ``s`` (the type of its
-presynaptic unit) and a magnitude ``m >= 0``. One step of the rule is
+presynaptic unit) and a magnitude ``m >= 0``. One step of the rule (v2) is
 
 1. homeostatic scaling and multiplicative plasticity, in one multiplication::
 
-       drive  = c * s * g          (c = 1 / RMS of the tensor's gradient; momentum-averaged)
-       dlog m = clip(-lr * p * (drive + decay), -max_step, max_step) + noise * xi
-                + log(budget / current sum)     (per postsynaptic unit, E and I separately)
+       u      = momentum-averaged c * s * g   (c = 1 / RMS of the unit's (row's) gradient)
+       dlog m = clip(-lr_n * p * (u + cost * mbar / m + decay), -max_step, max_step)
+                + noise * xi + log(budget / current sum)   (per row, E and I separately)
        m <- m * exp(dlog m)
 
-   which, because ``s`` never changes, can neither flip a sign nor revive a zero weight;
-   the second line rescales each unit's summed excitatory and summed inhibitory magnitudes
-   to their budgets (heterosynaptic competition);
+   with ``lr_n = lr * fan_in ** -fan_in_exponent`` per tensor (``lr`` may be a list) and
+   ``mbar`` the row's summed same-type magnitude per potential synapse of that type
+   (:func:`row_mean_magnitudes`), so ``cost * mbar / m`` (:func:`metabolic_drive`) is a fixed
+   cost per synapse that weak synapses feel most; because ``s`` never changes, the step can
+   neither flip a sign nor revive a zero weight; the last term rescales each unit's summed
+   excitatory and summed inhibitory magnitudes to their budgets (heterosynaptic competition);
 2. growth of absent synapses (optional, every ``grow_every`` steps);
-3. elimination: magnitudes at or below ``threshold`` become exactly 0 (unless protected).
+3. elimination: magnitudes at or below ``threshold`` (a number, or per synapse a fraction of
+   its row's mean present same-type magnitude) become exactly 0 (unless protected).
 
 :func:`bio_step` applies step 1 to lists of tensors in place, through a single-tensor loop or
 through ``torch._foreach_*`` kernels; :func:`grow_` and :func:`eliminate_` are steps 2-3.
@@ -45,6 +49,8 @@ __all__ = [
     "multiplicative_update",
     "presynaptic_shape",
     "row_budgets",
+    "row_mean_magnitudes",
+    "metabolic_drive",
     "sgd_step",
     "type_masks",
 ]
@@ -225,6 +231,58 @@ def row_budgets(weight: Tensor, types: Tensor | None = None) -> tuple[Tensor, Te
     return exc, exc - rows.sum(1)
 
 
+def row_mean_magnitudes(
+    weight: Tensor, types: Tensor | None = None, present_only: bool = False
+) -> Tensor:
+    """Weight-shaped tensor: each entry's row mean magnitude over its type, absent included.
+
+    For a Dale-typed weight (``types`` from :func:`type_masks`) an excitatory entry gets the
+    summed excitatory magnitude of its postsynaptic unit (row) divided by the number of
+    excitatory afferents (present or absent), an inhibitory entry the inhibitory one;
+    otherwise entries are classified by their own sign. Under homeostasis the sums stay at
+    their budgets, so this is ``budget / potential synapses``: a per-unit scale that does not
+    move as synapses are eliminated (survivors grow away from it as connectivity falls).
+    With ``present_only`` the mean is over present synapses (the typical survivor's size).
+    """
+    rows = weight.reshape(weight.shape[0], -1)
+    if present_only:
+        present = (rows != 0).to(weight.dtype)
+        if types is None:
+            types = torch.stack([(rows > 0).to(weight.dtype), (rows < 0).to(weight.dtype)])
+            sums = torch.stack([(rows * types[0]).sum(1), (-rows * types[1]).sum(1)], 1)
+            counts = torch.stack([types[0].sum(1), types[1].sum(1)], 1)
+            mean = sums / counts.clamp(min=1)
+            return (mean[:, :1] * types[0] + mean[:, 1:] * types[1]).reshape(weight.shape)
+        mean = (rows.abs() @ types.T) / (present @ types.T).clamp(min=1)
+        return (mean @ types).reshape(weight.shape)
+    if types is None:
+        exc = (rows > 0).to(weight.dtype)
+        inh = (rows < 0).to(weight.dtype)
+        n_e, n_i = exc.sum(1, keepdim=True), inh.sum(1, keepdim=True)
+        mean_e = rows.clamp(min=0).sum(1, keepdim=True) / n_e.clamp(min=1)
+        mean_i = (-rows).clamp(min=0).sum(1, keepdim=True) / n_i.clamp(min=1)
+        return (mean_e * exc + mean_i * inh).reshape(weight.shape)
+    sums = rows.abs() @ types.T
+    mean = sums / types.sum(1).clamp(min=1)
+    return (mean @ types).reshape(weight.shape)
+
+
+def metabolic_drive(weight: Tensor, types: Tensor | None, cost: float) -> Tensor:
+    """``cost * mbar / m`` on present synapses (0 on absent ones): a fixed cost per synapse.
+
+    ``mbar`` is the row's budget per potential synapse (:func:`row_mean_magnitudes`). In the
+    log domain a fixed cost per synapse weighs ``1/m``: weak synapses pay more, and the
+    homeostatic rescale, which undoes any uniform log shift, hands what they lose to the
+    strong ones, so unsupported synapses are driven out by competition; survivors grow as
+    ``1/connectivity``, so the cost they feel, and elimination, slow down as sparsity rises.
+    """
+    mag = weight.abs()
+    mbar = row_mean_magnitudes(weight, types)
+    return torch.where(mag > 0, mbar / mag.clamp(min=torch.finfo(weight.dtype).tiny), mag).mul_(
+        cost
+    )
+
+
 def homeostatic_log_factors(
     weight: Tensor,
     budget_exc: Tensor,
@@ -266,11 +324,20 @@ def _add_homeostatic_(
         rows.addcmul_(((log_e - log_i) / 2).unsqueeze(1), sign)
 
 
-def eliminate_(weight: Tensor, threshold: float, protected: Tensor | None = None) -> None:
+def eliminate_(
+    weight: Tensor, threshold: float | Tensor, protected: Tensor | None = None
+) -> None:
     """Set every synapse with ``|w| <= threshold`` (absolute) to exactly 0, in place.
 
-    ``protected`` (bool, same shape) marks synapses exempt from elimination.
+    ``threshold`` is a number or a tensor broadcastable to ``weight`` (e.g. a fraction of
+    :func:`row_mean_magnitudes`). ``protected`` (bool, same shape) marks synapses exempt.
     """
+    if isinstance(threshold, Tensor):
+        drop = weight.abs() <= threshold
+        if protected is not None:
+            drop &= ~protected
+        weight.masked_fill_(drop, 0.0)
+        return
     if protected is None:
         torch.hardshrink(weight, threshold, out=weight)
     else:
@@ -366,7 +433,7 @@ def bio_step(
     homeostasis: list[tuple[Tensor, Tensor, Tensor | None, float] | None],
     grad_scales: list[Tensor | None] | None = None,
     *,
-    lr: float,
+    lr: float | Sequence[float],
     momentum: float,
     decay: float,
     noise: float,
@@ -374,14 +441,16 @@ def bio_step(
     generator: torch.Generator | None,
     noise_reuse: int = 1,
     offset_generator: torch.Generator | None = None,
+    cost: float | Sequence[float] = 0.0,
     foreach: bool,
 ) -> None:
     """Equation 1 of the rule, with homeostatic scaling folded in, on lists of tensors.
 
-    Per weight ``w`` with gradient ``g``::
+    Per weight ``w`` with gradient ``g`` and rate ``lr`` (a number, or one per weight)::
 
         drive = c * s * g                   (momentum: buf <- momentum * buf + c * s * g)
-        dlog  = clip(-lr * p * (drive + decay), -max_step, max_step) + noise * xi
+        dlog  = clip(-lr * p * (drive + cost * mbar / |w| + decay), -max_step, max_step)
+                + noise * xi
         dlog += log(budget / current sum)   (per row, E and I separately: homeostasis)
         w    <- w * exp(dlog)
 
@@ -392,20 +461,26 @@ def bio_step(
     ``unit_signs[i]`` is the presynaptic sign broadcast along dimension 1 (a Dale-typed
     weight, whose present entries all carry their unit's sign) or ``None`` (``s = sign(w)``
     element-wise). ``homeostasis[i]`` is ``(budget_exc, budget_inh, type_masks or None,
-    budget_rate)`` or ``None``. ``grad_scales[i]`` is a 0-dim tensor ``c`` that normalises the
-    gradient (``1 / RMS``, see ``BioRule(normalize=True)``) or ``None`` (``c = 1``).
+    budget_rate)`` or ``None``. ``grad_scales[i]`` is a tensor ``c`` broadcastable to the
+    weight that normalises the gradient (``1 / RMS`` per tensor, per row or factored, see
+    ``BioRule(normalize_by=...)``) or ``None`` (``c = 1``). ``cost`` (a number or one per
+    weight) is the fixed cost per synapse of :func:`metabolic_drive` (not accumulated in the
+    momentum buffer).
     ``momentum_buffers`` must hold tensors where ``momentum > 0``;
     ``plasticities`` entries are ``p`` tensors or ``None`` for ``p = 1``.
     """
     if not weights:
         return
     impl = _multi_tensor_bio_step if foreach else _single_tensor_bio_step
+    lr = [float(lr)] * len(weights) if isinstance(lr, (int, float)) else [float(x) for x in lr]
+    if isinstance(cost, (int, float)):
+        cost = [float(cost)] * len(weights)
     if grad_scales is None:
         grad_scales = [None] * len(weights)
     impl(
         weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales, lr=lr,
         momentum=momentum, decay=decay, noise=noise, max_step=max_step, generator=generator,
-        noise_reuse=noise_reuse, offset_generator=offset_generator,
+        noise_reuse=noise_reuse, offset_generator=offset_generator, cost=cost,
     )  # fmt: skip
 
 
@@ -423,11 +498,11 @@ def _accumulate_(
 
 def _single_tensor_bio_step(
     weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales, *, lr,
-    momentum, decay, noise, max_step, generator, noise_reuse, offset_generator,
+    momentum, decay, noise, max_step, generator, noise_reuse, offset_generator, cost,
 ):  # fmt: skip
-    for w, g, buf, p, s, h, c in zip(
-        weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales,
-        strict=True,
+    for w, g, buf, p, s, h, c, lr_w, cost_w in zip(
+        weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales, lr,
+        cost, strict=True,
     ):  # fmt: skip
         if momentum:
             _accumulate_(buf, w, g, s, c, momentum)
@@ -436,7 +511,9 @@ def _single_tensor_bio_step(
             drive = g * s if s is not None else torch.sign(w).mul_(g)
             if c is not None:
                 drive.mul_(c)
-        step = log_step(drive, lr, p, decay, max_step)  # the same function as the meta path
+        if cost_w:
+            drive = drive + metabolic_drive(w, h[2] if h is not None else None, cost_w)
+        step = log_step(drive, lr_w, p, decay, max_step)  # the same function as the meta path
         if noise:
             add_noise_(step, noise, generator, noise_reuse, offset_generator)
         if h is not None:
@@ -446,21 +523,24 @@ def _single_tensor_bio_step(
 
 def _multi_tensor_bio_step(
     weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales, *, lr,
-    momentum, decay, noise, max_step, generator, noise_reuse, offset_generator,
+    momentum, decay, noise, max_step, generator, noise_reuse, offset_generator, cost,
 ):  # fmt: skip
     if momentum:
         for w, g, s, c, buf in zip(
             weights, grads, unit_signs, grad_scales, momentum_buffers, strict=True
         ):
             _accumulate_(buf, w, g, s, c, momentum)
-        steps = torch._foreach_mul(momentum_buffers, -lr)
+        steps = torch._foreach_mul(momentum_buffers, [-x for x in lr])
     else:
-        rates = [-lr if c is None else c * -lr for c in grad_scales]
+        rates = [-x if c is None else c * -x for c, x in zip(grad_scales, lr, strict=True)]
         scales = [s * r if s is not None else torch.sign(w).mul_(r)
                   for w, s, r in zip(weights, unit_signs, rates, strict=True)]  # fmt: skip
         steps = torch._foreach_mul(grads, scales)
+    for step, w, h, x, cost_w in zip(steps, weights, homeostasis, lr, cost, strict=True):
+        if cost_w:
+            step.add_(metabolic_drive(w, h[2] if h is not None else None, cost_w), alpha=-x)
     if decay:
-        torch._foreach_add_(steps, -lr * decay)
+        torch._foreach_add_(steps, [-x * decay for x in lr])
     idx = [i for i, p in enumerate(plasticities) if p is not None]
     if idx:
         torch._foreach_mul_([steps[i] for i in idx], [plasticities[i] for i in idx])

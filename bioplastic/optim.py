@@ -22,7 +22,8 @@ from bioplastic._checks import check_number
 __all__ = ["BioRule"]
 
 _GROW_MODES = ("random", "gradient")
-_PRUNE_MODES = ("relative", "absolute")
+_PRUNE_MODES = ("unit", "relative", "absolute")
+_NORMALIZE_BY = ("tensor", "row", "factored")
 _OTHER_RULES = ("adam", "sgd")
 #: Accepted values of ``BioRule.consolidate(by=...)`` (also ``BioRule.CONSOLIDATE_BY``).
 CONSOLIDATE_BY = ("magnitude", "importance")
@@ -33,21 +34,34 @@ class BioRule(Optimizer):
     r"""Sign-preserving multiplicative plasticity with homeostasis and structural plasticity.
 
     For every synapse (an entry of a weight with two or more dimensions, or of any parameter in
-    a group with ``synapse=True``) with fixed sign ``s`` and magnitude ``m``, one step is
+    a group with ``synapse=True``) with fixed sign ``s_j`` (its presynaptic unit ``j``),
+    magnitude ``m_ij`` and postsynaptic unit (row) ``i`` of a weight with fan-in ``n``
+    (``weight[0].numel()``), one step is (rule v2)::
 
-    .. math::
-        \Delta\log m = \mathrm{clip}(-\mathrm{lr}\, p\, (c\, s g + \mathrm{decay}),
-        \pm\mathrm{max\_step}) + \mathrm{noise}\,\xi,\qquad m \leftarrow m\, e^{\Delta\log m}
+        r_i    <- beta r_i + (1 - beta) mean_j g_ij^2              (per-unit gradient power)
+        u_ij   <- mu u_ij + s_j g_ij / sqrt(r_i / (1 - beta^t))    (momentum, normalised drive)
+        lr_n    = lr * min(1, t / warmup) * n^(-fan_in_exponent)   (per-layer rate)
+        dlog m_ij = clip(-lr_n p_ij (u_ij + cost * mbar_i / m_ij + decay), +-max_step)
+                    + noise * xi + log(B_i / S_i)                 (homeostasis, E and I apart)
+        m_ij  <- m_ij exp(dlog m_ij)
+        B_i   <- B_i + budget_rate (S_i - B_i)                     (slowly adapting budgets)
+        m_ij  <- 0  if m_ij <= prune_threshold * mean of the row's present same-type m
 
-    (``c`` normalises each tensor's gradient by its RMS, ``s g`` is averaged with momentum),
-    where the same multiplication also rescales each postsynaptic unit's summed excitatory
-    and inhibitory magnitudes to their budgets (measured at the first step; homeostasis), then
-    (optionally) growth of absent synapses and elimination of synapses whose magnitude is at or
-    below ``prune_threshold * median`` (``prune_mode="relative"``: the (lower) median of the
-    layer's present magnitudes at the first step, a fixed reference that homeostasis keeps
-    meaningful) or at or below ``prune_threshold`` itself (``prune_mode="absolute"``). No
-    weight ever changes sign and a zero weight stays zero unless growth recreates it with its
-    presynaptic unit's sign.
+    ``S_i`` is the unit's current summed excitatory (or inhibitory) magnitude and ``B_i`` its
+    budget (initialised to ``S_i`` at the first step); ``mbar_i = S_i / n_type`` is the budget
+    per potential synapse of that type, so ``cost * mbar / m`` is a fixed cost per synapse
+    (it weighs 1/m in the log domain: weak synapses pay most, and the homeostatic rescale
+    hands what they lose to the strong ones). The cost acts where the credit ``u`` does not
+    support a synapse: synapses then shrink under competition until they cross the
+    elimination threshold, which follows the survivors (a fraction of the mean present
+    magnitude), so sparsity arises from credit and competition, not from noise; as
+    connectivity falls, survivors grow (``~1/connectivity``) and feel less cost, so it
+    settles. ``normalize_by`` chooses the statistics of the normalisation: ``"row"`` (above,
+    one number per postsynaptic unit), ``"tensor"`` (rule v1: one RMS per tensor) or
+    ``"factored"`` (Adafactor's row x column estimate). Then (optionally) growth of absent
+    synapses. ``prune_mode="relative"`` (rule v1: a fraction of the layer's initial median
+    magnitude) and ``"absolute"`` remain available. No weight ever changes sign and a zero
+    weight stays zero unless growth recreates it with its presynaptic unit's sign.
 
     Parameters that are not synapses (biases, norm layers; ``dim < 2`` by default) get a plain
     additive update: ``other="adam"`` (``torch.optim.Adam`` semantics with ``other_lr``,
@@ -55,23 +69,34 @@ class BioRule(Optimizer):
 
     Args:
         params: parameters or param groups; every hyper-parameter below can be set per group.
-        lr: plasticity rate of the log-domain step (> 0). With ``normalize`` it is the
-            typical relative change of a synapse per step before momentum (0.005 with
-            momentum 0.9: about 5% per step once momentum has built up).
-        normalize: divide each weight tensor's gradient by its root-mean-square, smoothed
-            over steps with ``grad_beta`` (a scalar per tensor, so no per-synapse memory), so
-            that ``lr`` does not depend on the scale of the loss or of the inputs.
+        lr: plasticity rate of the log-domain step (> 0). A layer of fan-in ``n`` uses
+            ``lr * n ** -fan_in_exponent`` (0.08 / sqrt(256) = 0.005 per step before momentum
+            for a 256-input layer): with E/I-balanced rows a coherent relative change of a
+            unit's synapses moves its input by about ``sqrt(n)`` times as much.
+        normalize: divide each gradient by its root-mean-square, smoothed over steps with
+            ``grad_beta``, so that ``lr`` does not depend on the scale of the loss, the
+            inputs or the unit; ``normalize_by`` says over what (see above).
+        normalize_by: ``"row"`` (per postsynaptic unit; default), ``"tensor"`` or
+            ``"factored"``.
+        fan_in_exponent: in [0, 2]; the per-layer rate is ``lr * fan_in ** -fan_in_exponent``.
+        cost: fixed metabolic cost per synapse >= 0, in units of the normalised drive
+            (``cost * mbar / m`` added to ``s*g``; see above). It drives elimination.
+        warmup: steps over which the rate ramps up linearly from ``lr / warmup`` (0: none).
         grad_beta: smoothing in [0, 1) of the squared gradient RMS (bias-corrected, as Adam's).
         momentum: momentum on ``s*g`` in [0, 1) (SGD-style, no dampening).
-        decay: metabolic cost >= 0 added to ``s*g`` (shrinks unsupported synapses).
+        decay: uniform cost >= 0 added to ``s*g`` (a uniform log shrinkage; homeostasis
+            undoes it unless budgets adapt, so it is 0 by default; see ``cost``).
         noise: std >= 0 of the log-domain synaptic noise per step.
         noise_halflife: steps over which the noise std halves (0: constant noise); a
             developmental period of high structural turnover that settles down.
         max_step: bound on ``|dlog m|`` per step (> 0), or ``None`` for no clipping.
         prune_threshold: elimination threshold >= 0 (0 disables elimination).
-        prune_mode: ``"relative"`` (to the layer's initial median magnitude) or ``"absolute"``.
+        prune_mode: ``"unit"`` (a fraction of the mean present magnitude of the same type in
+            the synapse's row; default), ``"relative"`` (of the layer's initial median
+            magnitude) or ``"absolute"``.
         homeostasis: rescale E and I input budgets of each postsynaptic unit after every step.
-        budget_rate: in [0, 1]; budgets follow the current sums with this rate (0: fixed).
+        budget_rate: in [0, 1]; budgets follow the current sums with this rate (0: fixed),
+            so the coherent part of the credit can change a unit's overall gain slowly.
         grow_every: grow absent synapses every this many steps (0 disables growth).
         grow_fraction: fraction in [0, 1] of the absent synapses grown per growth event.
         grow_mode: ``"gradient"`` (only where ``s*g < 0``, strongest first) or ``"random"``.
@@ -110,20 +135,24 @@ class BioRule(Optimizer):
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict],
-        lr: float = 0.005,
+        lr: float = 0.08,
         *,
         normalize: bool = True,
+        normalize_by: str = "row",
+        fan_in_exponent: float = 0.5,
+        cost: float = 0.4,
+        warmup: int = 200,
         grad_beta: float = 0.99,
         momentum: float = 0.9,
         decay: float = 0.0,
-        noise: float = 0.18,
+        noise: float = 0.0,
         noise_halflife: float = 400.0,
         noise_reuse: int = 16,
         max_step: float | None = 0.2,
-        prune_threshold: float = 0.05,
-        prune_mode: str = "relative",
+        prune_threshold: float = 0.1,
+        prune_mode: str = "unit",
         homeostasis: bool = True,
-        budget_rate: float = 0.0,
+        budget_rate: float = 0.01,
         grow_every: int = 0,
         grow_fraction: float = 0.0,
         grow_mode: str = "gradient",
@@ -141,7 +170,9 @@ class BioRule(Optimizer):
         foreach: bool = True,
     ):
         defaults = dict(
-            lr=lr, normalize=normalize, grad_beta=grad_beta, momentum=momentum, decay=decay,
+            lr=lr, normalize=normalize, normalize_by=normalize_by,
+            fan_in_exponent=fan_in_exponent, cost=cost, warmup=warmup, grad_beta=grad_beta,
+            momentum=momentum, decay=decay,
             noise=noise, noise_halflife=noise_halflife, noise_reuse=noise_reuse, max_step=max_step,
             prune_threshold=prune_threshold, prune_mode=prune_mode, homeostasis=homeostasis,
             budget_rate=budget_rate, grow_every=grow_every, grow_fraction=grow_fraction,
@@ -278,19 +309,52 @@ class BioRule(Optimizer):
         return loss
 
     def _grad_scales(self, group: dict, params, states, norms) -> list[Tensor | None]:
-        """``1 / RMS`` of each tensor's gradient, smoothed over steps (``normalize=True``)."""
+        """Gradient normalisation ``c`` per tensor.
+
+        ``normalize_by="tensor"``: ``1 / RMS`` of the tensor's gradient (0-dim);
+        ``"row"``: ``1 / RMS`` of each postsynaptic unit's gradient (shape ``[out, 1, ...]``);
+        ``"factored"``: Adafactor's rank-1 estimate ``1 / sqrt(r_i k_j / mean(r))`` of the
+        per-synapse RMS from row and column means (weight-shaped, a temporary). All statistics
+        are exponential averages with ``grad_beta`` (bias-corrected), so the state is one scalar,
+        one per-row and/or one per-column vector per tensor.
+        """
         if not group["normalize"]:
             return [None] * len(params)
         beta = group["grad_beta"]
+        mode = group["normalize_by"]
         scales = []
         for p, state, norm in zip(params, states, norms, strict=True):
-            # float64: the square of a huge but finite float32 norm must not overflow
-            mean_sq = norm.double() ** 2 / max(p.numel(), 1)
-            if "grad_sq" not in state:
-                state["grad_sq"] = torch.zeros((), dtype=torch.float64, device=p.device)
-            state["grad_sq"].mul_(beta).add_(mean_sq, alpha=1 - beta)
-            debiased = state["grad_sq"] / (1 - beta ** (state["step"] + 1))
-            scales.append((1.0 / (debiased.sqrt() + group["eps"])).to(p.dtype))
+            fan = p[0].numel()
+            debias = 1 - beta ** (state["step"] + 1)
+            if mode == "tensor":
+                # float64: the square of a huge but finite float32 norm must not overflow
+                mean_sq = norm.double() ** 2 / max(p.numel(), 1)
+                if "grad_sq" not in state:
+                    state["grad_sq"] = torch.zeros((), dtype=torch.float64, device=p.device)
+                state["grad_sq"].mul_(beta).add_(mean_sq, alpha=1 - beta)
+                debiased = state["grad_sq"] / debias
+                scale = (1.0 / (debiased.sqrt() + group["eps"])).to(p.dtype)
+            else:
+                g2 = p.grad.reshape(p.shape[0], -1).double().square()
+                if "grad_sq_row" not in state:
+                    state["grad_sq_row"] = torch.zeros(p.shape[0], dtype=torch.float64,
+                                                       device=p.device)  # fmt: skip
+                state["grad_sq_row"].mul_(beta).add_(g2.mean(1), alpha=1 - beta)
+                row = state["grad_sq_row"] / debias
+                # a relative floor: a unit with (almost) no gradient is not amplified
+                floor = 1e-4 * row.mean() + group["eps"] ** 2
+                if mode == "row":
+                    shape = [p.shape[0]] + [1] * (p.dim() - 1)
+                    scale = (row + floor).rsqrt().to(p.dtype).reshape(shape)
+                else:
+                    if "grad_sq_col" not in state:
+                        state["grad_sq_col"] = torch.zeros(fan, dtype=torch.float64,
+                                                           device=p.device)  # fmt: skip
+                    state["grad_sq_col"].mul_(beta).add_(g2.mean(0), alpha=1 - beta)
+                    col = state["grad_sq_col"] / debias
+                    v = torch.outer(row, col) / (row.mean() + group["eps"] ** 2)
+                    scale = (v + floor).rsqrt().to(p.dtype).reshape(p.shape)
+            scales.append(scale)
         return scales
 
     def _step_synapses(self, group: dict, params: list[Tensor], norms: list[Tensor]) -> None:
@@ -342,7 +406,8 @@ class BioRule(Optimizer):
                 unit_signs,
                 homeostasis,
                 [grad_scales[i] for i in idx],
-                lr=group["lr"],
+                lr=[group["lr"] * self._warmup_factor(group, states[i]["step"])
+                    * params[i][0].numel() ** -group["fan_in_exponent"] for i in idx],
                 momentum=group["momentum"],
                 decay=group["decay"],
                 noise=min(noise, cap),
@@ -350,6 +415,7 @@ class BioRule(Optimizer):
                 generator=self._generator(device) if noise else None,
                 noise_reuse=group["noise_reuse"],
                 offset_generator=self._generator(torch.device("cpu")) if noise else None,
+                cost=group["cost"],
                 foreach=group["foreach"],
             )
         _keep_finite_(params, [s.get("momentum_buffer") for s in states])
@@ -359,9 +425,13 @@ class BioRule(Optimizer):
                 self._grow(group, p, state)
             if group["prune_threshold"]:
                 threshold = group["prune_threshold"]
-                if group["prune_mode"] == "relative":
-                    threshold *= state["ref_magnitude"]
-                threshold = min(threshold, torch.finfo(p.dtype).max)
+                if group["prune_mode"] == "unit":
+                    threshold = F.row_mean_magnitudes(p, self._types(p, state), True)
+                    threshold.mul_(group["prune_threshold"])
+                else:
+                    if group["prune_mode"] == "relative":
+                        threshold *= state["ref_magnitude"]
+                    threshold = min(threshold, torch.finfo(p.dtype).max)
                 protected = None
                 plasticity = state.get("plasticity")
                 if group["protect_consolidated"] and plasticity is not None:
@@ -369,6 +439,10 @@ class BioRule(Optimizer):
                 F.eliminate_(p, threshold, protected)
             if group["track_importance"]:
                 state["importance"].addcmul_(grads[i], p - before[i], value=-1.0)
+
+    @staticmethod
+    def _warmup_factor(group: dict, step: int) -> float:
+        return min(1.0, (step + 1) / group["warmup"]) if group["warmup"] else 1.0
 
     @staticmethod
     def _noise_now(group: dict, step: int) -> float:
@@ -491,11 +565,17 @@ class BioRule(Optimizer):
         bio = state_dict.pop("bio", None)
         # Optimizer.load_state_dict casts every floating tensor to its parameter's dtype; the
         # float64 gradient statistics must survive that exactly for bit-exact resumption.
-        exact = {idx: st["grad_sq"] for idx, st in state_dict["state"].items() if "grad_sq" in st}
+        exact_keys = ("grad_sq", "grad_sq_row", "grad_sq_col")
+        exact = {
+            (idx, key): st[key]
+            for idx, st in state_dict["state"].items()
+            for key in exact_keys
+            if key in st
+        }
         super().load_state_dict(state_dict)
         params = [p for group in self.param_groups for p in group["params"]]
-        for idx, value in exact.items():
-            self.state[params[idx]]["grad_sq"] = value.to(params[idx].device).clone()
+        for (idx, key), value in exact.items():
+            self.state[params[idx]][key] = value.to(params[idx].device).clone()
         # Optimizer.__setstate__ adds torch's own options (e.g. "differentiable") that
         # BioRule does not take; drop them so that BioRule(params, **opt.defaults) still works.
         accepted = set(self._accepted_options())
@@ -669,6 +749,12 @@ def _validate_group(group: dict) -> None:
     check_number("momentum", group["momentum"], 0.0, 1.0, hi_open=True)
     check_number("grad_beta", group["grad_beta"], 0.0, 1.0, hi_open=True)
     check_number("decay", group["decay"], 0.0, math.inf, hi_open=True)
+    check_number("cost", group["cost"], 0.0, math.inf, hi_open=True)
+    check_number("fan_in_exponent", group["fan_in_exponent"], 0.0, 2.0)
+    if group["normalize_by"] not in _NORMALIZE_BY:
+        raise ValueError(
+            f"normalize_by must be one of {_NORMALIZE_BY}, got {group['normalize_by']!r}"
+        )
     check_number("noise", group["noise"], 0.0, math.inf, hi_open=True)
     check_number("noise_halflife", group["noise_halflife"], 0.0, math.inf, hi_open=True)
     nr = group["noise_reuse"]
@@ -682,6 +768,9 @@ def _validate_group(group: dict) -> None:
     if group["prune_mode"] not in _PRUNE_MODES:
         raise ValueError(f"prune_mode must be one of {_PRUNE_MODES}, got {group['prune_mode']!r}")
     check_number("budget_rate", group["budget_rate"], 0.0, 1.0)
+    wu = group["warmup"]
+    if not isinstance(wu, int) or isinstance(wu, bool) or wu < 0:
+        raise ValueError(f"warmup must be an int >= 0 (0: no warm-up), got {wu!r}")
     ge = group["grow_every"]
     if not isinstance(ge, int) or isinstance(ge, bool) or ge < 0:
         raise ValueError(f"grow_every must be an int >= 0 (0 disables growth), got {ge!r}")
