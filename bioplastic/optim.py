@@ -394,6 +394,7 @@ class BioRule(Optimizer):
         for i, p in enumerate(params):
             by_device.setdefault(p.device, []).append(i)
         for device, idx in by_device.items():
+            self._generator(device)  # created now even without noise: its state round-trips
             # Scalars beyond the dtype's range make torch raise; these substitutes give the
             # same result (exp of such a step overflows or underflows either way).
             cap = min(torch.finfo(params[i].dtype).max for i in idx)
