@@ -538,7 +538,8 @@ def _multi_tensor_bio_step(
         steps = torch._foreach_mul(grads, scales)
     for step, w, h, x, cost_w in zip(steps, weights, homeostasis, lr, cost, strict=True):
         if cost_w:
-            step.add_(metabolic_drive(w, h[2] if h is not None else None, cost_w), alpha=-x)
+            # mul_ rather than add_(alpha=...): a huge rate must saturate, not raise
+            step.sub_(metabolic_drive(w, h[2] if h is not None else None, cost_w).mul_(x))
     if decay:
         torch._foreach_add_(steps, [-x * decay for x in lr])
     idx = [i for i, p in enumerate(plasticities) if p is not None]
