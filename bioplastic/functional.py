@@ -324,9 +324,7 @@ def _add_homeostatic_(
         rows.addcmul_(((log_e - log_i) / 2).unsqueeze(1), sign)
 
 
-def eliminate_(
-    weight: Tensor, threshold: float | Tensor, protected: Tensor | None = None
-) -> None:
+def eliminate_(weight: Tensor, threshold: float | Tensor, protected: Tensor | None = None) -> None:
     """Set every synapse with ``|w| <= threshold`` (absolute) to exactly 0, in place.
 
     ``threshold`` is a number or a tensor broadcastable to ``weight`` (e.g. a fraction of

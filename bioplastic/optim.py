@@ -6,35 +6,27 @@ per-parameter state, the random generator, structural schedules and consolidatio
 
 from __future__ import annotations
 
-import inspect
 import math
 import warnings
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
 from bioplastic import functional as F
-from bioplastic._checks import check_number
+from bioplastic._rule_options import validate_group
+from bioplastic._rule_state import RuleStateMixin
 
 __all__ = ["BioRule"]
 
-_GROW_MODES = ("random", "gradient")
-_PRUNE_MODES = ("unit", "relative", "absolute")
-_NORMALIZE_BY = ("tensor", "row", "factored")
-_OTHER_RULES = ("adam", "sgd")
-#: Accepted values of ``BioRule.consolidate(by=...)`` (also ``BioRule.CONSOLIDATE_BY``).
-CONSOLIDATE_BY = ("magnitude", "importance")
-_MAX_ADDITIVE = 1e6  # bound of other_lr and weight_decay
 # Per-unit normalisation divides by sqrt(r_i + _ROW_FLOOR * mean_k r_k): a unit with (almost) no
 # gradient is not amplified beyond ~3x the tensor's typical scale (measured: better than 1e-4 on
 # 3x512 MNIST-1D, and better than max(r_i, 0.1 mean) on 2x256).
 _ROW_FLOOR = 0.1
 
 
-class BioRule(Optimizer):
+class BioRule(RuleStateMixin, Optimizer):
     r"""Sign-preserving multiplicative plasticity with homeostasis and structural plasticity.
 
     For every synapse (an entry of a weight with two or more dimensions, or of any parameter in
@@ -53,20 +45,20 @@ class BioRule(Optimizer):
         m_ij  <- 0  if m_ij <= prune_threshold * mean of the row's present same-type m
 
     ``S_i`` is the unit's summed excitatory (or inhibitory) magnitude before the step and
-    ``B_i`` its budget (initialised to ``S_i`` at the first step; E and I apart); ``mbar_i = S_i / n_type`` is the budget
-    per potential synapse of that type, so ``cost * mbar / m`` is a fixed cost per synapse
-    (it weighs 1/m in the log domain: weak synapses pay most, and the homeostatic rescale
-    hands what they lose to the strong ones). The cost acts where the credit ``u`` does not
-    support a synapse: synapses then shrink under competition until they cross the
-    elimination threshold, which follows the survivors (a fraction of the mean present
-    magnitude), so sparsity arises from credit and competition, not from noise; as
-    connectivity falls, survivors grow (``~1/connectivity``) and feel less cost, so it
-    settles. ``normalize_by`` chooses the statistics of the normalisation: ``"row"`` (above,
-    one number per postsynaptic unit), ``"tensor"`` (rule v1: one RMS per tensor) or
-    ``"factored"`` (Adafactor's row x column estimate). Then (optionally) growth of absent
-    synapses. ``prune_mode="relative"`` (rule v1: a fraction of the layer's initial median
-    magnitude) and ``"absolute"`` remain available. No weight ever changes sign and a zero
-    weight stays zero unless growth recreates it with its presynaptic unit's sign.
+    ``B_i`` its budget (initialised to ``S_i`` at the first step; E and I apart); ``mbar_i = S_i
+    / n_type`` is the budget per potential synapse of that type, so ``cost * mbar / m`` is a
+    fixed cost per synapse (it weighs 1/m in the log domain: weak synapses pay most, and the
+    homeostatic rescale hands what they lose to the strong ones). The cost acts where the credit
+    ``u`` does not support a synapse: synapses then shrink under competition until they cross
+    the elimination threshold, which follows the survivors (a fraction of the mean present
+    magnitude), so sparsity arises from credit and competition, not from noise; as connectivity
+    falls, survivors grow (``~1/connectivity``) and feel less cost, so it settles.
+    ``normalize_by`` chooses the statistics of the normalisation: ``"row"`` (above, one number
+    per postsynaptic unit), ``"tensor"`` (rule v1: one RMS per tensor) or ``"factored"``
+    (Adafactor's row x column estimate). Then (optionally) growth of absent synapses.
+    ``prune_mode="relative"`` (rule v1: a fraction of the layer's initial median magnitude) and
+    ``"absolute"`` remain available. No weight ever changes sign and a zero weight stays zero
+    unless growth recreates it with its presynaptic unit's sign.
 
     Parameters that are not synapses (biases, norm layers; ``dim < 2`` by default) get a plain
     additive update: ``other="adam"`` (``torch.optim.Adam`` semantics with ``other_lr``,
@@ -200,7 +192,7 @@ class BioRule(Optimizer):
     def add_param_group(self, param_group: dict) -> None:
         for key, value in self.defaults.items():
             param_group.setdefault(key, value)
-        _validate_group(param_group)
+        validate_group(param_group)
         super().add_param_group(param_group)
 
     # ---------------------------------------------------------------- helpers
@@ -367,86 +359,87 @@ class BioRule(Optimizer):
     def _step_synapses(self, group: dict, params: list[Tensor], norms: list[Tensor]) -> None:
         if not params:
             return
-        states = [self._init_synapse_state(group, p) for p in params]
-        for p, state in zip(params, states, strict=True):
-            # a group's options may change between steps (e.g. momentum switched on)
-            if group["momentum"] and "momentum_buffer" not in state:
-                state["momentum_buffer"] = torch.zeros_like(p)
-            if group["track_importance"] and "importance" not in state:
-                state["importance"] = torch.zeros_like(p)
-            if group["homeostasis"] and "budget_exc" not in state:
-                state["budget_exc"], state["budget_inh"] = F.row_budgets(p, self._types(p, state))
+        states = [self._prepare_state(group, p) for p in params]
         grads = [p.grad for p in params]
-        if group["track_importance"]:
-            before = [p.clone() for p in params]
+        before = [p.clone() for p in params] if group["track_importance"] else None
         noise = self._noise_now(group, states[0]["step"])
         grad_scales = self._grad_scales(group, params, states, norms)
         by_device: dict[torch.device, list[int]] = {}
         for i, p in enumerate(params):
             by_device.setdefault(p.device, []).append(i)
         for device, idx in by_device.items():
-            self._generator(device)  # created now even without noise: its state round-trips
-            # Scalars beyond the dtype's range make torch raise; these substitutes give the
-            # same result (exp of such a step overflows or underflows either way).
-            cap = min(torch.finfo(params[i].dtype).max for i in idx)
-            max_step = group["max_step"]
-            if max_step is not None and max_step >= cap:
-                max_step = None
-            unit_signs, homeostasis = [], []
-            for i in idx:
-                p, state = params[i], states[i]
-                types = self._types(p, state)
-                unit_signs.append(
-                    state["unit_sign"].to(p.dtype).reshape(F.presynaptic_shape(p))
-                    if types is not None
-                    else None
-                )
-                homeostasis.append(
-                    (state["budget_exc"], state["budget_inh"], types, group["budget_rate"])
-                    if group["homeostasis"]
-                    else None
-                )
-            F.bio_step(
-                [params[i] for i in idx],
-                [grads[i] for i in idx],
-                [states[i].get("momentum_buffer") for i in idx],
-                [states[i].get("plasticity") for i in idx],
-                unit_signs,
-                homeostasis,
-                [grad_scales[i] for i in idx],
-                lr=[group["lr"] * self._warmup_factor(group, states[i]["step"])
-                    * params[i][0].numel() ** -group["fan_in_exponent"] for i in idx],
-                momentum=group["momentum"],
-                decay=group["decay"],
-                noise=min(noise, cap),
-                max_step=max_step,
-                generator=self._generator(device) if noise else None,
-                noise_reuse=group["noise_reuse"],
-                offset_generator=self._generator(torch.device("cpu")) if noise else None,
-                cost=group["cost"],
-                foreach=group["foreach"],
-            )
+            pick = [params[i] for i in idx], [grads[i] for i in idx], [states[i] for i in idx]
+            self._plastic_step(group, device, *pick, [grad_scales[i] for i in idx], noise)
         _keep_finite_(params, [s.get("momentum_buffer") for s in states])
         for i, (p, state) in enumerate(zip(params, states, strict=True)):
             state["step"] += 1
             if group["grow_every"] and state["step"] % group["grow_every"] == 0:
                 self._grow(group, p, state)
             if group["prune_threshold"]:
-                threshold = group["prune_threshold"]
-                if group["prune_mode"] == "unit":
-                    threshold = F.row_mean_magnitudes(p, self._types(p, state), True)
-                    threshold.mul_(group["prune_threshold"])
-                else:
-                    if group["prune_mode"] == "relative":
-                        threshold *= state["ref_magnitude"]
-                    threshold = min(threshold, torch.finfo(p.dtype).max)
-                protected = None
-                plasticity = state.get("plasticity")
-                if group["protect_consolidated"] and plasticity is not None:
-                    protected = plasticity < 1
-                F.eliminate_(p, threshold, protected)
-            if group["track_importance"]:
+                self._eliminate(group, p, state)
+            if before is not None:
                 state["importance"].addcmul_(grads[i], p - before[i], value=-1.0)
+
+    def _prepare_state(self, group: dict, p: Tensor) -> dict:
+        state = self._init_synapse_state(group, p)
+        # a group's options may change between steps (e.g. momentum switched on)
+        if group["momentum"] and "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(p)
+        if group["track_importance"] and "importance" not in state:
+            state["importance"] = torch.zeros_like(p)
+        if group["homeostasis"] and "budget_exc" not in state:
+            state["budget_exc"], state["budget_inh"] = F.row_budgets(p, self._types(p, state))
+        return state
+
+    def _plastic_step(self, group, device, params, grads, states, grad_scales, noise) -> None:
+        """Equation 1 (plasticity and homeostasis) on the tensors of one device."""
+        self._generator(device)  # created now even without noise: its state round-trips
+        # Scalars beyond the dtype's range make torch raise; these substitutes give the same
+        # result (exp of such a step overflows or underflows either way).
+        cap = min(torch.finfo(p.dtype).max for p in params)
+        max_step = group["max_step"]
+        if max_step is not None and max_step >= cap:
+            max_step = None
+        unit_signs, homeostasis = [], []
+        for p, state in zip(params, states, strict=True):
+            types = self._types(p, state)
+            shape = F.presynaptic_shape(p)
+            unit_signs.append(
+                None if types is None else state["unit_sign"].to(p.dtype).reshape(shape)
+            )
+            homeostasis.append(
+                (state["budget_exc"], state["budget_inh"], types, group["budget_rate"])
+                if group["homeostasis"] else None
+            )  # fmt: skip
+        rates = [
+            group["lr"] * self._warmup_factor(group, state["step"])
+            * p[0].numel() ** -group["fan_in_exponent"]
+            for p, state in zip(params, states, strict=True)
+        ]  # fmt: skip
+        F.bio_step(
+            params, grads, [s.get("momentum_buffer") for s in states],
+            [s.get("plasticity") for s in states], unit_signs, homeostasis, grad_scales,
+            lr=rates, momentum=group["momentum"], decay=group["decay"], noise=min(noise, cap),
+            max_step=max_step, generator=self._generator(device) if noise else None,
+            noise_reuse=group["noise_reuse"],
+            offset_generator=self._generator(torch.device("cpu")) if noise else None,
+            cost=group["cost"], foreach=group["foreach"],
+        )  # fmt: skip
+
+    def _eliminate(self, group: dict, p: Tensor, state: dict) -> None:
+        threshold = group["prune_threshold"]
+        if group["prune_mode"] == "unit":
+            threshold = F.row_mean_magnitudes(p, self._types(p, state), True)
+            threshold.mul_(group["prune_threshold"])
+        else:
+            if group["prune_mode"] == "relative":
+                threshold *= state["ref_magnitude"]
+            threshold = min(threshold, torch.finfo(p.dtype).max)
+        plasticity = state.get("plasticity")
+        protected = None
+        if group["protect_consolidated"] and plasticity is not None:
+            protected = plasticity < 1
+        F.eliminate_(p, threshold, protected)
 
     @staticmethod
     def _warmup_factor(group: dict, step: int) -> float:
@@ -512,221 +505,6 @@ class BioRule(Optimizer):
             betas=group["betas"], eps=group["eps"], weight_decay=group["weight_decay"],
         )  # fmt: skip
 
-    # ---------------------------------------------------------------- consolidation
-    @torch.no_grad()
-    def consolidate(
-        self, fraction: float = 0.5, factor: float = 0.1, by: str = "magnitude"
-    ) -> dict[str, int]:
-        """Lower the plasticity of the most important present synapses (metaplasticity).
-
-        In every synapse tensor, the top ``fraction`` of present synapses by ``|w|``
-        (``by="magnitude"``) or by the path integral of ``-g * dw`` accumulated since the last
-        call (``by="importance"``, needs ``track_importance=True``) get their plasticity
-        multiplied by ``factor`` in (0, 1]; with ``protect_consolidated`` they are no longer
-        eliminated. Call it at experience boundaries. Returns the number of synapses
-        consolidated now and in total (plasticity < 1).
-        """
-        check_number("fraction", fraction, 0.0, 1.0)
-        check_number("factor", factor, 0.0, 1.0, lo_open=True)
-        if by not in CONSOLIDATE_BY:
-            raise ValueError(f"by must be one of {CONSOLIDATE_BY}, got {by!r}")
-        now = total = 0
-        for group in self.param_groups:
-            if by == "importance" and not group["track_importance"]:
-                raise ValueError('by="importance" needs track_importance=True in every group')
-            for p in group["params"]:
-                if not self._is_synapse(group, p):
-                    continue
-                state = self._init_synapse_state(group, p)
-                present = p != 0
-                n_present = int(present.sum())
-                k = round(fraction * n_present)
-                plasticity = state.get("plasticity")
-                if plasticity is None:
-                    plasticity = state["plasticity"] = torch.ones_like(p)
-                if by == "importance" and "importance" not in state:
-                    state["importance"] = torch.zeros_like(p)  # no step taken yet
-                if k > 0:
-                    score = p.abs() if by == "magnitude" else state["importance"].clone()
-                    score = score.masked_fill(~present, -math.inf).reshape(-1)
-                    idx = torch.topk(score, k, sorted=False).indices
-                    plasticity.view(-1)[idx] *= factor
-                    now += k
-                if by == "importance":
-                    state["importance"].zero_()
-                total += int((plasticity < 1).sum())
-        return {"consolidated": now, "consolidated_total": total}
-
-    # ---------------------------------------------------------------- state
-    def state_dict(self) -> dict[str, Any]:
-        """The usual optimizer state plus the seed and generator states (noise, growth)."""
-        state = super().state_dict()
-        state["bio"] = {
-            "seed": self._seed,
-            "nonfinite_skips": self.nonfinite_skips,
-            "rng": {key: gen.get_state() for key, gen in self._generators.items()},
-        }
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state_dict = dict(state_dict)
-        bio = state_dict.pop("bio", None)
-        # Optimizer.load_state_dict casts every floating tensor to its parameter's dtype; the
-        # float64 gradient statistics must survive that exactly for bit-exact resumption.
-        exact_keys = ("grad_sq", "grad_sq_row", "grad_sq_col")
-        exact = {
-            (idx, key): st[key]
-            for idx, st in state_dict["state"].items()
-            for key in exact_keys
-            if key in st
-        }
-        super().load_state_dict(state_dict)
-        params = [p for group in self.param_groups for p in group["params"]]
-        for (idx, key), value in exact.items():
-            self.state[params[idx]][key] = value.to(params[idx].device).clone()
-        # Optimizer.__setstate__ adds torch's own options (e.g. "differentiable") that
-        # BioRule does not take; drop them so that BioRule(params, **opt.defaults) still works.
-        accepted = set(self._accepted_options())
-        for options in (self.defaults, *self.param_groups):
-            for key in [k for k in options if k not in accepted and k != "params"]:
-                del options[key]
-        for state in self.state.values():
-            # Optimizer.load_state_dict casts tensors to the parameter's dtype; restore ours.
-            if isinstance(state.get("step"), Tensor):
-                state["step"] = int(state["step"])
-            if "unit_sign" in state:
-                state["unit_sign"] = state["unit_sign"].to(torch.int8)
-        if bio is not None:
-            self._seed = int(bio["seed"])
-            self.nonfinite_skips = int(bio["nonfinite_skips"])
-            self._generators = {}
-            for key, rng in bio["rng"].items():
-                try:
-                    gen = torch.Generator(device=key)
-                    gen.set_state(rng)
-                except RuntimeError:
-                    continue  # a device we do not have now: it is re-seeded on first use
-                self._generators[key] = gen
-
-    @staticmethod
-    def _accepted_options() -> list[str]:
-        return [k for k in inspect.signature(BioRule.__init__).parameters if k != "self"]
-
-    # ---------------------------------------------------------------- probes
-    def structural_counts(self) -> dict[str, int]:
-        """Totals of eliminated and grown synapses and of skipped non-finite updates.
-
-        Elimination is counted from the change in the number of present synapses between
-        structural events (so it costs nothing per step); a synapse whose magnitude underflows
-        to 0 counts as eliminated.
-        """
-        eliminated = grown = 0
-        for group in self.param_groups:
-            for p in group["params"]:
-                state = self.state.get(p, {})
-                if "n_eliminated" in state:
-                    pending = state["n_present"] - int((p != 0).sum())
-                    eliminated += state["n_eliminated"] + pending
-                    grown += state["n_grown"]
-        return {"eliminated": eliminated, "grown": grown, "nonfinite_skips": self.nonfinite_skips}
-
-    # ---------------------------------------------------------------- integrations
-    # Public read-only views and state transfer for strategies and plugins, which must not
-    # depend on the keys of ``self.state`` (they may change with the rule's equations).
-
-    #: Accepted values of :meth:`consolidate`'s ``by``.
-    CONSOLIDATE_BY: tuple[str, ...] = CONSOLIDATE_BY
-
-    @classmethod
-    def validate_options(cls, **options: Any) -> None:
-        """Check group hyper-parameters as the constructor does, without building anything.
-
-        ``options`` are keyword arguments of :class:`BioRule` other than ``params`` and
-        ``seed``; missing ones take the constructor's defaults. Raises the constructor's
-        ``ValueError`` (naming the parameter and its allowed range) for a bad value and
-        ``TypeError`` for an unknown name.
-
-        Example::
-
-            BioRule.validate_options(lr=0.01, grow_every=20)  # passes
-            BioRule.validate_options(momentum=1.5)  # ValueError: momentum must be in [0, 1)
-        """
-        signature = inspect.signature(cls.__init__).parameters
-        skip = ("self", "params", "seed")
-        defaults = {k: v.default for k, v in signature.items() if k not in skip}
-        unknown = sorted(set(options) - set(defaults))
-        if unknown:
-            raise TypeError(f"unknown BioRule options {unknown}; allowed: {sorted(defaults)}")
-        _validate_group({**defaults, **options})
-
-    def plasticity(self, p: Tensor) -> Tensor | None:
-        """A copy of ``p``'s per-synapse plasticity in (0, 1] (1: fully plastic).
-
-        ``None`` while every synapse of ``p`` is fully plastic (no :meth:`consolidate` yet) or
-        when ``p`` is not a synapse parameter of this rule.
-        """
-        value = self.state.get(p, {}).get("plasticity")
-        return None if value is None else value.detach().clone()
-
-    def presynaptic_sign(self, p: Tensor) -> Tensor | None:
-        """The fixed type (+1 excitatory, -1 inhibitory) of each presynaptic unit of ``p``.
-
-        A tensor of shape ``[p.shape[1]]`` in ``p``'s dtype, or ``None`` before the rule has
-        seen ``p`` (types are fixed at its first step or :meth:`consolidate`).
-        """
-        sign = self.state.get(p, {}).get("unit_sign")
-        return None if sign is None else sign.to(p.dtype)
-
-    def consolidated_count(self) -> int:
-        """Number of synapses (over all groups) whose plasticity is below 1."""
-        total = 0
-        for group in self.param_groups:
-            for p in group["params"]:
-                plasticity = self.state.get(p, {}).get("plasticity")
-                if plasticity is not None:
-                    total += int((plasticity < 1).sum())
-        return total
-
-    def adopt_state(self, source: BioRule | Mapping[Tensor, Mapping[str, Any]]) -> int:
-        """Take over rule state, e.g. when another component rebuilt or reset the optimizer.
-
-        Args:
-            source: a :class:`BioRule` over (some of) the same parameters, whose per-parameter
-                state, group options (when both have the same number of groups), seed,
-                non-finite counter and generator states are taken over; or a mapping
-                ``parameter -> state`` that was this rule's :attr:`state` before something
-                replaced it (Avalanche's ``reset_optimizer_state``), of which only the
-                per-parameter state is taken.
-
-        Every parameter of this rule that has state in ``source`` gets that state (shared, not
-        copied: ``source`` should not be stepped afterwards); other parameters keep theirs.
-        Returns the number of parameters whose state was taken over.
-        """
-        if source is self:
-            return 0
-        if isinstance(source, BioRule):
-            if len(source.param_groups) == len(self.param_groups):
-                for theirs, ours in zip(source.param_groups, self.param_groups, strict=True):
-                    ours.update({k: v for k, v in theirs.items() if k != "params"})
-            self._seed = source._seed
-            self.nonfinite_skips = source.nonfinite_skips
-            self._generators = {}
-            for key, gen in source._generators.items():
-                clone = torch.Generator(device=gen.device)
-                clone.set_state(gen.get_state())
-                self._generators[key] = clone
-            states = source.state
-        else:
-            states = source
-        adopted = 0
-        for group in self.param_groups:
-            for p in group["params"]:
-                state = states.get(p)
-                if state and state is not self.state.get(p):
-                    self.state[p] = state
-                    adopted += 1
-        return adopted
-
 
 def _keep_finite_(params: list[Tensor], buffers: list[Tensor | None] | None = None) -> None:
     """Keep weights finite after an update that overflowed (huge step, noise or growth).
@@ -750,57 +528,3 @@ def _keep_finite_(params: list[Tensor], buffers: list[Tensor | None] | None = No
             if t is not None:
                 big = torch.finfo(t.dtype).max
                 torch.nan_to_num_(t, nan=0.0, posinf=big, neginf=-big)
-
-
-def _validate_group(group: dict) -> None:
-    check_number("lr", group["lr"], 0.0, math.inf, lo_open=True, hi_open=True)
-    check_number("momentum", group["momentum"], 0.0, 1.0, hi_open=True)
-    check_number("grad_beta", group["grad_beta"], 0.0, 1.0, hi_open=True)
-    check_number("decay", group["decay"], 0.0, math.inf, hi_open=True)
-    check_number("cost", group["cost"], 0.0, math.inf, hi_open=True)
-    check_number("fan_in_exponent", group["fan_in_exponent"], 0.0, 2.0)
-    if group["normalize_by"] not in _NORMALIZE_BY:
-        raise ValueError(
-            f"normalize_by must be one of {_NORMALIZE_BY}, got {group['normalize_by']!r}"
-        )
-    check_number("noise", group["noise"], 0.0, math.inf, hi_open=True)
-    check_number("noise_halflife", group["noise_halflife"], 0.0, math.inf, hi_open=True)
-    nr = group["noise_reuse"]
-    if not isinstance(nr, int) or isinstance(nr, bool) or nr < 1:
-        raise ValueError(
-            f"noise_reuse must be an int >= 1 (1: a fresh draw per synapse), got {nr!r}"
-        )
-    if group["max_step"] is not None:
-        check_number("max_step", group["max_step"], 0.0, math.inf, lo_open=True, hi_open=True)
-    check_number("prune_threshold", group["prune_threshold"], 0.0, math.inf, hi_open=True)
-    if group["prune_mode"] not in _PRUNE_MODES:
-        raise ValueError(f"prune_mode must be one of {_PRUNE_MODES}, got {group['prune_mode']!r}")
-    check_number("budget_rate", group["budget_rate"], 0.0, 1.0)
-    wu = group["warmup"]
-    if not isinstance(wu, int) or isinstance(wu, bool) or wu < 0:
-        raise ValueError(f"warmup must be an int >= 0 (0: no warm-up), got {wu!r}")
-    ge = group["grow_every"]
-    if not isinstance(ge, int) or isinstance(ge, bool) or ge < 0:
-        raise ValueError(f"grow_every must be an int >= 0 (0 disables growth), got {ge!r}")
-    check_number("grow_fraction", group["grow_fraction"], 0.0, 1.0)
-    if group["grow_mode"] not in _GROW_MODES:
-        raise ValueError(f"grow_mode must be one of {_GROW_MODES}, got {group['grow_mode']!r}")
-    check_number("grow_scale", group["grow_scale"], 0.0, math.inf, lo_open=True, hi_open=True)
-    check_number("max_connectivity", group["max_connectivity"], 0.0, 1.0, lo_open=True)
-    if group["other"] not in _OTHER_RULES:
-        raise ValueError(f"other must be one of {_OTHER_RULES}, got {group['other']!r}")
-    # An additive step beyond these is a divergence, and torch's float32 kernels cannot take
-    # much larger scalars (they raise); the bio rule's own lr has no such bound.
-    check_number("other_lr", group["other_lr"], 0.0, _MAX_ADDITIVE)
-    betas = group["betas"]
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"betas must be a pair of numbers in [0, 1), got {betas!r}")
-    check_number("betas[0]", betas[0], 0.0, 1.0, hi_open=True)
-    check_number("betas[1]", betas[1], 0.0, 1.0, hi_open=True)
-    check_number("eps", group["eps"], 0.0, math.inf, lo_open=True, hi_open=True)
-    check_number("weight_decay", group["weight_decay"], 0.0, _MAX_ADDITIVE)
-    if not (group["synapse"] is None or isinstance(group["synapse"], bool)):
-        raise ValueError(f"synapse must be None, True or False, got {group['synapse']!r}")
-    for key in ("normalize", "homeostasis", "track_importance", "protect_consolidated", "foreach"):
-        if not isinstance(group[key], bool):
-            raise ValueError(f"{key} must be a bool, got {group[key]!r}")

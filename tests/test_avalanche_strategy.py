@@ -188,9 +188,12 @@ def test_rule_state_survives_experiences(task_bm, task_stream):
         snapshot["head_in_rule"] = any(p is head.weight for p in params)
         snapshot["head_dale"] = dale_violations(head) == 0 and hasattr(head, "dale_sign")
 
+    # noise makes the rule draw from its generator (off by default), so that the test can see
+    # the generator's state carried across experiences
     strategy = BioPlastic(
-        model=model, train_epochs=2, plugins=[Spy(check)], evaluator=quiet(), device="cpu"
-    )
+        model=model, train_epochs=2, plugins=[Spy(check)], evaluator=quiet(), device="cpu",
+        rule_kwargs={"noise": 0.01},
+    )  # fmt: skip
     strategy.train(task_bm.train_stream[0])
     opt = strategy.optimizer
     snapshot["optimizer"] = opt

@@ -13,8 +13,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MAX_LINES = 600
 CORE_FORBIDDEN = (
@@ -127,8 +125,5 @@ def _too_long() -> list[str]:
     return [f"{name}: {n} lines" for name, n in counts.items() if n >= MAX_LINES]
 
 
-# Other engineers are still splitting these files (architecture issue); strict=False so the
-# test starts passing, silently, once they are done. Remove the mark when _too_long() is empty.
-@pytest.mark.xfail(strict=False, reason="files still over 600 lines: " + "; ".join(_too_long()))
 def test_every_module_is_under_the_line_limit():
     assert not _too_long(), "\n".join(_too_long())

@@ -113,7 +113,7 @@ def test_elimination_relative_to_initial_median():
     # present magnitudes 0.25, 1..6: median 3 (zeros are ignored) -> threshold 0.3
     w = nn.Parameter(torch.tensor([[1.0, 2.0, 3.0, 0.25], [4.0, -5.0, 0.0, 6.0]]))
     opt = BioRule([w], lr=1e-6, noise=0.0, homeostasis=False, prune_threshold=0.1,
-                  max_step=None)  # fmt: skip
+                  max_step=None, prune_mode="relative")  # fmt: skip
     w.grad = torch.zeros_like(w)
     opt.step()
     assert opt.state[w]["ref_magnitude"] == pytest.approx(3.0)
@@ -293,7 +293,8 @@ def test_homeostasis_keeps_excitatory_and_inhibitory_budgets(dale):
         with torch.no_grad():
             w[::2, :] *= -1
     exc0, inh0 = F.row_budgets(w.detach())
-    opt = BioRule(model.parameters(), prune_threshold=0.0, max_step=0.05, noise=0.0, momentum=0.0)
+    opt = BioRule(model.parameters(), prune_threshold=0.0, max_step=0.05, noise=0.0, momentum=0.0,
+                  budget_rate=0.0, cost=0.0)  # fmt: skip
     assert opt.param_groups[0]["homeostasis"]
     _train(model, opt, 5)
     exc, inh = F.row_budgets(w.detach())
@@ -323,7 +324,8 @@ def test_consolidation_lowers_plasticity_and_protects():
 
 def test_consolidated_synapses_change_less():
     w = nn.Parameter(torch.ones(1, 4))
-    opt = BioRule([w], homeostasis=False, prune_threshold=0.0, noise=0.0, lr=0.1)
+    opt = BioRule([w], homeostasis=False, prune_threshold=0.0, noise=0.0, lr=0.1,
+                  fan_in_exponent=0.0, warmup=0, cost=0.0, normalize_by="tensor")  # fmt: skip
     with torch.no_grad():
         w[0, 3] = 2.0
     opt.consolidate(fraction=0.25, factor=0.1)

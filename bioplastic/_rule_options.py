@@ -1,0 +1,76 @@
+"""Validation of ``BioRule``'s hyper-parameters, and the sets of values its options accept.
+
+One place for the allowed ranges: the constructor, ``add_param_group`` and
+``BioRule.validate_options`` all call :func:`validate_group`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from bioplastic._checks import check_number
+
+__all__ = ["CONSOLIDATE_BY", "validate_group"]
+
+_GROW_MODES = ("random", "gradient")
+_PRUNE_MODES = ("unit", "relative", "absolute")
+_NORMALIZE_BY = ("tensor", "row", "factored")
+_OTHER_RULES = ("adam", "sgd")
+#: Accepted values of ``BioRule.consolidate(by=...)`` (also ``BioRule.CONSOLIDATE_BY``).
+CONSOLIDATE_BY = ("magnitude", "importance")
+_MAX_ADDITIVE = 1e6  # bound of other_lr and weight_decay
+
+
+def validate_group(group: dict) -> None:
+    """Raise a ValueError naming the first hyper-parameter of ``group`` out of its range."""
+    check_number("lr", group["lr"], 0.0, math.inf, lo_open=True, hi_open=True)
+    check_number("momentum", group["momentum"], 0.0, 1.0, hi_open=True)
+    check_number("grad_beta", group["grad_beta"], 0.0, 1.0, hi_open=True)
+    check_number("decay", group["decay"], 0.0, math.inf, hi_open=True)
+    check_number("cost", group["cost"], 0.0, math.inf, hi_open=True)
+    check_number("fan_in_exponent", group["fan_in_exponent"], 0.0, 2.0)
+    if group["normalize_by"] not in _NORMALIZE_BY:
+        raise ValueError(
+            f"normalize_by must be one of {_NORMALIZE_BY}, got {group['normalize_by']!r}"
+        )
+    check_number("noise", group["noise"], 0.0, math.inf, hi_open=True)
+    check_number("noise_halflife", group["noise_halflife"], 0.0, math.inf, hi_open=True)
+    nr = group["noise_reuse"]
+    if not isinstance(nr, int) or isinstance(nr, bool) or nr < 1:
+        raise ValueError(
+            f"noise_reuse must be an int >= 1 (1: a fresh draw per synapse), got {nr!r}"
+        )
+    if group["max_step"] is not None:
+        check_number("max_step", group["max_step"], 0.0, math.inf, lo_open=True, hi_open=True)
+    check_number("prune_threshold", group["prune_threshold"], 0.0, math.inf, hi_open=True)
+    if group["prune_mode"] not in _PRUNE_MODES:
+        raise ValueError(f"prune_mode must be one of {_PRUNE_MODES}, got {group['prune_mode']!r}")
+    check_number("budget_rate", group["budget_rate"], 0.0, 1.0)
+    wu = group["warmup"]
+    if not isinstance(wu, int) or isinstance(wu, bool) or wu < 0:
+        raise ValueError(f"warmup must be an int >= 0 (0: no warm-up), got {wu!r}")
+    ge = group["grow_every"]
+    if not isinstance(ge, int) or isinstance(ge, bool) or ge < 0:
+        raise ValueError(f"grow_every must be an int >= 0 (0 disables growth), got {ge!r}")
+    check_number("grow_fraction", group["grow_fraction"], 0.0, 1.0)
+    if group["grow_mode"] not in _GROW_MODES:
+        raise ValueError(f"grow_mode must be one of {_GROW_MODES}, got {group['grow_mode']!r}")
+    check_number("grow_scale", group["grow_scale"], 0.0, math.inf, lo_open=True, hi_open=True)
+    check_number("max_connectivity", group["max_connectivity"], 0.0, 1.0, lo_open=True)
+    if group["other"] not in _OTHER_RULES:
+        raise ValueError(f"other must be one of {_OTHER_RULES}, got {group['other']!r}")
+    # An additive step beyond these is a divergence, and torch's float32 kernels cannot take
+    # much larger scalars (they raise); the bio rule's own lr has no such bound.
+    check_number("other_lr", group["other_lr"], 0.0, _MAX_ADDITIVE)
+    betas = group["betas"]
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas must be a pair of numbers in [0, 1), got {betas!r}")
+    check_number("betas[0]", betas[0], 0.0, 1.0, hi_open=True)
+    check_number("betas[1]", betas[1], 0.0, 1.0, hi_open=True)
+    check_number("eps", group["eps"], 0.0, math.inf, lo_open=True, hi_open=True)
+    check_number("weight_decay", group["weight_decay"], 0.0, _MAX_ADDITIVE)
+    if not (group["synapse"] is None or isinstance(group["synapse"], bool)):
+        raise ValueError(f"synapse must be None, True or False, got {group['synapse']!r}")
+    for key in ("normalize", "homeostasis", "track_importance", "protect_consolidated", "foreach"):
+        if not isinstance(group[key], bool):
+            raise ValueError(f"{key} must be a bool, got {group[key]!r}")

@@ -1,0 +1,240 @@
+"""``BioRule``'s bookkeeping beyond the step: consolidation, state round trips and the
+read-only views that integrations use (never the state's keys).
+
+:class:`RuleStateMixin` is a base class of :class:`bioplastic.BioRule`; it is kept apart so
+that ``optim.py`` holds the step alone.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bioplastic._checks import check_number
+from bioplastic._rule_options import CONSOLIDATE_BY, validate_group
+
+__all__ = ["RuleStateMixin"]
+
+
+class RuleStateMixin:
+    """Consolidation, ``state_dict``/``load_state_dict`` and public views of ``BioRule``."""
+
+    # ---------------------------------------------------------------- consolidation
+    @torch.no_grad()
+    def consolidate(
+        self, fraction: float = 0.5, factor: float = 0.1, by: str = "magnitude"
+    ) -> dict[str, int]:
+        """Lower the plasticity of the most important present synapses (metaplasticity).
+
+        In every synapse tensor, the top ``fraction`` of present synapses by ``|w|``
+        (``by="magnitude"``) or by the path integral of ``-g * dw`` accumulated since the last
+        call (``by="importance"``, needs ``track_importance=True``) get their plasticity
+        multiplied by ``factor`` in (0, 1]; with ``protect_consolidated`` they are no longer
+        eliminated. Call it at experience boundaries. Returns the number of synapses
+        consolidated now and in total (plasticity < 1).
+        """
+        check_number("fraction", fraction, 0.0, 1.0)
+        check_number("factor", factor, 0.0, 1.0, lo_open=True)
+        if by not in CONSOLIDATE_BY:
+            raise ValueError(f"by must be one of {CONSOLIDATE_BY}, got {by!r}")
+        now = total = 0
+        for group in self.param_groups:
+            if by == "importance" and not group["track_importance"]:
+                raise ValueError('by="importance" needs track_importance=True in every group')
+            for p in group["params"]:
+                if not self._is_synapse(group, p):
+                    continue
+                state = self._init_synapse_state(group, p)
+                present = p != 0
+                n_present = int(present.sum())
+                k = round(fraction * n_present)
+                plasticity = state.get("plasticity")
+                if plasticity is None:
+                    plasticity = state["plasticity"] = torch.ones_like(p)
+                if by == "importance" and "importance" not in state:
+                    state["importance"] = torch.zeros_like(p)  # no step taken yet
+                if k > 0:
+                    score = p.abs() if by == "magnitude" else state["importance"].clone()
+                    score = score.masked_fill(~present, -math.inf).reshape(-1)
+                    idx = torch.topk(score, k, sorted=False).indices
+                    plasticity.view(-1)[idx] *= factor
+                    now += k
+                if by == "importance":
+                    state["importance"].zero_()
+                total += int((plasticity < 1).sum())
+        return {"consolidated": now, "consolidated_total": total}
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """The usual optimizer state plus the seed and generator states (noise, growth)."""
+        state = super().state_dict()
+        state["bio"] = {
+            "seed": self._seed,
+            "nonfinite_skips": self.nonfinite_skips,
+            "rng": {key: gen.get_state() for key, gen in self._generators.items()},
+        }
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        bio = state_dict.pop("bio", None)
+        # Optimizer.load_state_dict casts every floating tensor to its parameter's dtype; the
+        # float64 gradient statistics must survive that exactly for bit-exact resumption.
+        exact_keys = ("grad_sq", "grad_sq_row", "grad_sq_col")
+        exact = {
+            (idx, key): st[key]
+            for idx, st in state_dict["state"].items()
+            for key in exact_keys
+            if key in st
+        }
+        super().load_state_dict(state_dict)
+        params = [p for group in self.param_groups for p in group["params"]]
+        for (idx, key), value in exact.items():
+            self.state[params[idx]][key] = value.to(params[idx].device).clone()
+        # Optimizer.__setstate__ adds torch's own options (e.g. "differentiable") that
+        # BioRule does not take; drop them so that BioRule(params, **opt.defaults) still works.
+        accepted = set(self._accepted_options())
+        for options in (self.defaults, *self.param_groups):
+            for key in [k for k in options if k not in accepted and k != "params"]:
+                del options[key]
+        for state in self.state.values():
+            # Optimizer.load_state_dict casts tensors to the parameter's dtype; restore ours.
+            if isinstance(state.get("step"), Tensor):
+                state["step"] = int(state["step"])
+            if "unit_sign" in state:
+                state["unit_sign"] = state["unit_sign"].to(torch.int8)
+        if bio is not None:
+            self._seed = int(bio["seed"])
+            self.nonfinite_skips = int(bio["nonfinite_skips"])
+            self._generators = {}
+            for key, rng in bio["rng"].items():
+                try:
+                    gen = torch.Generator(device=key)
+                    gen.set_state(rng)
+                except RuntimeError:
+                    continue  # a device we do not have now: it is re-seeded on first use
+                self._generators[key] = gen
+
+    @classmethod
+    def _accepted_options(cls) -> list[str]:
+        return [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
+
+    # ---------------------------------------------------------------- probes
+    def structural_counts(self) -> dict[str, int]:
+        """Totals of eliminated and grown synapses and of skipped non-finite updates.
+
+        Elimination is counted from the change in the number of present synapses between
+        structural events (so it costs nothing per step); a synapse whose magnitude underflows
+        to 0 counts as eliminated.
+        """
+        eliminated = grown = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state.get(p, {})
+                if "n_eliminated" in state:
+                    pending = state["n_present"] - int((p != 0).sum())
+                    eliminated += state["n_eliminated"] + pending
+                    grown += state["n_grown"]
+        return {"eliminated": eliminated, "grown": grown, "nonfinite_skips": self.nonfinite_skips}
+
+    # ---------------------------------------------------------------- integrations
+    # Public read-only views and state transfer for strategies and plugins, which must not
+    # depend on the keys of ``self.state`` (they may change with the rule's equations).
+
+    #: Accepted values of :meth:`consolidate`'s ``by``.
+    CONSOLIDATE_BY: tuple[str, ...] = CONSOLIDATE_BY
+
+    @classmethod
+    def validate_options(cls, **options: Any) -> None:
+        """Check group hyper-parameters as the constructor does, without building anything.
+
+        ``options`` are keyword arguments of :class:`BioRule` other than ``params`` and
+        ``seed``; missing ones take the constructor's defaults. Raises the constructor's
+        ``ValueError`` (naming the parameter and its allowed range) for a bad value and
+        ``TypeError`` for an unknown name.
+
+        Example::
+
+            BioRule.validate_options(lr=0.01, grow_every=20)  # passes
+            BioRule.validate_options(momentum=1.5)  # ValueError: momentum must be in [0, 1)
+        """
+        signature = inspect.signature(cls.__init__).parameters
+        skip = ("self", "params", "seed")
+        defaults = {k: v.default for k, v in signature.items() if k not in skip}
+        unknown = sorted(set(options) - set(defaults))
+        if unknown:
+            raise TypeError(f"unknown BioRule options {unknown}; allowed: {sorted(defaults)}")
+        validate_group({**defaults, **options})
+
+    def plasticity(self, p: Tensor) -> Tensor | None:
+        """A copy of ``p``'s per-synapse plasticity in (0, 1] (1: fully plastic).
+
+        ``None`` while every synapse of ``p`` is fully plastic (no :meth:`consolidate` yet) or
+        when ``p`` is not a synapse parameter of this rule.
+        """
+        value = self.state.get(p, {}).get("plasticity")
+        return None if value is None else value.detach().clone()
+
+    def presynaptic_sign(self, p: Tensor) -> Tensor | None:
+        """The fixed type (+1 excitatory, -1 inhibitory) of each presynaptic unit of ``p``.
+
+        A tensor of shape ``[p.shape[1]]`` in ``p``'s dtype, or ``None`` before the rule has
+        seen ``p`` (types are fixed at its first step or :meth:`consolidate`).
+        """
+        sign = self.state.get(p, {}).get("unit_sign")
+        return None if sign is None else sign.to(p.dtype)
+
+    def consolidated_count(self) -> int:
+        """Number of synapses (over all groups) whose plasticity is below 1."""
+        total = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                plasticity = self.state.get(p, {}).get("plasticity")
+                if plasticity is not None:
+                    total += int((plasticity < 1).sum())
+        return total
+
+    def adopt_state(self, source: RuleStateMixin | Mapping[Tensor, Mapping[str, Any]]) -> int:
+        """Take over rule state, e.g. when another component rebuilt or reset the optimizer.
+
+        Args:
+            source: a :class:`BioRule` over (some of) the same parameters, whose per-parameter
+                state, group options (when both have the same number of groups), seed,
+                non-finite counter and generator states are taken over; or a mapping
+                ``parameter -> state`` that was this rule's :attr:`state` before something
+                replaced it (Avalanche's ``reset_optimizer_state``), of which only the
+                per-parameter state is taken.
+
+        Every parameter of this rule that has state in ``source`` gets that state (shared, not
+        copied: ``source`` should not be stepped afterwards); other parameters keep theirs.
+        Returns the number of parameters whose state was taken over.
+        """
+        if source is self:
+            return 0
+        if isinstance(source, RuleStateMixin):
+            if len(source.param_groups) == len(self.param_groups):
+                for theirs, ours in zip(source.param_groups, self.param_groups, strict=True):
+                    ours.update({k: v for k, v in theirs.items() if k != "params"})
+            self._seed = source._seed
+            self.nonfinite_skips = source.nonfinite_skips
+            self._generators = {}
+            for key, gen in source._generators.items():
+                clone = torch.Generator(device=gen.device)
+                clone.set_state(gen.get_state())
+                self._generators[key] = clone
+            states = source.state
+        else:
+            states = source
+        adopted = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = states.get(p)
+                if state and state is not self.state.get(p):
+                    self.state[p] = state
+                    adopted += 1
+        return adopted
