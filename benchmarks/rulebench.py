@@ -110,6 +110,15 @@ def _plot_sweep(sweep: dict, basin: dict | None) -> None:
     fig.savefig(RESULTS / "figures" / "rulebench_sweep.png", dpi=110)
 
 
+def _environment(workers: int) -> dict:
+    import platform
+
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "machine": platform.machine(), "cpus": os.cpu_count(), "workers": workers}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("all", "bench", "sweep", "basin"), default="all")
@@ -129,18 +138,19 @@ def main(argv: list[str] | None = None) -> None:
             progress=progress,
         )  # fmt: skip
         results["targets"] = rb.check_targets(results)
+        results["environment"] = _environment(args.workers)
         _write("rulebench", results, rb.format_markdown(results))
         rb.plot_accuracy_vs_connectivity(
             results, RESULTS / "figures" / "rulebench_accuracy_connectivity.png"
         )
     sweep = basin = None
-    if args.part in ("all", "sweep"):
-        sweep = rb.run_width_depth_sweep(range(args.sweep_seeds), args.workers, progress)
-        _write("rulebench_sweep", sweep, _sweep_markdown(sweep))
     if args.part in ("all", "basin"):
         basin = rb.run_lr_basin(seeds=range(args.sweep_seeds), workers=args.workers,
                                 progress=progress)  # fmt: skip
         _write("rulebench_lr_basin", basin, _basin_markdown(basin))
+    if args.part in ("all", "sweep"):
+        sweep = rb.run_width_depth_sweep(range(args.sweep_seeds), args.workers, progress)
+        _write("rulebench_sweep", sweep, _sweep_markdown(sweep))
     if sweep is not None:
         _plot_sweep(sweep, basin)
 
