@@ -53,13 +53,12 @@ BIO_CONSOLIDATE: dict[str, Any] = {
 }
 
 STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
-    # The bio rule, tuned by benchmarks/tune_stream.py (split digits, task-incremental): a
-    # metabolic cost (decay, gated by plasticity, so it prunes the unconsolidated synapses
-    # under homeostasis), strong noise for the first ~100 steps only (noise is not gated by
-    # plasticity), and a fifth of the present synapses consolidated after each experience.
+    # The bio rule at its own defaults (rule v2: the same settings on every task) and
+    # BioRule.consolidate's default consolidation after each experience: what a hand-built
+    # BioPlastic() uses too.
     "bio": {
-        "optimizer": ("bio", {"decay": 8.0, "noise": 0.3, "noise_halflife": 40.0}),
-        "consolidate": {"fraction": 0.2, "factor": 0.05, "by": "magnitude"},
+        "optimizer": ("bio", {}),
+        "consolidate": dict(BIO_CONSOLIDATE),
         "dalify": True,
     },
     # Backprop baselines: Adam, no Dale's law.
@@ -99,11 +98,11 @@ STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
     "eg": {"optimizer": ("eg", {}), "consolidate": None, "dalify": True},
     # Explicit enforcement: Adam + sign projection + L1 + magnitude pruning on a Dale model.
     "enforced": {"optimizer": ("enforced", {"lr": 1e-3}), "dalify": True},
-    # The bio rule added to Replay through BioRulePlugin; tuned by benchmarks/tune_stream.py
-    # (split digits, class-incremental): no consolidation (it costs the plasticity later
-    # classes need; the replay memory protects old classes), a faster rate, less noise.
+    # The bio rule added to Replay through BioRulePlugin, at the rule's defaults, without
+    # consolidation (it costs the plasticity later classes need; the replay memory protects
+    # old classes).
     "bio+replay": {
-        "optimizer": ("bio", {"lr": 0.02, "noise": 0.1}),
+        "optimizer": ("bio", {}),
         "consolidate": None,
         "strategy": {"mem_size": 200},
         "dalify": True,
