@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from bioplastic.cli import compare, fewshot, report, stream, train
-from bioplastic.cli._args import CLIError, Parser
+from bioplastic.cli._args import CLIError, Parser, error_line
 
 __all__ = ["build_parser", "main"]
 
@@ -27,19 +27,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _prog_of(parser: argparse.ArgumentParser, argv: list[str]) -> str:
+    """``bioplastic <command>`` when the first word of ``argv`` names a subcommand."""
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    command = next((word for word in argv if not word.startswith("-")), None)
+    return f"bioplastic {command}" if command in commands else "bioplastic"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``bioplastic`` command; returns the exit status."""
+    """Entry point of the ``bioplastic`` command; returns the exit status.
+
+    Every bad input (a bad argument, a bad value found by the library, a missing data folder)
+    is one line on stderr, ``bioplastic <command>: error: <message>``, and exit status 2.
+    """
+    parser = build_parser()
+    prog = _prog_of(parser, sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
         return args.run(args)
     except CLIError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(
+            error_line(prog if err.prog in (None, "bioplastic") else err.prog, err), file=sys.stderr
+        )
         return 2
-    except ValueError as err:  # bad values found by the library
-        print(f"bioplastic: error: {err}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as err:  # found by the library
+        print(error_line(prog, err), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -3,33 +3,110 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from bioplastic._device import DEVICE_CHOICES, resolve_device
 
 __all__ = [
     "CLIError",
     "DEVICE_CHOICES",
+    "MAX_SEED",
+    "MAX_THREADS",
     "Parser",
     "add_device_argument",
+    "bounded_int",
+    "clip",
     "csv_choices",
+    "error_line",
+    "out_path",
     "positive_int",
     "resolve_cli_device",
     "set_threads",
+    "threads",
 ]
+
+#: Largest ``--seed``: seeds also feed NumPy and derived per-epoch seeds, which need 32 bits.
+MAX_SEED = 2**32 - 1
+#: Largest ``--threads`` (torch takes a C int; more threads than this is a typo).
+MAX_THREADS = 1024
+#: Longest user text quoted in an error message; longer text is cut in the middle.
+_MAX_SHOWN = 80
+_MAX_MESSAGE = 400
 
 
 class CLIError(Exception):
-    """A bad command line: reported as one line on stderr with exit status 2."""
+    """A bad command line: reported as one line on stderr with exit status 2.
+
+    ``prog`` is the command that failed (``bioplastic stream``); ``None``: the one running.
+    """
+
+    def __init__(self, message: str, prog: str | None = None) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+def clip(text: object, limit: int = _MAX_SHOWN) -> str:
+    """``repr(text)`` for an error message, cut in the middle when longer than ``limit``."""
+    shown = repr(text)
+    if len(shown) <= limit:
+        return shown
+    half = (limit - 5) // 2
+    return f"{shown[:half]}...{shown[-half:]} ({len(str(text))} characters)"
+
+
+def error_line(prog: str, message: object) -> str:
+    """The one error line every ``bioplastic`` command prints: ``<prog>: error: <message>``.
+
+    The message is flattened to one line and cut to a bounded length, so a huge argument
+    echoed by a library check cannot flood the terminal.
+    """
+    text = " ".join(str(message).split())
+    if len(text) > _MAX_MESSAGE:
+        half = (_MAX_MESSAGE - 5) // 2
+        text = f"{text[:half]} ... {text[-half:]}"
+    return f"{prog}: error: {text}"
+
+
+def bounded_int(minimum: int, maximum: int):
+    """An argparse type: an integer in ``[minimum, maximum]`` (the message gives the range)."""
+
+    allowed = (
+        f"a positive integer (at most {maximum})"
+        if minimum == 1
+        else f"an integer from {minimum} to {maximum}"
+    )
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {clip(text)}")
+        return value
+
+    return parse
 
 
 def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {clip(text)}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {clip(text)}")
     return value
+
+
+#: ``--threads``: torch threads, 1 to :data:`MAX_THREADS`.
+threads = bounded_int(1, MAX_THREADS)
+
+
+def out_path(text: str) -> Path:
+    """An argparse type for a folder or file: refuses ``""`` (it would silently mean ``.``)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return Path(text)
 
 
 def csv_choices(choices: tuple[str, ...]):
@@ -38,9 +115,12 @@ def csv_choices(choices: tuple[str, ...]):
         bad = [t for t in items if t not in choices]
         if not items or bad:
             raise argparse.ArgumentTypeError(
-                f"unknown {', '.join(map(repr, bad)) or 'empty list'}; choose from "
+                f"unknown {', '.join(clip(b) for b in bad[:5]) or 'empty list'}; choose from "
                 f"{', '.join(choices)}"
             )
+        repeated = sorted({t for t in items if items.count(t) > 1})
+        if repeated:  # a repeated name would run (and count) the same thing twice
+            raise argparse.ArgumentTypeError(f"{', '.join(map(repr, repeated))} listed twice")
         return items
 
     return parse
@@ -48,7 +128,7 @@ def csv_choices(choices: tuple[str, ...]):
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not the whole usage text
-        raise CLIError(f"{self.prog}: {message}")
+        raise CLIError(message, prog=self.prog)
 
 
 def set_threads(threads: int) -> None:
@@ -61,11 +141,12 @@ def resolve_cli_device(text: str) -> str:
     """Map a ``--device`` value to a torch device string (``auto``: CUDA when available);
     ``cuda`` without CUDA raises a one-line :class:`ValueError`."""
     if text not in DEVICE_CHOICES:
-        raise ValueError(f"--device: expected one of {', '.join(DEVICE_CHOICES)}, got {text!r}")
+        raise ValueError(f"--device: expected one of {', '.join(DEVICE_CHOICES)}, got {clip(text)}")
     try:
         return resolve_device(text).type
     except ValueError as err:
-        raise ValueError(f"--device {err}") from None
+        message = str(err)  # "device cuda: ..." -> "--device cuda: ..."
+        raise ValueError("--" + message if message.startswith("device ") else message) from None
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:

@@ -10,9 +10,11 @@ from bioplastic._io import write_atomic
 from bioplastic.cli._args import (
     add_device_argument,
     csv_choices,
+    out_path,
     positive_int,
     resolve_cli_device,
     set_threads,
+    threads,
 )
 
 
@@ -31,9 +33,9 @@ def add_parser(sub) -> None:
     p.add_argument("--seeds", type=positive_int, default=3, help="number of seeds")
     p.add_argument("--epochs", type=positive_int, default=30)
     p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--threads", type=threads, default=1)
     add_device_argument(p)
-    p.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder")
+    p.add_argument("--out", type=out_path, default=Path("runs/compare"), help="output folder")
     p.set_defaults(run=run)
 
 

@@ -13,11 +13,15 @@ from pathlib import Path
 
 from bioplastic._io import write_atomic
 from bioplastic.cli._args import (
+    CLIError,
     add_device_argument,
+    clip,
     csv_choices,
+    out_path,
     positive_int,
     resolve_cli_device,
     set_threads,
+    threads,
 )
 
 __all__ = ["add_parser"]
@@ -34,10 +38,10 @@ def _shots(text: str) -> list[int]:
         values = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
+            f"expected comma-separated integers, got {clip(text)}"
         ) from None
     if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive shots, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected positive shots, got {clip(text)}")
     return values
 
 
@@ -45,9 +49,9 @@ def _json_object(text: str) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg}): {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg}): {clip(text)}") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {clip(text)}")
     return value
 
 
@@ -61,7 +65,7 @@ def add_parser(sub) -> None:
         "and report mean accuracy with 95%% confidence intervals and paired differences.",
     )
     p.add_argument("--dataset", choices=DATASETS, default="glyphs")
-    p.add_argument("--root", type=Path, default=None, help="Omniglot root (holds omniglot-py/)")
+    p.add_argument("--root", type=out_path, default=None, help="Omniglot root (holds omniglot-py/)")
     p.add_argument("--ways", type=positive_int, default=5)
     p.add_argument("--shots", type=_shots, default=[1, 5], help="e.g. 1,5")
     p.add_argument("--episodes", type=positive_int, default=600)
@@ -70,15 +74,31 @@ def add_parser(sub) -> None:
     p.add_argument("--seeds", type=positive_int, default=3)
     p.add_argument("--epochs", type=positive_int, default=None, help="pre-training epochs")
     p.add_argument("--bio", type=_json_object, default={}, help="JSON options of the bio rule")
-    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--threads", type=threads, default=1)
     add_device_argument(p)
-    p.add_argument("--out", type=Path, default=Path("runs/fewshot"), help="output folder")
+    p.add_argument("--out", type=out_path, default=Path("runs/fewshot"), help="output folder")
     p.set_defaults(run=_run)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _check(args: argparse.Namespace) -> None:
+    """Refuse what would fail after pre-training, before any work."""
     if args.dataset == "omniglot" and args.root is None:
-        raise ValueError("--dataset omniglot needs --root (a folder holding omniglot-py/)")
+        raise CLIError("--dataset omniglot needs --root (a folder holding omniglot-py/)")
+    if args.root is not None and args.dataset != "omniglot":
+        raise CLIError(f"--root only applies to --dataset omniglot, not {args.dataset}")
+    if args.root is not None and not (args.root / "omniglot-py").is_dir():
+        raise CLIError(f"--root {clip(str(args.root))} holds no omniglot-py/ folder")
+    if "bio" in args.rules:
+        from bioplastic import BioRule
+
+        try:
+            BioRule.validate_options(**args.bio)
+        except (TypeError, ValueError) as err:
+            raise CLIError(f"--bio: {err}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    _check(args)
     device = resolve_cli_device(args.device)
     from bioplastic.experiments.fewshot import format_markdown, run_fewshot_benchmark
 

@@ -16,16 +16,22 @@ from pathlib import Path
 
 from bioplastic.cli._args import (
     add_device_argument,
+    clip,
     csv_choices,
+    out_path,
     positive_int,
     resolve_cli_device,
     set_threads,
+    threads,
 )
 
 __all__ = ["add_parser"]
 
 _DATASETS = ("digits", "mnist1d")
 QUICK_OUT = Path("runs/report-quick/REPORT.md")
+#: Largest attack budget: inputs are standardised, so a budget beyond this is no attack
+#: budget at all (and its derived step sizes overflow to inf).
+_MAX_EPSILON = 1e3
 
 
 def _floats(text: str) -> list[float]:
@@ -33,10 +39,12 @@ def _floats(text: str) -> list[float]:
         values = [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
+            f"expected comma-separated numbers, got {clip(text)}"
         ) from None
-    if not values or any(not (v >= 0 and v != float("inf")) for v in values):
-        raise argparse.ArgumentTypeError(f"expected finite numbers >= 0, got {text!r}")
+    if not values or any(not 0 <= v <= _MAX_EPSILON for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected numbers in [0, {_MAX_EPSILON:g}], got {clip(text)}"
+        )
     return values
 
 
@@ -44,9 +52,9 @@ def _fraction(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {clip(text)}") from None
     if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {clip(text)}")
     return value
 
 
@@ -55,10 +63,10 @@ def _widths(text: str) -> tuple[int, ...]:
         values = tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected widths like 256 or 128,64, got {text!r}"
+            f"expected widths like 256 or 128,64, got {clip(text)}"
         ) from None
     if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive widths, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected positive widths, got {clip(text)}")
     return values
 
 
@@ -95,9 +103,9 @@ def _add_robustness(sub) -> None:
     p.add_argument(
         "--no-interventions", action="store_true", help="skip the pruning / rescaling interventions"
     )
-    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--threads", type=threads, default=1)
     add_device_argument(p)
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="output folder")
+    p.add_argument("--out", type=out_path, default=Path("benchmarks/results"), help="output folder")
     p.set_defaults(run=_run_robustness)
 
 
@@ -155,17 +163,17 @@ def _add_report(sub) -> None:
     )
     p.add_argument(
         "--results",
-        type=Path,
+        type=out_path,
         default=Path("benchmarks/results"),
         help="folder with the results files",
     )
     p.add_argument(
         "--out",
-        type=Path,
+        type=out_path,
         default=None,
         help=f"report file (default: <results>/REPORT.md; with --quick {QUICK_OUT})",
     )
-    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--threads", type=threads, default=1)
     p.set_defaults(run=_run_report)
 
 

@@ -31,8 +31,11 @@ from bioplastic.cli._args import (
     CLIError,
     add_device_argument,
     csv_choices,
+    out_path,
     positive_int,
+    resolve_cli_device,
     set_threads,
+    threads,
 )
 from bioplastic.data import SCENARIOS, available_streams
 
@@ -72,7 +75,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--epochs", type=positive_int, default=None, help="epochs per experience (10; 3 quick)"
     )
-    p.add_argument("--logdir", type=Path, default=Path("runs"), help="output folder (runs)")
+    p.add_argument("--logdir", type=out_path, default=Path("runs"), help="output folder (runs)")
     p.add_argument(
         "--resume", action="store_true", help="reuse finished runs, continue interrupted ones"
     )
@@ -90,8 +93,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--quick", action="store_true", help="short version: 3 epochs, fewer samples, 1 seed"
     )
-    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (1)")
-    p.add_argument("--root", type=Path, default=None, help="folder of the MNIST IDX files")
+    p.add_argument("--threads", type=threads, default=1, help="torch threads (1)")
+    p.add_argument("--root", type=out_path, default=None, help="folder of the MNIST IDX files")
     add_device_argument(p)
     p.set_defaults(run=_run_stream)
 
@@ -99,15 +102,14 @@ def add_parser(subparsers: Any) -> None:
 def _check(args: argparse.Namespace) -> None:
     needs_root = args.stream.removeprefix("split-").removeprefix("permuted-") in _FILE_STREAMS
     if needs_root and args.root is None:
-        raise CLIError(f"bioplastic stream: --stream {args.stream} needs --root (IDX files)")
+        raise CLIError(f"--stream {args.stream} needs --root (IDX files)")
     if not needs_root and args.root is not None:
-        raise CLIError(
-            f"bioplastic stream: --root only applies to MNIST streams, not {args.stream}"
-        )
+        raise CLIError(f"--root only applies to MNIST streams, not {args.stream}")
     if needs_root and not args.root.is_dir():
-        raise CLIError(f"bioplastic stream: --root {args.root} is not a folder")
+        raise CLIError(f"--root {args.root} is not a folder")
     if args.resume and args.overwrite:
-        raise CLIError("bioplastic stream: --resume and --overwrite exclude each other")
+        raise CLIError("--resume and --overwrite exclude each other")
+    resolve_cli_device(args.device)  # CUDA asked for where there is none: before any folder
 
 
 @contextlib.contextmanager
@@ -142,15 +144,13 @@ def _run_stream_quietly(args: argparse.Namespace) -> int:
         from bioplastic.experiments.stream import format_markdown, run_stream_comparison
         from strategies.avalanche import STRATEGY_NAMES
     except ImportError as err:
-        raise CLIError(
-            f"bioplastic stream needs Avalanche ({err}); install bioplastic[avalanche]"
-        ) from None
+        raise CLIError(f"needs Avalanche ({err}); install bioplastic[avalanche]") from None
     if set(STRATEGY_NAMES) != set(STRATEGY_CHOICES):  # pragma: no cover - caught by a test
         raise RuntimeError("cli_stream.STRATEGY_CHOICES is out of date with STRATEGY_NAMES")
     try:
         check_writable_folder(args.logdir, "--logdir")  # before any compute
     except ValueError as err:
-        raise CLIError(f"bioplastic stream: {err}") from None
+        raise CLIError(f"{err}") from None
     set_threads(args.threads)
     strategies = args.strategies.split(",") if isinstance(args.strategies, str) else args.strategies
     seeds = args.seeds if args.seeds is not None else (1 if args.quick else 5)
@@ -180,13 +180,11 @@ def _run_stream_quietly(args: argparse.Namespace) -> int:
             trust_checkpoint=args.trust_checkpoint,
         )
     except (FileNotFoundError, FolderLocked) as err:
-        raise CLIError(
-            f"bioplastic stream: {err.strerror if isinstance(err, FolderLocked) else err}"
-        ) from None
+        raise CLIError(err.strerror if isinstance(err, FolderLocked) else str(err)) from None
     except OSError as err:
         if err.errno != errno.ENOSPC:
             raise
-        raise CLIError(f"bioplastic stream: {err.strerror}") from None
+        raise CLIError(err.strerror) from None
     folder = args.logdir / f"{args.stream}-{args.scenario}"
     print()
     print(format_markdown(results))

@@ -33,7 +33,16 @@ from bioplastic._io import (
     lock_folder,
     write_atomic,
 )
-from bioplastic.cli._args import CLIError, positive_int, set_threads
+from bioplastic.cli._args import (
+    MAX_SEED,
+    CLIError,
+    bounded_int,
+    clip,
+    out_path,
+    positive_int,
+    set_threads,
+    threads,
+)
 
 __all__ = ["EXIT_SIGTERM", "add_parser"]
 
@@ -41,14 +50,12 @@ __all__ = ["EXIT_SIGTERM", "add_parser"]
 EXIT_SIGTERM = 143
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+#: Widest hidden layer, and most weights between hidden layers, ``--hidden`` accepts: a
+#: bound far above any useful MLP here, and far below what would exhaust memory.
+MAX_WIDTH = 65536
+MAX_HIDDEN_WEIGHTS = 10**8
+#: Longest ``--rule-option`` value: no hyper-parameter needs more.
+_MAX_OPTION_LENGTH = 200
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -58,7 +65,13 @@ def _widths(text: str) -> tuple[int, ...]:
         widths = ()
     if not widths or any(w < 1 for w in widths):
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated positive integers (e.g. 64 or 128,64), got {text!r}"
+            f"expected comma-separated positive integers (e.g. 64 or 128,64), got {clip(text)}"
+        )
+    weights = sum(a * b for a, b in zip(widths, widths[1:], strict=False))
+    if max(widths) > MAX_WIDTH or weights > MAX_HIDDEN_WEIGHTS:
+        raise argparse.ArgumentTypeError(
+            f"at most {MAX_WIDTH} units a layer and {MAX_HIDDEN_WEIGHTS:,} weights between "
+            f"hidden layers, got {clip(text)}"
         )
     return widths
 
@@ -72,7 +85,7 @@ def _fraction(lo_open: bool):
         except ValueError:
             value = float("nan")
         if not (0 < value <= 1 if lo_open else 0 <= value <= 1):
-            raise argparse.ArgumentTypeError(f"expected a number in {interval}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected a number in {interval}, got {clip(text)}")
         return value
 
     return parse
@@ -82,7 +95,11 @@ def _rule_option(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip().replace("-", "_")
     if not sep or not key.isidentifier():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. noise=0.1), got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. noise=0.1), got {clip(text)}")
+    if len(raw) > _MAX_OPTION_LENGTH:
+        raise argparse.ArgumentTypeError(
+            f"the value of {clip(key)} is {len(raw)} characters long (at most {_MAX_OPTION_LENGTH})"
+        )
     try:
         value = ast.literal_eval(raw.strip())
     except (ValueError, SyntaxError):
@@ -118,7 +135,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--batch-size", type=positive_int, default=32, help="global batch size, split over ranks"
     )
-    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0)
     p.add_argument(
         "--consolidate",
         type=_fraction(lo_open=False),
@@ -128,7 +145,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--consolidate-factor", type=_fraction(lo_open=True), default=0.5)
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="under torchrun (auto)")
-    p.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder")
+    p.add_argument("--out", type=out_path, default=Path("runs/train"), help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
     p.add_argument(
         "--overwrite",
@@ -140,7 +157,7 @@ def add_parser(subparsers: Any) -> None:
         action="store_true",
         help="every rank also writes its final state to <out>/rank-<r>.pt (to compare ranks)",
     )
-    p.add_argument("--threads", type=positive_int, default=1, help="torch threads per rank (1)")
+    p.add_argument("--threads", type=threads, default=1, help="torch threads per rank (1)")
     p.set_defaults(run=_run_train)
 
 
@@ -149,7 +166,7 @@ def _run_train(args: argparse.Namespace) -> int:
         return _run(args)
     except (FolderLocked, OSError) as err:
         if isinstance(err, FolderLocked) or err.errno == errno.ENOSPC:
-            raise CLIError(f"bioplastic train: {err.strerror}") from None
+            raise CLIError(f"{err.strerror}") from None
         raise
     except (ValueError, CLIError):
         if os.environ.get("RANK", "0") != "0":
@@ -162,7 +179,7 @@ def _run(args: argparse.Namespace) -> int:
     from bioplastic.experiments.train import TrainConfig
 
     if args.resume and args.overwrite:
-        raise CLIError("bioplastic train: --resume and --overwrite exclude each other")
+        raise CLIError("--resume and --overwrite exclude each other")
     config = TrainConfig(
         dataset=args.dataset,
         rule=args.rule,

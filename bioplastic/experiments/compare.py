@@ -75,6 +75,10 @@ def compare_rules(
     bad = [m for m in models if m not in MODEL_KINDS]
     if bad:
         raise ValueError(f"unknown models {bad}; choose from {', '.join(MODEL_KINDS)}")
+    for name, values in (("rules", rules), ("models", models), ("seeds", seeds)):
+        repeated = sorted({v for v in values if list(values).count(v) > 1})
+        if repeated:  # the same run would be counted twice in the means
+            raise ValueError(f"{name} lists {repeated} more than once")
     if epochs < 1 or batch_size < 1 or not seeds:
         raise ValueError("epochs and batch_size must be >= 1 and seeds non-empty")
     rule_kwargs = rule_kwargs or {}
