@@ -10,7 +10,7 @@ import math
 
 from bioplastic._checks import check_number
 
-__all__ = ["CONSOLIDATE_BY", "validate_group"]
+__all__ = ["CONSOLIDATE_BY", "GROUP_KEYS", "validate_group"]
 
 _GROW_MODES = ("random", "gradient")
 _PRUNE_MODES = ("unit", "relative", "absolute")
@@ -21,8 +21,25 @@ CONSOLIDATE_BY = ("magnitude", "importance")
 _MAX_ADDITIVE = 1e6  # bound of other_lr and weight_decay
 
 
+#: Every key a ``BioRule`` param group may hold: its hyper-parameters (a test keeps this equal
+#: to ``BioRule``'s defaults) and the keys torch itself uses.
+GROUP_KEYS = frozenset(
+    """lr momentum grad_beta decay cost fan_in_exponent normalize_by noise noise_halflife
+    noise_reuse max_step prune_threshold prune_mode budget_rate warmup grow_every grow_fraction
+    grow_mode grow_scale max_connectivity other other_lr betas eps weight_decay synapse
+    normalize homeostasis track_importance protect_consolidated foreach""".split()
+)
+_TORCH_GROUP_KEYS = frozenset({"params", "param_names", "initial_lr"})
+
+
 def validate_group(group: dict) -> None:
-    """Raise a ValueError naming the first hyper-parameter of ``group`` out of its range."""
+    """Raise a ValueError naming the first hyper-parameter of ``group`` out of its range,
+    or the keys of ``group`` that are no hyper-parameter (a typo would be silently ignored)."""
+    unknown = sorted(set(group) - GROUP_KEYS - _TORCH_GROUP_KEYS)
+    if unknown:
+        raise ValueError(
+            f"unknown BioRule param group keys {unknown}; allowed: {sorted(GROUP_KEYS)}"
+        )
     check_number("lr", group["lr"], 0.0, math.inf, lo_open=True, hi_open=True)
     check_number("momentum", group["momentum"], 0.0, 1.0, hi_open=True)
     check_number("grad_beta", group["grad_beta"], 0.0, 1.0, hi_open=True)

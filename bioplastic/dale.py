@@ -9,12 +9,15 @@ where :class:`bioplastic.BioRule` finds it.
 
 from __future__ import annotations
 
+import inspect
 import math
+import warnings
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from bioplastic._checks import check_fraction
+from bioplastic._checks import check_bool, check_choice, check_fraction, check_int, check_number
 from bioplastic.probes import synaptic_layers
 
 __all__ = [
@@ -23,8 +26,10 @@ __all__ = [
     "DaleConv2d",
     "DaleLinear",
     "OnOffSplit",
+    "check_dalify_args",
     "dale_init_",
     "dalify",
+    "looks_freshly_initialised",
     "on_off_sign",
 ]
 
@@ -56,6 +61,7 @@ def dale_init_(
             "presynaptic units (dimension 1)"
         )
     check_fraction("connectivity", connectivity, lo_open=True, hi_open=False)
+    _check_shape_args(sigma, gain, balance)
     fan_in = weight[0].numel()
     shape = [1] * weight.dim()
     shape[1] = -1
@@ -86,6 +92,88 @@ def dale_init_(
     return weight
 
 
+#: Largest seed: torch generators take a signed 64-bit seed.
+_MAX_SEED = 2**63 - 1
+_INITS = ("reinit", "keep")
+
+
+def _check_shape_args(sigma: float, gain: float, balance: bool) -> None:
+    check_number("sigma", sigma, 0.0, 5.0, lo_open=True, hi_open=True)
+    check_number("gain", gain, 0.0, lo_open=True, hi_open=True)  # gain < 0 flips every sign
+    check_bool("balance", balance)
+
+
+def _check_dalify_args(model, inh_fraction, sigma, gain, connectivity, balance, seed, skip, init):
+    """Every argument of :func:`dalify`, before the model is touched; returns its layers."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_fraction("inh_fraction", inh_fraction, lo_open=False)
+    check_fraction("connectivity", connectivity, lo_open=True, hi_open=False)
+    _check_shape_args(sigma, gain, balance)
+    if seed is not None:
+        check_int("seed (or None)", seed, 0, _MAX_SEED)
+    check_choice("init", init, _INITS)
+    if isinstance(skip, str) or not all(isinstance(n, str) for n in skip):
+        raise ValueError(f"skip must be a tuple of layer names, got {skip!r}")
+    layers = synaptic_layers(model)
+    if not layers:
+        raise ValueError("dalify found no nn.Linear or convolution layer in the model")
+    unknown = set(skip) - {name for name, _ in layers}
+    if unknown:
+        raise ValueError(f"skip names unknown layers: {sorted(unknown)}")
+    for name, m in layers:
+        if name in skip:
+            continue
+        if m.weight.is_meta:
+            raise ValueError(f"layer {name!r} is on the meta device: materialise it first")
+        if m.weight.numel() == 0:
+            raise ValueError(
+                f"layer {name!r} has an empty weight {tuple(m.weight.shape)}: "
+                "no synapse to give a type"
+            )
+    return layers
+
+
+def check_dalify_args(model: nn.Module, **kwargs: Any) -> None:
+    """Raise the ValueError :func:`dalify` would raise for these arguments, changing nothing."""
+    params = inspect.signature(dalify).parameters
+    unknown = sorted(set(kwargs) - set(params) | ({"model"} & set(kwargs)))
+    if unknown:
+        raise ValueError(f"unknown dalify arguments {unknown}; allowed: {sorted(params)[1:]}")
+    args = {k: v.default for k, v in params.items() if k != "model"} | kwargs
+    _check_dalify_args(model, **args)
+
+
+def looks_freshly_initialised(model: nn.Module) -> bool:
+    """Whether every synaptic layer still holds torch's default initialisation.
+
+    torch initialises ``nn.Linear`` and convolutions uniformly in ``+-1/sqrt(fan_in)``; a
+    trained (or otherwise initialised) model almost always has some weight beyond that bound.
+    """
+    for _, m in synaptic_layers(model):
+        bound = 1.0 / math.sqrt(max(1, m.weight[0].numel()))
+        if m.weight.numel() and float(m.weight.detach().abs().max()) > bound * (1 + 1e-6):
+            return False
+    return True
+
+
+def _keep_types(name: str, m: nn.Module) -> tuple[Tensor, int]:
+    """Types by each presynaptic unit's majority sign (or its existing ``dale_sign``), and the
+    weight with the minority entries removed (set to 0); returns the types and that count."""
+    w = m.weight.detach()
+    sign = getattr(m, "dale_sign", None)
+    if sign is None:
+        per_unit = w.transpose(0, 1).reshape(w.shape[1], -1)
+        majority = (per_unit > 0).sum(1) >= (per_unit < 0).sum(1)
+        sign = torch.where(majority, 1.0, -1.0).to(device=w.device, dtype=w.dtype)
+    shape = [1] * w.dim()
+    shape[1] = -1
+    wrong = w * sign.reshape(shape) < 0
+    with torch.no_grad():
+        m.weight.masked_fill_(wrong, 0.0)
+    return sign, int(wrong.sum())
+
+
 def _assign_sign(module: nn.Module, sign: Tensor) -> None:
     if "dale_sign" in module._buffers:
         module.dale_sign.copy_(sign)
@@ -103,27 +191,46 @@ def dalify(
     balance: bool = True,
     seed: int | None = 0,
     skip: tuple[str, ...] = (),
+    init: str = "reinit",
 ) -> nn.Module:
-    """Give every presynaptic unit of every Linear/Conv layer a type and re-initialise it.
+    """Give every presynaptic unit of every Linear/Conv layer a type and (re-)initialise it.
 
-    For each synaptic layer (except names in ``skip``), a random ``inh_fraction`` of its
-    presynaptic units (dimension 1 of the weight) becomes inhibitory, the rest excitatory; a
-    layer that already has a ``dale_sign`` buffer (e.g. :class:`DaleLinear`, or an ON/OFF input
-    layer) keeps its types. Magnitudes are re-initialised lognormally by :func:`dale_init_`
-    (fan-in-aware scale, E/I balance); biases are set to 0. Works on any model built from
-    Linear/Conv layers, e.g. Avalanche's ``SimpleMLP``. Returns ``model`` (modified in place).
+    ``init="reinit"`` (the default, for a fresh model): for each synaptic layer (except names
+    in ``skip``), a random ``inh_fraction`` of its presynaptic units (dimension 1 of the
+    weight) becomes inhibitory, the rest excitatory; a layer that already has a ``dale_sign``
+    buffer (e.g. :class:`DaleLinear`, or an ON/OFF input layer) keeps its types. Magnitudes
+    are re-initialised lognormally by :func:`dale_init_` (fan-in-aware scale, E/I balance);
+    biases are set to 0. A layer with so few presynaptic units that ``round(inh_fraction *
+    n)`` is 0 (a 1-channel input conv) gets no inhibitory unit, with a warning: feed such an
+    input through :class:`OnOffSplit` (``on_off=True`` in :class:`BioMLP`/:class:`BioConvNet`).
+
+    ``init="keep"`` (for a trained model): each presynaptic unit takes the sign of the
+    majority of its outgoing weights (or its existing ``dale_sign``); magnitudes and biases
+    are kept and the minority entries, which would break Dale's law, are removed (set to 0),
+    with a warning that says how many. ``inh_fraction``, ``sigma``, ``gain``,
+    ``connectivity`` and ``balance`` are then unused (but still validated).
+
+    Every argument is checked before the model is changed (ValueError naming it). Works on
+    any model built from Linear/Conv layers, e.g. Avalanche's ``SimpleMLP``. Returns
+    ``model`` (modified in place).
     """
-    check_fraction("inh_fraction", inh_fraction, lo_open=False)
-    if not (isinstance(sigma, (int, float)) and 0 < sigma < 5):
-        raise ValueError(f"sigma must be in (0, 5), got {sigma!r}")
-    if not (isinstance(connectivity, (int, float)) and 0 < connectivity <= 1):
-        raise ValueError(f"connectivity must be in (0, 1], got {connectivity!r}")
-    layers = synaptic_layers(model)
-    if not layers:
-        raise ValueError("dalify found no nn.Linear or convolution layer in the model")
-    unknown = set(skip) - {name for name, _ in layers}
-    if unknown:
-        raise ValueError(f"skip names unknown layers: {sorted(unknown)}")
+    layers = _check_dalify_args(
+        model, inh_fraction, sigma, gain, connectivity, balance, seed, skip, init
+    )
+    if init == "keep":
+        removed = total = 0
+        for name, m in layers:
+            if name not in skip:
+                sign, n = _keep_types(name, m)
+                _assign_sign(m, sign)
+                removed, total = removed + n, total + m.weight.numel()
+        if removed:
+            warnings.warn(
+                f"dalify(init='keep'): removed {removed} of {total} weights whose sign "
+                "disagreed with their presynaptic unit's majority type",
+                stacklevel=2,
+            )
+        return model
     gen = torch.Generator()
     gen.manual_seed(int(torch.randint(0, 2**62, ())) if seed is None else seed)
     for name, m in layers:
@@ -133,6 +240,13 @@ def dalify(
         sign = getattr(m, "dale_sign", None)
         if sign is None:
             n_inh = round(inh_fraction * n_pre)
+            if n_inh == 0 and inh_fraction > 0:
+                warnings.warn(
+                    f"dalify: layer {name!r} has {n_pre} presynaptic unit(s), so "
+                    f"round({inh_fraction} * {n_pre}) = 0 are inhibitory; feed its input "
+                    "through OnOffSplit (on_off=True) to give it inhibitory afferents",
+                    stacklevel=2,
+                )
             sign = torch.ones(n_pre)
             sign[torch.randperm(n_pre, generator=gen)[:n_inh]] = -1.0
             sign = sign.to(device=m.weight.device, dtype=m.weight.dtype)
@@ -222,7 +336,8 @@ class BioMLP(nn.Module):
     """A ReLU multilayer perceptron with Dale-typed layers.
 
     Args:
-        in_features, hidden, out_features: layer sizes (``hidden`` a tuple of widths).
+        in_features, hidden, out_features: layer sizes (``hidden`` a tuple of widths, or
+            one int for one hidden layer).
         inh_fraction: fraction of inhibitory units in every hidden layer.
         on_off: feed the input through :class:`OnOffSplit` so the first layer has one
             excitatory and one inhibitory afferent per input feature.
@@ -244,8 +359,19 @@ class BioMLP(nn.Module):
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if any(not isinstance(h, int) or h < 1 for h in hidden):
+        if isinstance(hidden, int) and not isinstance(hidden, bool):
+            hidden = (hidden,)  # one hidden layer
+        if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
+            raise ValueError(f"hidden must be an int or a tuple of positive ints, got {hidden!r}")
+        hidden = tuple(hidden)
+        if any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in hidden):
             raise ValueError(f"hidden must be a tuple of positive ints, got {hidden!r}")
+        check_fraction("inh_fraction", inh_fraction, lo_open=False)
+        check_number("sigma", sigma, 0.0, 5.0, lo_open=True, hi_open=True)
+        check_bool("on_off", on_off)
+        check_bool("flatten", flatten)
+        if seed is not None:
+            check_int("seed (or None)", seed, 0, _MAX_SEED)
         gen = torch.Generator()
         gen.manual_seed(int(torch.randint(0, 2**62, ())) if seed is None else seed)
         layers: list[nn.Module] = [nn.Flatten()] if flatten else []

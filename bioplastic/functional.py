@@ -32,10 +32,13 @@ are not synapses (biases, norm layers).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+
+from bioplastic._checks import check_number
 
 __all__ = [
     "adam_step",
@@ -122,13 +125,20 @@ def bio_update(
             ``clone_module``).
         lr: plasticity rate of the log-domain step (> 0).
         grads: one gradient (or ``None``: no update) per ``module.parameters()`` entry, in that
-            order; if ``None``, each parameter's ``.grad`` is used.
+            order; if ``None``, each parameter's ``.grad`` is used. A gradient holding a NaN or an
+            infinity is skipped (its parameter is not updated, with a ``RuntimeWarning``), as
+            :class:`bioplastic.BioRule` skips it.
         max_step: bound on ``|dlog m|`` per step (> 0), or ``None``.
         other_lr: learning rate of the additive step of non-synapse parameters (>= 0); ``None``
             means ``lr``.
 
     Returns:
         ``module`` (updated in place).
+
+    Raises:
+        ValueError: a rate out of range, including one beyond the parameters' dtype (where
+            ``lr * 0`` is NaN); ``module`` is then left unchanged. (With ``max_step=None`` a
+            huge finite step can still overflow a magnitude: keep ``max_step`` to bound it.)
 
     Reference: Cornford et al. 2024, "Brain-like learning with exponentiated gradients";
     Finn et al. 2017 (MAML); learn2learn's ``maml_update``/``update_module``.
@@ -140,16 +150,12 @@ def bio_update(
         grads = torch.autograd.grad(loss, list(clone.parameters()), create_graph=True)
         bio_update(clone.module, lr=1.0, grads=grads)
     """
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    if max_step is not None and not (
-        isinstance(max_step, (int, float)) and math.isfinite(max_step) and max_step > 0
-    ):
-        raise ValueError(f"max_step must be a finite number > 0 or None, got {max_step!r}")
-    if other_lr is None:
-        other_lr = lr
-    elif not (isinstance(other_lr, (int, float)) and math.isfinite(other_lr) and other_lr >= 0):
-        raise ValueError(f"other_lr must be a finite number >= 0 or None, got {other_lr!r}")
+    lr = check_number("lr", lr, 0.0, lo_open=True, hi_open=True)
+    if max_step is not None:
+        max_step = check_number("max_step (or None)", max_step, 0.0, lo_open=True, hi_open=True)
+    other_lr = (
+        lr if other_lr is None else check_number("other_lr (or None)", other_lr, 0.0, hi_open=True)
+    )
     params = list(module.parameters())
     if grads is None:
         grads = [p.grad for p in params]
@@ -160,6 +166,7 @@ def bio_update(
                 f"grads has {len(grads)} entries but the module has {len(params)} parameters"
             )
     new: dict[int, Tensor] = {}
+    skipped = []
     for i, (p, g) in enumerate(zip(params, grads, strict=True)):
         if g is None or id(p) in new:
             continue
@@ -167,12 +174,30 @@ def bio_update(
             raise ValueError(
                 f"grads[{i}] has shape {tuple(g.shape)}, its parameter {tuple(p.shape)}"
             )
+        if not bool(torch.isfinite(g).all()):  # as BioRule: no step rather than NaN weights
+            skipped.append(i)
+            continue
+        _check_rate_fits("lr" if p.dim() >= 2 else "other_lr", lr if p.dim() >= 2 else other_lr, p)
         if p.dim() >= 2:
             new[id(p)] = multiplicative_update(p, g, lr, max_step=max_step)
         else:
             new[id(p)] = p - other_lr * g
+    if skipped:
+        warnings.warn(
+            f"bio_update: gradients of parameters {skipped} are not finite (nan or inf); "
+            "those parameters were not updated",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     _reroute(module, new, set())
     return module
+
+
+def _check_rate_fits(name: str, rate: float, p: Tensor) -> None:
+    """A rate beyond the parameter dtype's range turns ``rate * 0`` into NaN: refuse it."""
+    largest = torch.finfo(p.dtype).max if p.is_floating_point() else math.inf
+    if rate > largest:
+        raise ValueError(f"{name} must be <= {largest:.3g} (the largest {p.dtype}), got {rate!r}")
 
 
 def _reroute(module: nn.Module, new: dict[int, Tensor], seen: set[int]) -> None:

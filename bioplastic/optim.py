@@ -180,8 +180,9 @@ class BioRule(RuleStateMixin, Optimizer):
         )  # fmt: skip
         if seed is None:
             seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
-        elif not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
+        elif not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= 2**63 - 1:
+            # torch generators take a signed 64-bit seed: refuse a larger one now, not at step 1
+            raise ValueError(f"seed must be an int in [0, 2**63 - 1] or None, got {seed!r}")
         self._seed = seed
         self._generators: dict[str, torch.Generator] = {}
         self.nonfinite_skips = 0

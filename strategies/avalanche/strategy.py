@@ -45,6 +45,7 @@ from torch.optim import Optimizer
 from bioplastic import BioRule, dalify
 from bioplastic import make_optimizer as make_torch_optimizer
 from bioplastic._device import resolve_device
+from bioplastic.dale import check_dalify_args, looks_freshly_initialised
 from strategies.avalanche.config import (
     BIO_CONSOLIDATE,
     COMMON,
@@ -105,6 +106,15 @@ class BioPlastic(SupervisedTemplate):
         dalify_model: give the model Dale's-law types and a lognormal initialisation
             (:func:`bioplastic.dalify`) before training.
         dalify_kwargs: arguments of :func:`bioplastic.dalify` (``inh_fraction``, ``sigma``...).
+        dalify_init: how :func:`bioplastic.dalify` treats the model's weights. ``"reinit"``:
+            new types and lognormal magnitudes (for a fresh model). ``"keep"``: types by each
+            presynaptic unit's majority sign, magnitudes kept, the minority entries removed
+            (with a warning that counts them); for a trained model. ``"auto"`` (default):
+            ``"reinit"`` when every layer still holds torch's default initialisation (all
+            weights within ``+-1/sqrt(fan_in)``, see
+            :func:`bioplastic.dale.looks_freshly_initialised`), else ``"keep"``, so a
+            pretrained model is never wiped. Every argument is checked before the model is
+            changed: a constructor that raises leaves it as it was.
         rule_kwargs: arguments of :class:`bioplastic.BioRule` when ``optimizer`` is None.
         consolidate: ``dict(fraction=..., factor=..., by=...)`` for the consolidation after
             each experience (defaults in :data:`strategies.avalanche.config.BIO_CONSOLIDATE`);
@@ -143,37 +153,28 @@ class BioPlastic(SupervisedTemplate):
         consolidate: Mapping[str, Any] | None = BIO_CONSOLIDATE,
         grow_schedule: GrowSchedule | None = None,
         protect_consolidated: bool = True,
+        dalify_init: str = "auto",
         **base_kwargs: Any,
     ):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        for name, value in (
-            ("train_mb_size", train_mb_size),
-            ("train_epochs", train_epochs),
-            ("eval_mb_size", eval_mb_size),
-        ):
-            _check_positive_int(name, value)
-        if not isinstance(dalify_model, bool):
-            raise TypeError(f"dalify_model must be a bool, got {dalify_model!r}")
-        dalify_kwargs = dict(dalify_kwargs or {})
-        if dalify_model:
-            dalify(model, **dalify_kwargs)
-        if optimizer is None:
-            optimizer = BioRule(model.parameters(), **dict(rule_kwargs or {}))
-        elif rule_kwargs:
-            raise ValueError("rule_kwargs only apply when no optimizer is given")
-        if not isinstance(optimizer, BioRule):
-            raise TypeError(
-                f"BioPlastic needs a bioplastic.BioRule optimizer, got {type(optimizer).__name__}; "
-                "to add the rule to another strategy use BioRulePlugin"
-            )
+        dalify_kwargs = _check_arguments(
+            model, optimizer, criterion, plugins, dalify_model, dalify_kwargs, dalify_init,
+            rule_kwargs, (train_mb_size, train_epochs, eval_mb_size),
+        )  # fmt: skip
+        device = resolve_device(device)
         self.bio_plugin = BioRulePlugin(
             **_consolidate_options(consolidate),
             grow_schedule=grow_schedule,
             protect_consolidated=protect_consolidated,
-            dalify_kwargs={k: v for k, v in dalify_kwargs.items() if k not in ("seed", "skip")},
+            dalify_kwargs={
+                k: v for k, v in dalify_kwargs.items() if k not in ("seed", "skip", "init")
+            },
             seed=int(dalify_kwargs.get("seed", 0) or 0),
         )
+        # Every argument is valid: only now is the caller's model changed.
+        if dalify_model:
+            dalify(model, **dalify_kwargs)
+        if optimizer is None:
+            optimizer = BioRule(model.parameters(), **dict(rule_kwargs or {}))
         plugins = [*(plugins or []), self.bio_plugin]
         super().__init__(
             model=model,
@@ -182,12 +183,51 @@ class BioPlastic(SupervisedTemplate):
             train_mb_size=train_mb_size,
             train_epochs=train_epochs,
             eval_mb_size=eval_mb_size,
-            device=resolve_device(device),
+            device=device,
             plugins=plugins,
             evaluator=evaluator,
             eval_every=eval_every,
             **base_kwargs,
         )
+
+
+def _check_arguments(
+    model, optimizer, criterion, plugins, dalify_model, dalify_kwargs, dalify_init, rule_kwargs,
+    sizes,
+) -> dict[str, Any]:  # fmt: skip
+    """Validate :class:`BioPlastic`'s arguments before anything is changed; returns the
+    ``dalify`` arguments with ``init`` resolved."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    for name, value in zip(("train_mb_size", "train_epochs", "eval_mb_size"), sizes, strict=True):
+        _check_positive_int(name, value)
+    if not isinstance(dalify_model, bool):
+        raise TypeError(f"dalify_model must be a bool, got {dalify_model!r}")
+    if optimizer is not None and not isinstance(optimizer, BioRule):
+        raise TypeError(
+            f"BioPlastic needs a bioplastic.BioRule optimizer, got {type(optimizer).__name__}; "
+            "to add the rule to another strategy use BioRulePlugin"
+        )
+    if optimizer is not None and rule_kwargs:
+        raise ValueError("rule_kwargs only apply when no optimizer is given")
+    if optimizer is None:
+        BioRule.validate_options(**dict(rule_kwargs or {}))
+    if criterion is not None and not callable(criterion):
+        raise TypeError(f"criterion must be a callable loss, got {criterion!r}")
+    bad = [p for p in plugins or () if not isinstance(p, BasePlugin)]
+    if bad:
+        raise TypeError(f"plugins must be Avalanche plugins, got {bad!r}")
+    if dalify_init not in ("auto", "reinit", "keep"):
+        raise ValueError(f"dalify_init must be 'auto', 'reinit' or 'keep', got {dalify_init!r}")
+    dalify_kwargs = dict(dalify_kwargs or {})
+    if "init" in dalify_kwargs:
+        raise ValueError("pass dalify_init=..., not dalify_kwargs['init']")
+    if dalify_model:
+        if dalify_init == "auto":
+            dalify_init = "reinit" if looks_freshly_initialised(model) else "keep"
+        dalify_kwargs["init"] = dalify_init
+        check_dalify_args(model, **dalify_kwargs)
+    return dalify_kwargs
 
 
 # ---------------------------------------------------------------------------- by name

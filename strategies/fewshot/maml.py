@@ -26,6 +26,7 @@ from learn2learn.algorithms.base_learner import BaseLearner
 from learn2learn.utils import clone_module
 from torch import Tensor, nn
 
+from bioplastic._checks import check_bool
 from bioplastic.functional import bio_update
 
 __all__ = ["BioMAML"]
@@ -92,11 +93,16 @@ class BioMAML(BaseLearner):
         _check_positive("lr", lr, allow_none=False, allow_zero=False)
         _check_positive("max_step", max_step, allow_none=True, allow_zero=False)
         _check_positive("other_lr", other_lr, allow_none=True, allow_zero=True)
+        # Booleans must be bools: bool("no") is True, the opposite of what was meant.
+        check_bool("first_order", first_order)
+        check_bool("allow_nograd", allow_nograd)
+        if allow_unused is not None:
+            check_bool("allow_unused (or None)", allow_unused)
         self.module = model
         self.lr = lr
-        self.first_order = bool(first_order)
-        self.allow_nograd = bool(allow_nograd)
-        self.allow_unused = self.allow_nograd if allow_unused is None else bool(allow_unused)
+        self.first_order = first_order
+        self.allow_nograd = allow_nograd
+        self.allow_unused = self.allow_nograd if allow_unused is None else allow_unused
         self.max_step = max_step
         self.other_lr = other_lr
 
@@ -120,6 +126,13 @@ class BioMAML(BaseLearner):
             ValueError: if a parameter does not affect ``loss`` and unused parameters are not
                 allowed, or no parameter requires a gradient.
         """
+        for name, value in (
+            ("first_order", first_order),
+            ("allow_unused", allow_unused),
+            ("allow_nograd", allow_nograd),
+        ):
+            if value is not None:
+                check_bool(f"{name} (or None)", value)
         first_order = self.first_order if first_order is None else first_order
         allow_unused = self.allow_unused if allow_unused is None else allow_unused
         allow_nograd = self.allow_nograd if allow_nograd is None else allow_nograd
