@@ -53,11 +53,17 @@ BIO_CONSOLIDATE: dict[str, Any] = {
 }
 
 STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
-    # The bio rule at its own defaults (rule v2: the same settings on every task) and
-    # BioRule.consolidate's default consolidation after each experience: what a hand-built
-    # BioPlastic() uses too.
+    # The bio rule (rule v2) with two stream-level changes, and BioRule.consolidate's default
+    # consolidation after each experience:
+    # * warmup 0: the warm-up counts each parameter's own steps, so every new task head
+    #   restarts it and spent 200 of its ~250 steps (10 epochs of ~800 samples) warming up;
+    # * budget_rate 0.1: E and I budgets fixed per unit (0.01 adapts over ~100 steps) keep a
+    #   hidden unit from shifting its E/I balance, which a new task needs; at 0.1 homeostasis
+    #   still acts within ~10 steps.
+    # Task-IL, 5 seeds: split-mnist1d ACC 0.739 -> 0.806 (forgetting 0.032 -> 0.016),
+    # split-digits 0.984 -> 0.993 (0.007 -> 0.001).
     "bio": {
-        "optimizer": ("bio", {}),
+        "optimizer": ("bio", {"warmup": 0, "budget_rate": 0.1}),
         "consolidate": dict(BIO_CONSOLIDATE),
         "dalify": True,
     },
