@@ -44,6 +44,7 @@ from torch.optim import Optimizer
 
 from bioplastic import BioRule, dalify
 from bioplastic import make_optimizer as make_torch_optimizer
+from bioplastic._checks import check_int
 from bioplastic._device import resolve_device
 from bioplastic.dale import check_dalify_args, looks_freshly_initialised
 from strategies.avalanche.config import (
@@ -211,7 +212,11 @@ def _check_arguments(
     if optimizer is not None and rule_kwargs:
         raise ValueError("rule_kwargs only apply when no optimizer is given")
     if optimizer is None:
-        BioRule.validate_options(**dict(rule_kwargs or {}))
+        options = dict(rule_kwargs or {})
+        seed = options.pop("seed", None)  # validate_options covers the group options only
+        if seed is not None:
+            check_int("seed (or None)", seed, 0, 2**63 - 1)
+        BioRule.validate_options(**options)
     if criterion is not None and not callable(criterion):
         raise TypeError(f"criterion must be a callable loss, got {criterion!r}")
     bad = [p for p in plugins or () if not isinstance(p, BasePlugin)]
