@@ -123,22 +123,16 @@ def bio_update(
     Args:
         module: the model to update, typically a clone (``BioMAML.clone()`` or learn2learn's
             ``clone_module``).
-        lr: plasticity rate of the log-domain step (> 0).
+        lr: plasticity rate of the log-domain step (> 0, at most the dtype's largest number).
         grads: one gradient (or ``None``: no update) per ``module.parameters()`` entry, in that
-            order; if ``None``, each parameter's ``.grad`` is used. A gradient holding a NaN or an
-            infinity is skipped (its parameter is not updated, with a ``RuntimeWarning``), as
-            :class:`bioplastic.BioRule` skips it.
+            order; if ``None``, each parameter's ``.grad`` is used. A non-finite gradient is
+            skipped with a ``RuntimeWarning``, as :class:`bioplastic.BioRule` skips it.
         max_step: bound on ``|dlog m|`` per step (> 0), or ``None``.
         other_lr: learning rate of the additive step of non-synapse parameters (>= 0); ``None``
             means ``lr``.
 
     Returns:
         ``module`` (updated in place).
-
-    Raises:
-        ValueError: a rate out of range, including one beyond the parameters' dtype (where
-            ``lr * 0`` is NaN); ``module`` is then left unchanged. (With ``max_step=None`` a
-            huge finite step can still overflow a magnitude: keep ``max_step`` to bound it.)
 
     Reference: Cornford et al. 2024, "Brain-like learning with exponentiated gradients";
     Finn et al. 2017 (MAML); learn2learn's ``maml_update``/``update_module``.
@@ -153,51 +147,37 @@ def bio_update(
     lr = check_number("lr", lr, 0.0, lo_open=True, hi_open=True)
     if max_step is not None:
         max_step = check_number("max_step (or None)", max_step, 0.0, lo_open=True, hi_open=True)
-    other_lr = (
-        lr if other_lr is None else check_number("other_lr (or None)", other_lr, 0.0, hi_open=True)
-    )
+    other_lr = lr if other_lr is None else other_lr
+    check_number("other_lr (or None)", other_lr, 0.0, hi_open=True)
     params = list(module.parameters())
     if grads is None:
         grads = [p.grad for p in params]
     else:
         grads = list(grads)
         if len(grads) != len(params):
-            raise ValueError(
-                f"grads has {len(grads)} entries but the module has {len(params)} parameters"
-            )
+            raise ValueError(f"grads has {len(grads)} entries, the module {len(params)} parameters")
     new: dict[int, Tensor] = {}
     skipped = []
     for i, (p, g) in enumerate(zip(params, grads, strict=True)):
         if g is None or id(p) in new:
             continue
         if g.shape != p.shape:
-            raise ValueError(
-                f"grads[{i}] has shape {tuple(g.shape)}, its parameter {tuple(p.shape)}"
-            )
+            raise ValueError(f"grads[{i}] has shape {tuple(g.shape)}, parameter {tuple(p.shape)}")
         if not bool(torch.isfinite(g).all()):  # as BioRule: no step rather than NaN weights
             skipped.append(i)
             continue
-        _check_rate_fits("lr" if p.dim() >= 2 else "other_lr", lr if p.dim() >= 2 else other_lr, p)
+        rate, name = (lr, "lr") if p.dim() >= 2 else (other_lr, "other_lr")
+        if p.is_floating_point() and rate > torch.finfo(p.dtype).max:  # rate * 0 would be NaN
+            raise ValueError(f"{name} must be <= {torch.finfo(p.dtype).max:.3g}, got {rate!r}")
         if p.dim() >= 2:
             new[id(p)] = multiplicative_update(p, g, lr, max_step=max_step)
         else:
             new[id(p)] = p - other_lr * g
     if skipped:
-        warnings.warn(
-            f"bio_update: gradients of parameters {skipped} are not finite (nan or inf); "
-            "those parameters were not updated",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+        message = f"bio_update: non-finite gradients of parameters {skipped}: not updated"
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
     _reroute(module, new, set())
     return module
-
-
-def _check_rate_fits(name: str, rate: float, p: Tensor) -> None:
-    """A rate beyond the parameter dtype's range turns ``rate * 0`` into NaN: refuse it."""
-    largest = torch.finfo(p.dtype).max if p.is_floating_point() else math.inf
-    if rate > largest:
-        raise ValueError(f"{name} must be <= {largest:.3g} (the largest {p.dtype}), got {rate!r}")
 
 
 def _reroute(module: nn.Module, new: dict[int, Tensor], seen: set[int]) -> None:

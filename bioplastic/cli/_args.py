@@ -73,7 +73,7 @@ def bounded_int(minimum: int, maximum: int):
     allowed = (
         f"a positive integer (at most {maximum})"
         if minimum == 1
-        else f"an integer from {minimum} to {maximum}"
+        else f"an integer >= {minimum} (at most {maximum})"
     )
 
     def parse(text: str) -> int:
