@@ -30,6 +30,7 @@ from strategies.avalanche import (  # noqa: E402
     make_strategy,
     strategy_defaults,
 )
+from strategies.avalanche.config import BIO_RULE  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:No loggers specified")
 
@@ -121,7 +122,7 @@ def test_bioplastic_is_naive_plus_the_plugin(task_bm, task_stream):
 
     def naive(model):
         dalify(model, seed=1)
-        rule = BioRule(model.parameters(), seed=3)
+        rule = BioRule(model.parameters(), seed=3, **BIO_RULE)
         plugin = BioRulePlugin(seed=1)
         return Naive(
             model=model, optimizer=rule, criterion=nn.CrossEntropyLoss(), plugins=[plugin], **kw
@@ -431,7 +432,6 @@ def test_make_strategy_overrides_and_errors(task_stream):
         make_strategy("naive", make_model(task_stream), train_epochs=0)
 
 
-
 def test_bio_stream_defaults_no_warmup_and_adapting_budgets(task_stream):
     # make_strategy("bio") trains without the rule's warm-up (it counts each parameter's steps,
     # so every new task head would restart it and spend most of a ~250-step experience warming
@@ -441,8 +441,8 @@ def test_bio_stream_defaults_no_warmup_and_adapting_budgets(task_stream):
     bio = make_strategy("bio", make_model(task_stream, hidden=(8,)), evaluator=quiet())
     group = bio.optimizer.param_groups[0]
     assert group["warmup"] == 0 and group["budget_rate"] == 0.1
-    # a hand-built BioPlastic keeps the rule's own defaults
+    # a hand-built BioPlastic gets the same settings (one place: config.BIO_RULE)
     hand = BioPlastic(model=make_model(task_stream, hidden=(8,)), evaluator=quiet())
-    rule_defaults = BioRule([nn.Parameter(torch.ones(2, 2))]).defaults
-    assert hand.optimizer.param_groups[0]["warmup"] == rule_defaults["warmup"]
-    assert hand.optimizer.param_groups[0]["budget_rate"] == rule_defaults["budget_rate"]
+    assert hand.optimizer.param_groups[0]["warmup"] == 0
+    assert hand.optimizer.param_groups[0]["budget_rate"] == 0.1
+    assert hand.bio_plugin.consolidate_fraction == bio.bio_plugin.consolidate_fraction

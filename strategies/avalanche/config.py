@@ -34,7 +34,14 @@ from typing import Any
 
 from bioplastic import BioRule
 
-__all__ = ["BIO_CONSOLIDATE", "COMMON", "STRATEGY_DEFAULTS", "STRATEGY_NAMES", "strategy_defaults"]
+__all__ = [
+    "BIO_CONSOLIDATE",
+    "BIO_RULE",
+    "COMMON",
+    "STRATEGY_DEFAULTS",
+    "STRATEGY_NAMES",
+    "strategy_defaults",
+]
 
 #: Arguments every strategy gets (Avalanche's own defaults are mini-batches of 1).
 COMMON: dict[str, Any] = {
@@ -52,6 +59,10 @@ BIO_CONSOLIDATE: dict[str, Any] = {
     if name != "self"
 }
 
+#: What the continual strategies change in :class:`bioplastic.BioRule`'s defaults (see the
+#: ``"bio"`` entry below for why); a hand-built :class:`BioPlastic` uses them too.
+BIO_RULE: dict[str, Any] = {"warmup": 0, "budget_rate": 0.1}
+
 STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
     # The bio rule (rule v2) with two stream-level changes, and BioRule.consolidate's default
     # consolidation after each experience:
@@ -63,7 +74,7 @@ STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
     # Task-IL, 5 seeds: split-mnist1d ACC 0.739 -> 0.806 (forgetting 0.032 -> 0.016),
     # split-digits 0.984 -> 0.993 (0.007 -> 0.001).
     "bio": {
-        "optimizer": ("bio", {"warmup": 0, "budget_rate": 0.1}),
+        "optimizer": ("bio", dict(BIO_RULE)),
         "consolidate": dict(BIO_CONSOLIDATE),
         "dalify": True,
     },

@@ -38,7 +38,7 @@ from avalanche.core import SupervisedPlugin
 from torch import nn
 
 from bioplastic import BioRule, dale_init_, dalify, synaptic_layers
-from strategies.avalanche.config import BIO_CONSOLIDATE
+from strategies.avalanche.config import BIO_CONSOLIDATE, BIO_RULE
 
 __all__ = ["BioRulePlugin", "DaleKeeper", "GrowSchedule"]
 
@@ -180,7 +180,8 @@ class BioRulePlugin(SupervisedPlugin):
         replace_optimizer: if the strategy's optimizer is not a BioRule, replace it by
             ``BioRule(model.parameters(), **rule_kwargs)`` at the start of training (and
             dalify the model if it has no Dale types yet) instead of raising ``TypeError``.
-        rule_kwargs: BioRule arguments for ``replace_optimizer``.
+        rule_kwargs: BioRule arguments for ``replace_optimizer``, on top of
+            :data:`strategies.avalanche.config.BIO_RULE` (the continual strategies' settings).
         dalify_model: with ``replace_optimizer``, dalify a model that has no Dale types.
         dalify_kwargs: arguments of :func:`bioplastic.dalify` (also used for new layers).
         seed: seed for the types of layers added later (new heads).
@@ -261,7 +262,7 @@ class BioRulePlugin(SupervisedPlugin):
             dalify_model = self.dalify_model
         if dalify_model and not any("dale_sign" in m._buffers for _, m in synaptic_layers(model)):
             dalify(model, seed=self.keeper.seed, **self.dalify_kwargs)
-        rule = BioRule(model.parameters(), **self.rule_kwargs)
+        rule = BioRule(model.parameters(), **{**BIO_RULE, **self.rule_kwargs})
         strategy.optimizer = rule
         if getattr(strategy, "optimized_param_id", None) is not None:
             strategy.optimized_param_id = None  # let Avalanche map the new optimizer afresh

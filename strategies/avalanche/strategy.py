@@ -49,6 +49,7 @@ from bioplastic._device import resolve_device
 from bioplastic.dale import check_dalify_args, looks_freshly_initialised
 from strategies.avalanche.config import (
     BIO_CONSOLIDATE,
+    BIO_RULE,
     COMMON,
     STRATEGY_NAMES,
     strategy_defaults,
@@ -116,7 +117,9 @@ class BioPlastic(SupervisedTemplate):
             :func:`bioplastic.dale.looks_freshly_initialised`), else ``"keep"``, so a
             pretrained model is never wiped. Every argument is checked before the model is
             changed: a constructor that raises leaves it as it was.
-        rule_kwargs: arguments of :class:`bioplastic.BioRule` when ``optimizer`` is None.
+        rule_kwargs: arguments of :class:`bioplastic.BioRule` when ``optimizer`` is None, on
+            top of :data:`strategies.avalanche.config.BIO_RULE` (the continual strategies'
+            changes to the rule's defaults, the same as ``make_strategy("bio")``'s).
         consolidate: ``dict(fraction=..., factor=..., by=...)`` for the consolidation after
             each experience (defaults in :data:`strategies.avalanche.config.BIO_CONSOLIDATE`);
             ``None`` disables it.
@@ -175,7 +178,7 @@ class BioPlastic(SupervisedTemplate):
         if dalify_model:
             dalify(model, **dalify_kwargs)
         if optimizer is None:
-            optimizer = BioRule(model.parameters(), **dict(rule_kwargs or {}))
+            optimizer = BioRule(model.parameters(), **{**BIO_RULE, **dict(rule_kwargs or {})})
         plugins = [*(plugins or []), self.bio_plugin]
         super().__init__(
             model=model,
