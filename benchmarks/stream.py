@@ -57,6 +57,7 @@ def run(
     epochs: int,
     logdir: Path,
     resume: bool,
+    overwrite: bool,
     command: str,
 ) -> dict[str, Any]:
     """One comparison; its results copied to ``benchmarks/results/``."""
@@ -69,6 +70,7 @@ def run(
         epochs=epochs,
         logdir=logdir,
         resume=resume,
+        overwrite=overwrite,
         device="cpu",
         progress=lambda line: print(f"  {line}", flush=True),
     )
@@ -103,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(names), help="comma-separated stream/scenario")
     parser.add_argument("--logdir", type=Path, default=Path("runs/benchmark-stream"))
     parser.add_argument("--resume", action="store_true", help="continue an interrupted benchmark")
+    parser.add_argument("--overwrite", action="store_true", help="replace a previous benchmark")
     parser.add_argument("--mnist1d-seeds", type=int, default=SEEDS)
     parser.add_argument("--mnist1d-epochs", type=int, default=COMMON["train_epochs"])
     args = parser.parse_args(argv)
@@ -128,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             epochs=args.mnist1d_epochs if mnist1d else COMMON["train_epochs"],
             logdir=args.logdir,
             resume=args.resume,
+            overwrite=args.overwrite,
             command=command.strip(),
         )
     print(f"total {(time.perf_counter() - t0) / 60:.1f} min")
