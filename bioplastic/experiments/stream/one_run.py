@@ -128,6 +128,23 @@ def _run_one(
         strategy, start = build(), 0
     comparison.update(key, status="running", next_experience=start, hyper_parameters=hyper)
 
+    _train_experiences(strategy, benchmark, start, key, ckpt, comparison, progress,
+                       lambda k: after_experience and after_experience(name, seed, k))  # fmt: skip
+    run = _finished_run(strategy, run_config, hyper, overrides, n_exp, start_time)
+    write_json(run_json, run)
+    # Only an unfinished run needs its checkpoint (megabytes: metric histories, replay buffers).
+    ckpt.unlink(missing_ok=True)
+    comparison.update(key, status="done", next_experience=n_exp)
+    progress(
+        f"{key}: done, final average accuracy {run['final_average_accuracy']:.3f}, "
+        f"forgetting {_num(run['average_forgetting'])}, connectivity {run['connectivity']:.2f}"
+    )
+    return run
+
+
+def _train_experiences(strategy, benchmark, start, key, ckpt, comparison, progress, after) -> None:
+    """Train experiences ``start..`` in order, evaluating and checkpointing after each."""
+    n_exp = len(benchmark.train_stream)
     for k in range(start, n_exp):
         t0 = time.perf_counter()
         strategy.train(benchmark.train_stream[k])
@@ -142,9 +159,11 @@ def _run_one(
             f"{key}: experience {k + 1}/{n_exp}, mean accuracy on seen {acc:.3f} "
             f"({time.perf_counter() - t0:.1f} s)"
         )
-        if after_experience is not None:
-            after_experience(name, seed, k)
+        after(k)
 
+
+def _finished_run(strategy, run_config, hyper, overrides, n_exp, start_time) -> dict[str, Any]:
+    """The run's record: accuracy matrix, continual metrics, weight summary, wall time."""
     json_logger = next(lg for lg in strategy.evaluator.loggers if isinstance(lg, JSONResultsLogger))
     summary = _run_summary(json_logger.results(), n_exp)
     run = {
@@ -155,13 +174,4 @@ def _run_one(
         "dale_typed": bool(overrides.get("dalify", hyper.get("dalify"))),
         "wall_seconds": time.perf_counter() - start_time,
     }
-    run = _normal(run)
-    write_json(run_json, run)
-    # Only an unfinished run needs its checkpoint (megabytes: metric histories, replay buffers).
-    ckpt.unlink(missing_ok=True)
-    comparison.update(key, status="done", next_experience=n_exp)
-    progress(
-        f"{key}: done, final average accuracy {run['final_average_accuracy']:.3f}, "
-        f"forgetting {_num(run['average_forgetting'])}, connectivity {run['connectivity']:.2f}"
-    )
-    return run
+    return _normal(run)
