@@ -126,6 +126,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sweep-seeds", type=int, default=1, help="seeds of sweep/basin (1)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--tasks", default=",".join(rb.TASKS), help="comma-separated task names")
+    parser.add_argument(
+        "--journal", type=Path, default=Path("runs/rulebench.jsonl"),
+        help="every finished run is appended here; a rerun skips runs found in it",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     (RESULTS / "figures").mkdir(parents=True, exist_ok=True)
 
@@ -135,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.part in ("all", "bench"):
         results = rb.run_rulebench(
             args.tasks.split(","), seeds=range(args.seeds), workers=args.workers,
-            progress=progress,
+            progress=progress, journal=args.journal,
         )  # fmt: skip
         results["targets"] = rb.check_targets(results)
         results["environment"] = _environment(args.workers)
@@ -146,10 +150,12 @@ def main(argv: list[str] | None = None) -> None:
     sweep = basin = None
     if args.part in ("all", "basin"):
         basin = rb.run_lr_basin(seeds=range(args.sweep_seeds), workers=args.workers,
-                                progress=progress)  # fmt: skip
+                                progress=progress, journal=args.journal)  # fmt: skip
         _write("rulebench_lr_basin", basin, _basin_markdown(basin))
     if args.part in ("all", "sweep"):
-        sweep = rb.run_width_depth_sweep(range(args.sweep_seeds), args.workers, progress)
+        sweep = rb.run_width_depth_sweep(
+            range(args.sweep_seeds), args.workers, progress, args.journal
+        )
         _write("rulebench_sweep", sweep, _sweep_markdown(sweep))
     if sweep is not None:
         _plot_sweep(sweep, basin)

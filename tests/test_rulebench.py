@@ -102,3 +102,24 @@ def test_targets_compare_bio_with_the_best_dense_baseline_and_every_peer():
     check = rb.check_targets(results)["t"]
     assert not (check["accuracy_ok"] or check["connectivity_ok"] or check["shape_ok"])
     assert "MISS" in rb.format_markdown(results)
+
+
+def test_the_journal_keeps_finished_runs_and_a_rerun_reads_them_back(tmp_path, monkeypatch):
+    journal = tmp_path / "runs" / "journal.jsonl"
+    jobs = [(TINY, "adam", 0, None, None)]
+    first = rb.run_jobs(jobs, journal=journal)
+    assert len(journal.read_text().splitlines()) == 1
+
+    def never(job):
+        raise AssertionError("a run found in the journal was run again")
+
+    monkeypatch.setattr(rb, "_job", never)
+    assert rb.run_jobs(jobs, journal=journal) == first
+
+
+def test_a_peer_that_cannot_reach_the_connectivity_is_reported_not_run():
+    pytest.importorskip("rigl_torch")
+    row = rb.run_one(TINY, "rigl", seed=0, connectivity=0.01)
+    assert "first layer dense" in row["not_run"] and row["test"] is None
+    summary = rb.summarise([row])
+    assert "first layer dense" in summary[TINY.name]["rigl"]["not_run"]

@@ -18,12 +18,14 @@ task, ``softdeepr`` at its own). Every rule runs with its defaults: nothing is t
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -177,7 +179,11 @@ def run_one(
     reference = {k: v.clone() for k, v in model.state_dict().items()}
     steps = task.epochs * math.ceil(len(xtr) / task.batch_size)
     if rule in PEER_NAMES:
-        optimizer: Any = SparsePeer(rule, model, connectivity or 0.25, steps)
+        try:
+            optimizer: Any = SparsePeer(rule, model, connectivity or 0.25, steps)
+        except ValueError as err:  # e.g. rigl's dense first layer exceeds the target alone
+            return {"task": task.name, "rule": rule, "seed": seed, "seconds": 0.0,
+                    "not_run": str(err), **dict.fromkeys(_METRICS)}  # fmt: skip
     else:
         name = rule.removesuffix("-dale")
         extra = {"seed": seed} if name in ("bio", "eg") else {}
@@ -228,6 +234,10 @@ def _evaluate(model, xtr, ytr, xte, yte, reference) -> dict[str, Any]:
     }
 
 
+_METRICS = ("test", "train", "connectivity", "worst_abs_skew", "worst_abs_kurtosis",
+            "sign_flips", "dale_violations")  # fmt: skip
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
@@ -249,33 +259,54 @@ def _cost(task: Task) -> float:
     return scale * per_sample * task.epochs
 
 
+def _key(job: Job) -> str:
+    task, rule, seed, connectivity, options = job
+    target = None if connectivity is None else round(connectivity, 6)
+    return json.dumps([task.name, task.width, task.epochs, rule, seed, target, options])
+
+
 def run_jobs(
     jobs: Sequence[Job],
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
+    journal: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Run ``(task, rule, seed, connectivity, options)`` jobs, in ``workers`` processes."""
-    for task in {job[0] for job in jobs}:
+    """Run ``(task, rule, seed, connectivity, options)`` jobs, in ``workers`` processes.
+
+    With ``journal`` (a JSON-lines file), every finished run is appended to it at once and jobs
+    already there are read back instead of run again: an interrupted benchmark continues.
+    """
+    done = _read_journal(journal)
+    if journal is not None:
+        journal.parent.mkdir(parents=True, exist_ok=True)
+    todo = [job for job in jobs if _key(job) not in done]
+    for task in {job[0] for job in todo}:
         load_task(task)  # render/cache data once, before the workers start
     if workers > 1:  # longest jobs first, so that the last ones to finish are short
-        jobs = sorted(jobs, key=lambda job: -_cost(job[0]))
-    rows: list[dict[str, Any]] = []
-    if workers <= 1:
-        results = map(_job, jobs)
-    else:
-        pool = ProcessPoolExecutor(workers)
-        results = pool.map(_job, jobs)
-    for row in results:
-        rows.append(row)
+        todo = sorted(todo, key=lambda job: -_cost(job[0]))
+    pool = ProcessPoolExecutor(workers) if workers > 1 and todo else None
+    results = map(_job, todo) if pool is None else pool.map(_job, todo)
+    for n, (job, row) in enumerate(zip(todo, results, strict=True), 1):
+        done[_key(job)] = row
+        if journal is not None:
+            with journal.open("a") as handle:
+                handle.write(json.dumps({"key": _key(job), "row": row}) + "\n")
         if progress is not None:
             progress(
-                f"[{len(rows)}/{len(jobs)}] {row['task']} {row['rule']} seed {row['seed']}: "
-                f"test {_fmt(row['test'])}, connectivity {row['connectivity']:.3f}, "
+                f"[{n}/{len(todo)}] {row['task']} {row['rule']} seed {row['seed']}: "
+                f"test {_fmt(row['test'])}, connectivity {_fmt(row['connectivity'])}, "
                 f"{row['seconds']:.0f} s"
             )
-    if workers > 1:
+    if pool is not None:
         pool.shutdown()
-    return rows
+    return [done[_key(job)] for job in jobs]
+
+
+def _read_journal(journal: Path | None) -> dict[str, dict[str, Any]]:
+    if journal is None or not journal.exists():
+        return {}
+    entries = (json.loads(line) for line in journal.read_text().splitlines() if line.strip())
+    return {entry["key"]: entry["row"] for entry in entries}
 
 
 def run_rulebench(
@@ -284,6 +315,7 @@ def run_rulebench(
     seeds: Sequence[int] = (0, 1, 2),
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
+    journal: Path | None = None,
 ) -> dict[str, Any]:
     """Run every rule on every task and seed; peers run at bio's mean connectivity per task."""
     unknown = [t for t in tasks if t not in TASKS] + [r for r in rules if r not in RULES]
@@ -293,7 +325,7 @@ def run_rulebench(
     if any(r in rules for r in ("deepr", "rigl")) and "bio" not in first:
         first.insert(0, "bio")  # the peers' connectivity comes from bio's runs
     runs = run_jobs([(TASKS[t], r, s, None, None) for t in tasks for r in first for s in seeds],
-                    workers, progress)  # fmt: skip
+                    workers, progress, journal)  # fmt: skip
     target = {
         t: statistics.fmean(
             x["connectivity"] for x in runs if x["task"] == t and x["rule"] == "bio"
@@ -302,7 +334,7 @@ def run_rulebench(
     }
     peer_rules = [r for r in ("deepr", "rigl") if r in rules]
     peers = [(TASKS[t], r, s, target[t], None) for t in tasks for r in peer_rules for s in seeds]
-    runs += run_jobs(peers, workers, progress)
+    runs += run_jobs(peers, workers, progress, journal)
     return {"tasks": list(tasks), "rules": list(rules), "seeds": list(seeds), "runs": runs,
             "summary": summarise(runs)}  # fmt: skip
 
@@ -319,8 +351,11 @@ def summarise(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str
                 values = [r[key] for r in rows if _finite(r[key])]
                 entry[key] = statistics.fmean(values) if values else None
                 entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else None
-            entry["sign_flips"] = sum(r["sign_flips"] for r in rows)
-            entry["dale_violations"] = sum(r["dale_violations"] for r in rows)
+            entry["sign_flips"] = sum(r["sign_flips"] or 0 for r in rows)
+            entry["dale_violations"] = sum(r["dale_violations"] or 0 for r in rows)
+            reasons = {r["not_run"] for r in rows if r.get("not_run")}
+            if reasons:
+                entry["not_run"] = "; ".join(sorted(reasons))
             summary.setdefault(task, {})[rule] = entry
     return summary
 
@@ -345,13 +380,14 @@ def run_width_depth_sweep(
     seeds: Sequence[int] = (0,),
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
+    journal: Path | None = None,
 ) -> dict[str, Any]:
     """bio and adam (Dale init) on MNIST-1D MLPs of every width x depth in the sweep."""
     jobs = [
         (Task(f"mnist1d-{d}x{w}", "mnist1d", "mlp", (w,) * d), rule, s, None, None)
         for w in SWEEP_WIDTHS for d in SWEEP_DEPTHS for rule in ("bio", "adam-dale") for s in seeds
     ]  # fmt: skip
-    runs = run_jobs(jobs, workers, progress)
+    runs = run_jobs(jobs, workers, progress, journal)
     return {"widths": list(SWEEP_WIDTHS), "depths": list(SWEEP_DEPTHS), "seeds": list(seeds),
             "runs": runs, "summary": summarise(runs)}  # fmt: skip
 
@@ -361,6 +397,7 @@ def run_lr_basin(
     seeds: Sequence[int] = (0,),
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
+    journal: Path | None = None,
 ) -> dict[str, Any]:
     """bio and adam (Dale init) with lr = default x 1/8 ... x 8; the basin width of each rule is
     the range of factors whose accuracy is within 0.02 of that rule's best."""
@@ -368,7 +405,7 @@ def run_lr_basin(
         (TASKS[task], rule, s, None, {"lr": _default_lr(rule.removesuffix("-dale")) * f})
         for rule in ("bio", "adam-dale") for f in LR_FACTORS for s in seeds
     ]  # fmt: skip
-    runs = run_jobs(jobs, workers, progress)
+    runs = run_jobs(jobs, workers, progress, journal)
     curves: dict[str, dict[str, float]] = {}
     for rule in ("bio", "adam-dale"):
         base = _default_lr(rule.removesuffix("-dale"))
@@ -419,6 +456,8 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 def _cell(entry: Mapping[str, Any], key: str) -> str:
+    if entry.get("not_run"):
+        return "not run"
     std = entry.get(f"{key}_std")
     return _fmt(entry[key]) + ("" if std is None else f" ± {std:.3f}")
 
@@ -437,7 +476,7 @@ def format_markdown(results: Mapping[str, Any]) -> str:
     ]
     for task, entries in summary.items():
         cells = [
-            f"{_cell(entries[r], 'test')} ({entries[r]['connectivity']:.2f})" if r in entries
+            f"{_cell(entries[r], 'test')} ({_fmt(entries[r]['connectivity'], 2)})" if r in entries
             else "" for r in rules
         ]  # fmt: skip
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
@@ -469,7 +508,7 @@ def plot_accuracy_vs_connectivity(results: Mapping[str, Any], path) -> None:
     for i, task in enumerate(tasks):
         ax = fig.add_subplot(rows, cols, i + 1)
         for rule, entry in summary[task].items():
-            if entry["test"] is None:
+            if entry["test"] is None or entry["connectivity"] is None:
                 continue
             ax.scatter(entry["connectivity"], entry["test"], marker=markers.get(rule, "o"),
                        s=60 if rule == "bio" else 36, label=rule)  # fmt: skip
