@@ -110,8 +110,10 @@ def section_continual(ctx: ReportContext) -> Section:
     for name, data in files:
         recorded = data.get("command") or (data.get("benchmark") or {}).get("command")
         command = str(recorded or f"(command not recorded in {name})")
-        accs = {_label(p): m for p, m in _matrices(data, acc_re)}
-        allocs = {_label(p): m for p, m in _matrices(data, alloc_re)}
+        # per-seed matrices under "runs" are summarised per strategy elsewhere in the file;
+        # labelled by path they would all fold into one phantom strategy "run"
+        accs = {_label(p): m for p, m in _matrices(data, acc_re) if not p.startswith("runs.")}
+        allocs = {_label(p): m for p, m in _matrices(data, alloc_re) if not p.startswith("runs.")}
         lines += [f"### {name}", ""]
         if not accs and not allocs:
             lines += [

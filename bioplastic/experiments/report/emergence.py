@@ -101,8 +101,9 @@ def section_emergence(ctx: ReportContext) -> Section:
     ]
     lines += [
         "",
-        "Sparsity under bio comes from synaptic noise plus an elimination floor in the rule "
-        "(SPEC section 3), not from an L1 penalty or a connectivity target (which `enforced` "
+        "Sparsity under bio comes from a fixed metabolic cost per synapse, which weak synapses "
+        "pay most, and elimination relative to each unit's surviving synapses (rule v2, SPEC "
+        "section 3), not from an L1 penalty or a connectivity target (which `enforced` "
         "uses); Dale's law holds for bio and eg by construction (sign-fixed multiplicative "
         "updates), so the comparison that matters is that adam breaks it.",
     ]
