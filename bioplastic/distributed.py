@@ -102,7 +102,7 @@ def _env_int(name: str, default: int) -> int:
 
 
 def init_distributed(
-    device: str = "auto", backend: str = "auto", timeout_s: float = 600.0
+    device: str = "auto", backend: str = "auto", timeout_s: float = 300.0
 ) -> DistInfo:
     """Join the process group that ``torchrun`` set up, or describe a single process.
 
@@ -114,7 +114,9 @@ def init_distributed(
     Args:
         device: see :func:`resolve_device`.
         backend: ``"auto"``, ``"gloo"`` or ``"nccl"``.
-        timeout_s: how long a collective waits for the other ranks before failing.
+        timeout_s: how long a collective waits for the other ranks before failing (a
+            :class:`datetime.timedelta` of it is the process group's timeout; the default
+            is ``bioplastic train --timeout``'s).
 
     Raises:
         ValueError: bad arguments, NCCL without CUDA, or inconsistent torchrun variables.

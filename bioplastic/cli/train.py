@@ -12,7 +12,10 @@ writes ``<out>/checkpoint.pt``. ``train.json`` is strict JSON: a NaN or infinite
 the loss of a diverged run) is written as ``null``. The output folder is checked before any
 training (a file, under a file, read-only: one line, exit status 2) and locked while the run
 writes; a folder holding a previous run needs ``--resume`` or ``--overwrite``. SIGTERM: the
-current step finishes, a checkpoint is written and the command exits with status 143.
+current step finishes, a checkpoint is written and the command exits with status 143. Under
+torchrun, a rank that does not answer within ``--timeout`` seconds (frozen, deadlocked, gone)
+makes the others stop with one line naming it, ``bioplastic train: error: rank 1 of 2 did not
+answer within 300 s in epoch 3, batch 7 (...)``, and exit status 1.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from bioplastic.cli._args import (
     CLIError,
     bounded_int,
     clip,
+    error_line,
     out_path,
     positive_int,
     set_threads,
@@ -89,6 +93,16 @@ def _fraction(lo_open: bool):
         return value
 
     return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {clip(text)}")
+    return value
 
 
 def _rule_option(text: str) -> tuple[str, Any]:
@@ -145,6 +159,14 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--consolidate-factor", type=_fraction(lo_open=True), default=0.5)
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="under torchrun (auto)")
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=300.0,
+        metavar="SECONDS",
+        help="under torchrun: how long a rank waits for the others before it stops with an "
+        "error naming the rank that did not answer (300)",
+    )
     p.add_argument("--out", type=out_path, default=Path("runs/train"), help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
     p.add_argument(
@@ -162,12 +184,17 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from bioplastic.experiments.train import RankTimeout
+
     try:
         return _run(args)
     except (FolderLocked, OSError) as err:
         if isinstance(err, FolderLocked) or err.errno == errno.ENOSPC:
             raise CLIError(f"{err.strerror}") from None
         raise
+    except RankTimeout as err:  # every rank that waited says which rank did not answer
+        print(error_line("bioplastic train", err), file=sys.stderr, flush=True)
+        return 1
     except (ValueError, CLIError):
         if os.environ.get("RANK", "0") != "0":
             return 2  # under torchrun, rank 0 reports the same error once
@@ -194,10 +221,11 @@ def _run(args: argparse.Namespace) -> int:
         resume=args.resume,
         save_rank_states=args.save_rank_states,
         overwrite=args.overwrite,
+        timeout=args.timeout,
     )
     config.validate()
     set_threads(args.threads)
-    info = init_distributed(args.device, args.backend)
+    info = init_distributed(args.device, args.backend, timeout_s=config.timeout)
     try:
         if info.is_main:  # only rank 0 writes: check its folder before any compute
             check_writable_folder(args.out)

@@ -35,6 +35,12 @@ device; started by ``torchrun --nproc_per_node N`` it wraps the model in PyTorch
   the ranks agree on it after every step (a one-element all-reduce), finish the step, write a
   checkpoint at that position and raise :class:`TrainingInterrupted` (``bioplastic train``
   exits with status 143). A SIGKILL loses at most the epoch in progress.
+* **A rank that stops answering** (frozen, deadlocked, its machine gone) makes the others'
+  next collective fail after ``timeout`` seconds (``init_distributed(timeout_s=...)``,
+  ``bioplastic train --timeout``) instead of waiting silently. Before every collective each
+  rank records in the process group's store how many collectives it has entered; when one
+  times out, the ranks that recorded fewer are the ones that did not answer, and
+  :class:`RankTimeout` names them.
 
 Example::
 
@@ -50,7 +56,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,7 +94,7 @@ from bioplastic.optim import BioRule
 from bioplastic.probes import dale_violations, synaptic_layers
 from bioplastic.train import accuracy
 
-__all__ = ["BACKENDS", "DATASETS", "DEVICES", "TrainConfig", "train"]
+__all__ = ["BACKENDS", "DATASETS", "DEVICES", "RankTimeout", "TrainConfig", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +130,9 @@ class TrainConfig:
             (without it, or ``resume``, a folder holding a run is refused).
         save_rank_states: every rank also writes its final model and optimizer state to
             ``out/rank-<r>.pt`` (to compare ranks).
+        timeout: seconds a rank waits for the others at a collective before
+            :class:`RankTimeout`; give :func:`init_distributed` the same value (its
+            ``timeout_s``), which sets the process group's timeout.
     """
 
     dataset: str = "digits"
@@ -138,6 +148,7 @@ class TrainConfig:
     resume: bool = False
     save_rank_states: bool = False
     overwrite: bool = False
+    timeout: float = 300.0
 
     def validate(self) -> None:
         """Raise a ``ValueError`` naming the first bad field and its allowed values."""
@@ -170,6 +181,9 @@ class TrainConfig:
         f = self.consolidate_factor
         if not (isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1):
             raise ValueError(f"consolidate_factor must be in (0, 1], got {f!r}")
+        t = self.timeout
+        if not (isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t < math.inf):
+            raise ValueError(f"timeout must be a positive number of seconds, got {t!r}")
         # the rule's options, checked by building it on a stand-in (before any file is written)
         _build_optimizer(self, [nn.Parameter(torch.zeros(2, 2))])
 
@@ -262,6 +276,79 @@ def _step(net: nn.Module, optimizer, x: Tensor, y: Tensor, info: DistInfo, n_glo
     return float(losses.detach().sum())
 
 
+class RankTimeout(RuntimeError):
+    """A rank did not answer a collective within the process group's timeout."""
+
+
+#: Words of the errors torch raises when a collective times out or loses a peer.
+_LOST_PEER = ("timed out", "timeout", "connection closed", "connection reset")
+_ROLL_KEY = "bioplastic/collectives/rank{}"
+
+
+def _is_lost_peer(err: BaseException) -> bool:
+    text = str(err).lower()
+    return isinstance(err, dist.DistError) or any(w in text for w in _LOST_PEER)
+
+
+class _Roll:
+    """Names the ranks that did not answer a collective.
+
+    Each rank writes to ``store`` (the process group's key-value store, served by a thread of
+    rank 0 that keeps answering while a training thread is stuck) how many collectives it has
+    entered, before entering one. When a collective fails with a timeout, the ranks that
+    entered fewer never reached it: :meth:`collective` raises :class:`RankTimeout` naming them.
+    One small store write per step; nothing at all for a single process.
+    """
+
+    def __init__(self, info: DistInfo, timeout_s: float, store: Any = None) -> None:
+        self.info, self.timeout_s, self.entered = info, timeout_s, 0
+        if store is None and info.distributed:
+            store = dist.distributed_c10d._get_default_store()
+        self.store = store
+
+    @contextmanager
+    def collective(self, where: str) -> Iterator[None]:
+        """Run the block's collectives; a timeout becomes a :class:`RankTimeout`."""
+        if not self.info.distributed:
+            yield
+            return
+        self.entered += 1
+        self.store.set(_ROLL_KEY.format(self.info.rank), str(self.entered))
+        try:
+            yield
+        except RuntimeError as err:
+            if isinstance(err, RankTimeout) or not _is_lost_peer(err):
+                raise
+            raise RankTimeout(self.message(where)) from err
+
+    def missing(self) -> list[int] | None:
+        """The ranks that entered fewer collectives than this one (``None``: unknown)."""
+        behind = []
+        try:
+            for rank in range(self.info.world_size):
+                key = _ROLL_KEY.format(rank)
+                entered = int(self.store.get(key)) if self.store.check([key]) else 0
+                if entered < self.entered:
+                    behind.append(rank)
+        except (RuntimeError, ValueError):  # the store itself is gone (rank 0 died)
+            return None
+        return behind
+
+    def message(self, where: str) -> str:
+        """One line: which rank did not answer, where, after how long, and what to do."""
+        behind = self.missing()
+        if behind:
+            who = f"rank{'s' if len(behind) > 1 else ''} {', '.join(map(str, behind))}"
+        elif behind is None:
+            who = "a rank (unknown which: the store on rank 0 did not answer either)"
+        else:
+            who = "a rank (every rank reached this point; one stopped inside it)"
+        return (
+            f"{who} of {self.info.world_size} did not answer within {self.timeout_s:g} s "
+            f"{where} (rank {self.info.rank} waited); if it is alive but slow, raise --timeout"
+        )
+
+
 def train(
     config: TrainConfig,
     info: DistInfo | None = None,
@@ -314,6 +401,20 @@ def _check_previous_run(config: TrainConfig) -> None:
         )
 
 
+def _build_model(
+    config: TrainConfig, info: DistInfo, n_inputs: int, n_classes: int
+) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The model and optimizer, identical on every rank.
+
+    We seed, not broadcast: the same seed on every rank gives the same model and the same
+    BioRule generator seed (BioRule(seed=None) draws it from torch's global generator).
+    """
+    torch.manual_seed(config.seed)
+    model = BioMLP(n_inputs, tuple(config.hidden), n_classes, seed=config.seed)
+    model.to(info.device)
+    return model, _build_optimizer(config, model.parameters())
+
+
 def _train(
     config: TrainConfig, info: DistInfo, progress: Callable[[str], None] | None
 ) -> dict[str, Any]:
@@ -322,19 +423,14 @@ def _train(
     resume = _resume_state(config, info)
     x_train, y_train, x_test, y_test = _load_data(config.dataset, info.device)
     n_classes = int(max(int(y_train.max()), int(y_test.max()))) + 1
-
-    # We seed, not broadcast: the same seed on every rank gives the same model and the same
-    # BioRule generator seed (BioRule(seed=None) draws it from torch's global generator).
-    torch.manual_seed(config.seed)
-    model = BioMLP(x_train.shape[1], tuple(config.hidden), n_classes, seed=config.seed)
-    model.to(info.device)
-    optimizer = _build_optimizer(config, model.parameters())
-
+    model, optimizer = _build_model(config, info, x_train.shape[1], n_classes)
     epoch, batch, loss_sum, history = _restore(resume, model, optimizer, config, info)
     resumed_from = None if resume is None else {"epoch": epoch, "batch": batch}
 
+    roll = _Roll(info, config.timeout)
     # Before DDP's constructor broadcasts rank 0's weights: this checks the seeding itself.
-    check_ranks_agree(info, state_checksum(model, optimizer), "at the start")
+    with roll.collective("at the start"):
+        check_ranks_agree(info, state_checksum(model, optimizer), "at the start")
     if progress is not None and info.is_main:
         progress(_start_message(config, info, resume, epoch, batch))
     net: nn.Module = model
@@ -363,20 +459,23 @@ def _train(
                     info.world_size,
                 )
                 n_global = min(config.batch_size, n - batch * config.batch_size)
-                loss_sum += _step(net, optimizer, x_train[idx], y_train[idx], info, n_global)
+                with roll.collective(f"in epoch {epoch + 1}, batch {batch + 1}"):
+                    loss_sum += _step(net, optimizer, x_train[idx], y_train[idx], info, n_global)
+                    stop = agree_to_stop(info, sigterm[0])
                 batch += 1
-                if agree_to_stop(info, sigterm[0]):
-                    total = all_sum(info, loss_sum)
-                    checkpoint(epoch, batch, total)
-                    if info.distributed:
-                        dist.barrier()
+                if stop:
+                    with roll.collective("while stopping on SIGTERM"):
+                        checkpoint(epoch, batch, all_sum(info, loss_sum))
+                        if info.distributed:
+                            dist.barrier()
                     raise TrainingInterrupted(ckpt_path, epoch, batch)
-            epoch_loss = all_sum(info, loss_sum) / n
             if config.consolidate and isinstance(optimizer, BioRule):
                 optimizer.consolidate(config.consolidate, config.consolidate_factor)
-            checksum = check_ranks_agree(
-                info, state_checksum(model, optimizer), f"after epoch {epoch + 1}"
-            )[0]
+            with roll.collective(f"after epoch {epoch + 1}"):
+                epoch_loss = all_sum(info, loss_sum) / n
+                checksum = check_ranks_agree(
+                    info, state_checksum(model, optimizer), f"after epoch {epoch + 1}"
+                )[0]
             record = {"epoch": epoch + 1, "train_loss": epoch_loss}
             if info.is_main:
                 record["test_accuracy"] = accuracy(model, x_test, y_test)
@@ -390,8 +489,9 @@ def _train(
                     f"test acc {record['test_accuracy']:.4f}"
                 )
 
-    return _finish(config, info, model, optimizer, x_test, y_test, epoch, resumed_from,
-                   history, start_time)  # fmt: skip
+    with roll.collective("at the end"):
+        return _finish(config, info, model, optimizer, x_test, y_test, epoch, resumed_from,
+                       history, start_time)  # fmt: skip
 
 
 def _start_message(config: TrainConfig, info: DistInfo, resume: Any, epoch: int, batch: int) -> str:
