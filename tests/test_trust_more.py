@@ -4,6 +4,9 @@ forgetting we print is named for what it is."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -130,3 +133,34 @@ def test_cli_passes_timeout_and_prints_one_line(tmp_path, monkeypatch, capsys):
     assert seen["timeout_s"] == 9.0
     err = capsys.readouterr().err
     assert err == ("bioplastic train: error: rank 1 of 2 did not answer within 9 s at the start\n")
+
+
+# ------------------------------------------------------------------------------ single-seed tables
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+def _formatters():
+    from bioplastic.experiments.compare import format_markdown as compare_md
+    from bioplastic.experiments.robustness.markdown import format_markdown as robustness_md
+    from bioplastic.experiments.stream.markdown import format_markdown as stream_md
+
+    return [
+        ("digits_rules.json", compare_md),
+        ("robustness_digits.json", robustness_md),
+        ("stream_split-digits_task.json", stream_md),
+    ]
+
+
+@pytest.mark.parametrize("name, fmt", _formatters(), ids=lambda v: getattr(v, "__module__", v))
+def test_single_seed_tables_print_the_value_alone(name, fmt):
+    results = json.loads((RESULTS / name).read_text())
+    several = fmt(results)
+    assert " ± " in several  # several seeds: mean ± std
+    results["config"]["seeds"] = [0]
+    one = fmt(results)
+    assert "± 0.000" not in one and " ± " not in one.replace("mean ± std", "")
+    assert "one seed" in one.lower()
+    # the same numbers, without their spread
+    cells = (c for line in several.splitlines() if line.startswith("|") for c in line.split("|"))
+    cell = next(c for c in cells if " ± " in c)
+    assert cell.split(" ± ")[0].strip() in one

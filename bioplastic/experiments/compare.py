@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -192,15 +192,37 @@ def check_targets(results: dict[str, Any], model: str) -> dict[str, Any]:
 def _fmt(ms: dict[str, float], digits: int = 3) -> str:
     if math.isnan(ms["mean"]):
         return "n/a"
+    if ms.get("std") is None:  # one seed: no spread
+        return f"{ms['mean']:.{digits}f}"
     return f"{ms['mean']:.{digits}f} ± {ms['std']:.{digits}f}"
+
+
+def _without_spread(data: Any) -> Any:
+    """``data`` with every ``{"mean", "std"}`` entry's std set to ``None``: a single seed has
+    no spread to show, so its tables print the value alone instead of "± 0.000"."""
+    if isinstance(data, Mapping):
+        out = {k: _without_spread(v) for k, v in data.items()}
+        if "mean" in out and "std" in out:
+            out["std"] = None
+        return out
+    if isinstance(data, list):
+        return [_without_spread(v) for v in data]
+    return data
+
+
+def _n_seeds(seeds: Any) -> int:
+    return seeds if isinstance(seeds, int) else len(seeds)
 
 
 def format_markdown(results: dict[str, Any]) -> str:
     """A readable summary: one table of rules, one of per-layer statistics, target checks."""
     cfg = results["config"]
+    one_seed = _n_seeds(cfg["seeds"]) == 1
+    if one_seed:
+        results = _without_spread(results)
     lines = [
         f"Digits, {cfg['epochs']} epochs, batch {cfg['batch_size']}, hidden {cfg['hidden']}, "
-        f"seeds {cfg['seeds']} (mean ± std over seeds)",
+        f"seeds {cfg['seeds']} ({'one seed' if one_seed else 'mean ± std over seeds'})",
         "",
         "| model | rule | test accuracy | connectivity | Dale violations | sign flips |",
         "|---|---|---|---|---:|---:|",

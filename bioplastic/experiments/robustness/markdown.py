@@ -13,7 +13,26 @@ from bioplastic.experiments.robustness.data import INTERVENTIONS
 def _fmt(ms: Mapping[str, Any] | None, digits: int = 3) -> str:
     if not ms or ms.get("mean") is None:
         return "n/a"
+    if ms.get("std") is None:  # one seed: no spread
+        return f"{ms['mean']:.{digits}f}"
     return f"{ms['mean']:.{digits}f} ± {ms['std']:.{digits}f}"
+
+
+def _without_spread(data: Any) -> Any:
+    """``data`` with every ``{"mean", "std"}`` entry's std set to ``None``: a single seed has
+    no spread to show, so its tables print the value alone instead of "± 0.000"."""
+    if isinstance(data, Mapping):
+        out = {k: _without_spread(v) for k, v in data.items()}
+        if "mean" in out and "std" in out:
+            out["std"] = None
+        return out
+    if isinstance(data, list):
+        return [_without_spread(v) for v in data]
+    return data
+
+
+def _n_seeds(seeds: Any) -> int:
+    return seeds if isinstance(seeds, int) else len(seeds)
 
 
 def format_markdown(results: Mapping[str, Any]) -> str:
@@ -21,7 +40,8 @@ def format_markdown(results: Mapping[str, Any]) -> str:
     and epsilon (mean ± std over seeds, with clean accuracy in every row), masking checks,
     weight scale and gradients, interventions, correlations and findings."""
     cfg = results["config"]
-    summary = results["summary"]
+    one_seed = _n_seeds(cfg["seeds"]) == 1
+    summary = _without_spread(results["summary"]) if one_seed else results["summary"]
     rules = [r for r in cfg["rules"] if r in summary]
     models = rules + [k for k in INTERVENTIONS if k in summary]
     lines = _header(cfg, rules) + _training_table(summary, rules)
@@ -46,7 +66,8 @@ def _header(cfg: Mapping[str, Any], rules: list[str]) -> list[str]:
         f"# Robustness at matched clean accuracy: {cfg['dataset']}",
         "",
         f"Model {cfg['model']}; rules {', '.join(rules)}; seeds {cfg['seeds']} "
-        f"(mean ± std over seeds). Protocol: {cfg['protocol']} (target validation accuracy "
+        f"({'one seed' if _n_seeds(cfg['seeds']) == 1 else 'mean ± std over seeds'}). "
+        f"Protocol: {cfg['protocol']} (target validation accuracy "
         f"{cfg['target_accuracy']}). Test set: {cfg['n_test']} samples; epsilon units: "
         f"{cfg['eps_units']}; input range {[round(v, 3) for v in cfg['input_range']]}. PGD: "
         f"{cfg['pgd_steps']} steps, step {cfg['pgd_step_size']}, {cfg['restarts']} restart(s). "

@@ -19,20 +19,41 @@ def _val(value: float | int | None) -> str:
 def _pm(ms: Mapping[str, float | None], digits: int = 3) -> str:
     if ms.get("mean") is None:
         return "n/a"
+    if ms.get("std") is None:  # one seed: no spread
+        return f"{ms['mean']:.{digits}f}"
     return f"{ms['mean']:.{digits}f} ± {ms['std']:.{digits}f}"
+
+
+def _without_spread(data: Any) -> Any:
+    """``data`` with every ``{"mean", "std"}`` entry's std set to ``None``: a single seed has
+    no spread to show, so its tables print the value alone instead of "± 0.000"."""
+    if isinstance(data, Mapping):
+        out = {k: _without_spread(v) for k, v in data.items()}
+        if "mean" in out and "std" in out:
+            out["std"] = None
+        return out
+    if isinstance(data, list):
+        return [_without_spread(v) for v in data]
+    return data
+
+
+def _n_seeds(seeds: Any) -> int:
+    return seeds if isinstance(seeds, int) else len(seeds)
 
 
 def format_markdown(results: Mapping[str, Any]) -> str:
     """The comparison as markdown: the main table, task encoding, targets, accuracy matrices."""
     cfg = results["config"]
-    summary = results["summary"]
+    one_seed = _n_seeds(cfg["seeds"]) == 1
+    summary = _without_spread(results["summary"]) if one_seed else results["summary"]
     kwargs = ", ".join(f"{k}={v}" for k, v in cfg["stream_kwargs"].items())
     lines = [
         f"## {cfg['stream']}, {cfg['scenario']}-incremental",
         "",
         f"{cfg['n_experiences']} experiences, {cfg['epochs']} epochs per experience, seeds "
         f"{cfg['seeds']}{', quick' if cfg['quick'] else ''}{', ' + kwargs if kwargs else ''}. "
-        "Mean ± std over seeds. ACC: final average accuracy; F: average forgetting; BWT: "
+        f"{'One seed' if one_seed else 'Mean ± std over seeds'}. "
+        "ACC: final average accuracy; F: average forgetting; BWT: "
         "backward transfer; connectivity and Dale violations of the final model (whole model, "
         "heads included).",
         "",
