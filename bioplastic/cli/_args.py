@@ -10,6 +10,7 @@ from bioplastic._device import DEVICE_CHOICES, resolve_device
 __all__ = [
     "CLIError",
     "DEVICE_CHOICES",
+    "HelpFormatter",
     "MAX_SEED",
     "MAX_THREADS",
     "Parser",
@@ -126,7 +127,41 @@ def csv_choices(choices: tuple[str, ...]):
     return parse
 
 
+def _shown(default: object) -> str:
+    """A default as a user would type it: ``bio,adam`` for a list, ``runs`` for a path."""
+    if isinstance(default, (list, tuple)):
+        return ",".join(map(str, default))
+    return str(default)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, ``(default: 64)``, written as the user would
+    type it; flags, options without a default (``None``, ``{}``) and help texts that already
+    state it (``%(default)s`` or "default:") get no suffix."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or default is None
+            or default is argparse.SUPPRESS
+            or isinstance(default, bool)
+            or default in ({}, [], ())
+            or "%(default)" in text
+            or "default:" in text
+        ):
+            return text
+        return f"{text} (default: {_shown(default).replace('%', '%%')})"
+
+
 class Parser(argparse.ArgumentParser):
+    """The parser of ``bioplastic`` and its subcommands: one-line errors, defaults in help."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one line, not the whole usage text
         raise CLIError(message, prog=self.prog)
 

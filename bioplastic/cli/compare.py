@@ -28,12 +28,22 @@ def add_parser(sub) -> None:
         description="Train the same Dale-initialised MLPs on scikit-learn's digits with each "
         "rule and report test accuracy, connectivity, Dale violations and log-weight shape.",
     )
-    p.add_argument("--rules", type=csv_choices(OPTIMIZER_NAMES), default="bio,eg,adam,enforced")
-    p.add_argument("--models", type=csv_choices(MODEL_KINDS), default=",".join(MODEL_KINDS))
+    p.add_argument(
+        "--rules",
+        type=csv_choices(OPTIMIZER_NAMES),
+        default="bio,eg,adam,enforced",
+        help=f"comma-separated rules, from {','.join(OPTIMIZER_NAMES)}",
+    )
+    p.add_argument(
+        "--models",
+        type=csv_choices(MODEL_KINDS),
+        default=",".join(MODEL_KINDS),
+        help=f"comma-separated models, from {','.join(MODEL_KINDS)}",
+    )
     p.add_argument("--seeds", type=positive_int, default=3, help="number of seeds")
-    p.add_argument("--epochs", type=positive_int, default=30)
-    p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--threads", type=threads, default=1)
+    p.add_argument("--epochs", type=positive_int, default=30, help="training epochs")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="minibatch size")
+    p.add_argument("--threads", type=threads, default=1, help="torch threads")
     add_device_argument(p)
     p.add_argument("--out", type=out_path, default=Path("runs/compare"), help="output folder")
     p.set_defaults(run=run)

@@ -62,19 +62,48 @@ def add_parser(sub) -> None:
         help="few-shot accuracy of backbones trained by each rule (learn2learn)",
         description="Pre-train a backbone per rule on meta-train classes, then evaluate "
         "N-way K-shot episodes of held-out classes (the same seeded episodes for every rule) "
-        "and report mean accuracy with 95%% confidence intervals and paired differences.",
+        "and report mean accuracy with 95% confidence intervals and paired differences.",
     )
-    p.add_argument("--dataset", choices=DATASETS, default="glyphs")
-    p.add_argument("--root", type=out_path, default=None, help="Omniglot root (holds omniglot-py/)")
-    p.add_argument("--ways", type=positive_int, default=5)
-    p.add_argument("--shots", type=_shots, default=[1, 5], help="e.g. 1,5")
-    p.add_argument("--episodes", type=positive_int, default=600)
-    p.add_argument("--rules", type=csv_choices(RULES), default=["bio", "adam", "eg"])
-    p.add_argument("--methods", type=csv_choices(METHODS), default=["proto", "finetune"])
-    p.add_argument("--seeds", type=positive_int, default=3)
-    p.add_argument("--epochs", type=positive_int, default=None, help="pre-training epochs")
-    p.add_argument("--bio", type=_json_object, default={}, help="JSON options of the bio rule")
-    p.add_argument("--threads", type=threads, default=1)
+    p.add_argument("--dataset", choices=DATASETS, default="glyphs", help="episode source")
+    p.add_argument(
+        "--root",
+        type=out_path,
+        default=None,
+        help="Omniglot root, holding omniglot-py/ (default: none; needed with --dataset omniglot)",
+    )
+    p.add_argument("--ways", type=positive_int, default=5, help="classes per episode (N)")
+    p.add_argument(
+        "--shots", type=_shots, default=[1, 5], help="comma-separated support shots per class (K)"
+    )
+    p.add_argument(
+        "--episodes", type=positive_int, default=600, help="test episodes per shot and seed"
+    )
+    p.add_argument(
+        "--rules",
+        type=csv_choices(RULES),
+        default=["bio", "adam", "eg"],
+        help=f"comma-separated pre-training rules, from {','.join(RULES)}",
+    )
+    p.add_argument(
+        "--methods",
+        type=csv_choices(METHODS),
+        default=["proto", "finetune"],
+        help=f"comma-separated few-shot methods, from {','.join(METHODS)}",
+    )
+    p.add_argument("--seeds", type=positive_int, default=3, help="number of seeds")
+    p.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help="pre-training epochs (default: the dataset's, from the tuned defaults)",
+    )
+    p.add_argument(
+        "--bio",
+        type=_json_object,
+        default={},
+        help="JSON options of the bio rule, e.g. '{\"noise\": 0.1}' (default: its defaults)",
+    )
+    p.add_argument("--threads", type=threads, default=1, help="torch threads")
     add_device_argument(p)
     p.add_argument("--out", type=out_path, default=Path("runs/fewshot"), help="output folder")
     p.set_defaults(run=_run)

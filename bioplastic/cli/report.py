@@ -86,8 +86,18 @@ def _add_robustness(sub) -> None:
         "it, and test whether differences come from connectivity or weight scale. Writes "
         "robustness_<dataset>.json/.md and figures.",
     )
-    p.add_argument("--datasets", type=csv_choices(_DATASETS), default="digits,mnist1d")
-    p.add_argument("--rules", type=csv_choices(OPTIMIZER_NAMES), default="bio,adam,eg,enforced")
+    p.add_argument(
+        "--datasets",
+        type=csv_choices(_DATASETS),
+        default="digits,mnist1d",
+        help=f"comma-separated, from {','.join(_DATASETS)}",
+    )
+    p.add_argument(
+        "--rules",
+        type=csv_choices(OPTIMIZER_NAMES),
+        default="bio,adam,eg,enforced",
+        help=f"comma-separated rules, from {','.join(OPTIMIZER_NAMES)}",
+    )
     p.add_argument("--seeds", type=positive_int, default=3, help="number of seeds")
     p.add_argument(
         "--target",
@@ -95,15 +105,22 @@ def _add_robustness(sub) -> None:
         default=None,
         help="validation accuracy target (default: per dataset)",
     )
-    p.add_argument("--epsilons", type=_floats, default=None, help="L-inf budgets, e.g. 0,0.05,0.1")
-    p.add_argument("--l2-epsilons", type=_floats, default=None, help="L2 budgets")
-    p.add_argument("--hidden", type=_widths, default=(256,), help="hidden widths, e.g. 256")
-    p.add_argument("--pgd-steps", type=positive_int, default=10)
-    p.add_argument("--restarts", type=positive_int, default=1)
+    p.add_argument(
+        "--epsilons",
+        type=_floats,
+        default=None,
+        help="L-inf budgets, e.g. 0,0.05,0.1 (default: per dataset)",
+    )
+    p.add_argument(
+        "--l2-epsilons", type=_floats, default=None, help="L2 budgets (default: per dataset)"
+    )
+    p.add_argument("--hidden", type=_widths, default=(256,), help="comma-separated hidden widths")
+    p.add_argument("--pgd-steps", type=positive_int, default=10, help="PGD iterations per attack")
+    p.add_argument("--restarts", type=positive_int, default=1, help="PGD random restarts")
     p.add_argument(
         "--no-interventions", action="store_true", help="skip the pruning / rescaling interventions"
     )
-    p.add_argument("--threads", type=threads, default=1)
+    p.add_argument("--threads", type=threads, default=1, help="torch threads")
     add_device_argument(p)
     p.add_argument("--out", type=out_path, default=Path("benchmarks/results"), help="output folder")
     p.set_defaults(run=_run_robustness)
@@ -173,7 +190,7 @@ def _add_report(sub) -> None:
         default=None,
         help=f"report file (default: <results>/REPORT.md; with --quick {QUICK_OUT})",
     )
-    p.add_argument("--threads", type=threads, default=1)
+    p.add_argument("--threads", type=threads, default=1, help="torch threads (with --quick)")
     p.set_defaults(run=_run_report)
 
 

@@ -61,21 +61,32 @@ def add_parser(subparsers: Any) -> None:
         "offline task stream and seeds; print and write final average accuracy, forgetting, "
         "BWT, connectivity and Dale violations, with TensorBoard logs.",
     )
-    p.add_argument("--stream", choices=available_streams(), default="split-digits")
-    p.add_argument("--scenario", choices=SCENARIOS, default="task")
+    p.add_argument("--stream", choices=available_streams(), default="split-digits", help="stream")
+    p.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="task",
+        help="task-, class- or domain-incremental",
+    )
     p.add_argument(
         "--strategies",
         type=csv_choices(STRATEGY_CHOICES),
         default=DEFAULT_STRATEGIES,
-        help=f"comma-separated, from {','.join(STRATEGY_CHOICES)} (default: {DEFAULT_STRATEGIES})",
+        help=f"comma-separated, from {','.join(STRATEGY_CHOICES)}",
     )
     p.add_argument(
-        "--seeds", type=positive_int, default=None, help="number of seeds (5; 1 with --quick)"
+        "--seeds",
+        type=positive_int,
+        default=None,
+        help="number of seeds (default: 5; 1 with --quick)",
     )
     p.add_argument(
-        "--epochs", type=positive_int, default=None, help="epochs per experience (10; 3 quick)"
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help="epochs per experience (default: 10; 3 with --quick)",
     )
-    p.add_argument("--logdir", type=out_path, default=Path("runs"), help="output folder (runs)")
+    p.add_argument("--logdir", type=out_path, default=Path("runs"), help="output folder")
     p.add_argument(
         "--resume", action="store_true", help="reuse finished runs, continue interrupted ones"
     )
@@ -93,8 +104,14 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--quick", action="store_true", help="short version: 3 epochs, fewer samples, 1 seed"
     )
-    p.add_argument("--threads", type=threads, default=1, help="torch threads (1)")
-    p.add_argument("--root", type=out_path, default=None, help="folder of the MNIST IDX files")
+    p.add_argument("--threads", type=threads, default=1, help="torch threads")
+    p.add_argument(
+        "--root",
+        type=out_path,
+        default=None,
+        help="folder of the MNIST IDX files (default: none; needed by the MNIST and "
+        "Fashion-MNIST streams)",
+    )
     add_device_argument(p)
     p.set_defaults(run=_run_stream)
 

@@ -133,8 +133,8 @@ def add_parser(subparsers: Any) -> None:
         "or under 'torchrun --nproc_per_node N' (DistributedDataParallel; the global batch is "
         "split over the ranks). Checkpoints every epoch; --resume continues after a kill.",
     )
-    p.add_argument("--dataset", choices=DATASETS, default="digits")
-    p.add_argument("--rule", choices=OPTIMIZER_NAMES, default="bio")
+    p.add_argument("--dataset", choices=DATASETS, default="digits", help="training data")
+    p.add_argument("--rule", choices=OPTIMIZER_NAMES, default="bio", help="learning rule")
     p.add_argument(
         "--rule-option",
         dest="rule_options",
@@ -142,30 +142,42 @@ def add_parser(subparsers: Any) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a hyper-parameter of the rule, e.g. noise=0.1 or grow_every=10 (repeatable)",
+        help="a hyper-parameter of the rule, e.g. noise=0.1 or grow_every=10; repeatable "
+        "(default: the rule's defaults)",
     )
-    p.add_argument("--hidden", type=_widths, default=(64,), help="hidden widths (64)")
-    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--hidden", type=_widths, default=(64,), help="comma-separated hidden widths")
+    p.add_argument("--epochs", type=positive_int, default=10, help="total epochs")
     p.add_argument(
         "--batch-size", type=positive_int, default=32, help="global batch size, split over ranks"
     )
-    p.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0)
+    p.add_argument(
+        "--seed", type=bounded_int(0, MAX_SEED), default=0, help="model, rule and data-order seed"
+    )
     p.add_argument(
         "--consolidate",
         type=_fraction(lo_open=False),
         default=0.0,
         help="fraction of synapses consolidated after each epoch (bio, eg; 0: off)",
     )
-    p.add_argument("--consolidate-factor", type=_fraction(lo_open=True), default=0.5)
-    p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--backend", choices=BACKENDS, default="auto", help="under torchrun (auto)")
+    p.add_argument(
+        "--consolidate-factor",
+        type=_fraction(lo_open=True),
+        default=0.5,
+        help="plasticity factor in (0, 1] of a consolidation",
+    )
+    p.add_argument(
+        "--device", choices=DEVICES, default="auto", help="auto: CUDA when available, else the CPU"
+    )
+    p.add_argument(
+        "--backend", choices=BACKENDS, default="auto", help="process-group backend under torchrun"
+    )
     p.add_argument(
         "--timeout",
         type=_seconds,
-        default=300.0,
+        default=300,
         metavar="SECONDS",
         help="under torchrun: how long a rank waits for the others before it stops with an "
-        "error naming the rank that did not answer (300)",
+        "error naming the rank that did not answer",
     )
     p.add_argument("--out", type=out_path, default=Path("runs/train"), help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
@@ -179,7 +191,7 @@ def add_parser(subparsers: Any) -> None:
         action="store_true",
         help="every rank also writes its final state to <out>/rank-<r>.pt (to compare ranks)",
     )
-    p.add_argument("--threads", type=threads, default=1, help="torch threads per rank (1)")
+    p.add_argument("--threads", type=threads, default=1, help="torch threads per rank")
     p.set_defaults(run=_run_train)
 
 
