@@ -164,3 +164,45 @@ def test_single_seed_tables_print_the_value_alone(name, fmt):
     cells = (c for line in several.splitlines() if line.startswith("|") for c in line.split("|"))
     cell = next(c for c in cells if " ± " in c)
     assert cell.split(" ± ")[0].strip() in one
+
+
+# ------------------------------------------------------------------------ report paths, --quick
+def test_report_default_results_is_the_checkout_s_from_any_directory(tmp_path, monkeypatch):
+    from bioplastic.experiments import report
+
+    monkeypatch.chdir(tmp_path)
+    assert report.default_results_dir() == RESULTS
+    seen = {}
+
+    def fake_build(results, out, quick, progress):
+        seen["results"], seen["out"] = results, out
+        return out
+
+    monkeypatch.setattr(report, "build_report", fake_build)
+    assert main(["report"]) == 0
+    assert seen["results"] == RESULTS and seen["out"] == RESULTS / "REPORT.md"
+
+
+def test_report_without_results_says_which_folder_to_pass(tmp_path, capsys):
+    assert main(["report", "--results", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "pass --results" in err and "benchmarks/results" in err
+
+
+def test_report_quick_says_exactly_what_it_reruns(tmp_path, monkeypatch, capsys):
+    from bioplastic.experiments import report
+
+    reran = []
+    monkeypatch.setattr(report, "_quick_compare", lambda ctx: reran.append("compare"))
+    monkeypatch.setattr(report, "_quick_robustness", lambda ctx: reran.append("robustness"))
+    page = report.build_report(RESULTS, tmp_path / "REPORT.md", quick=True, sections=())
+    text = " ".join(page.read_text().split())
+    assert reran == ["compare", "robustness"]
+    assert f"reruns only {report.QUICK_RERUNS}" in text
+    assert "every other section reads the committed results" in text
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "only the digits rule comparison (biomlp, 2 seeds, 10 epochs)" in help_text
+    assert "the digits robustness experiment (2 seeds, reduced epsilon grid)" in help_text
+    assert "digits rule comparison (biomlp, 2 seeds, 10 epochs)" in report.QUICK_RERUNS

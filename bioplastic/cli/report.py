@@ -176,13 +176,16 @@ def _add_report(sub) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="run small fast versions of the digits benchmarks first (a few minutes)",
+        help="first rerun, in a few minutes, only the digits rule comparison (biomlp, 2 seeds, "
+        "10 epochs) and the digits robustness experiment (2 seeds, reduced epsilon grid); every "
+        "other section reads --results",
     )
     p.add_argument(
         "--results",
         type=out_path,
-        default=Path("benchmarks/results"),
-        help="folder with the results files",
+        default=None,
+        help="folder with the results files (default: benchmarks/results of the bioplastic "
+        "source checkout, else of the working directory)",
     )
     p.add_argument(
         "--out",
@@ -195,14 +198,15 @@ def _add_report(sub) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from bioplastic.experiments.report import build_report
+    from bioplastic.experiments.report import build_report, default_results_dir
 
     set_threads(args.threads)
+    results = default_results_dir() if args.results is None else args.results
     out = args.out
     if out is None:
-        out = QUICK_OUT if args.quick else args.results / "REPORT.md"
+        out = QUICK_OUT if args.quick else results / "REPORT.md"
     path = build_report(
-        args.results, out, quick=args.quick, progress=lambda line: print(line, flush=True)
+        results, out, quick=args.quick, progress=lambda line: print(line, flush=True)
     )
     print(f"wrote {path}")
     return 0

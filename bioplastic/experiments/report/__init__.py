@@ -9,7 +9,8 @@ would produce them), draws its figures and returns the claims it can judge. Verd
 computed from the files by the rules written in each section's docstring and repeated in the
 report; no number in the report is typed in.
 
-Results files read from ``--results`` (default ``benchmarks/results``):
+Results files read from ``--results`` (default :func:`default_results_dir`: the
+``benchmarks/results`` folder of the source checkout bioplastic is imported from):
 
 * ``digits_rules.json`` (``benchmarks/digits_rules.py``,
   :func:`bioplastic.experiments.compare.compare_rules`): sparsity, log-magnitude shape, Dale
@@ -27,10 +28,10 @@ Weight-magnitude histograms need trained weights: the report trains one model pe
 configuration of ``digits_rules.json`` (or :func:`~bioplastic.experiments.compare.compare_rules`'s
 defaults), seed 0, and records the histograms in ``weight_histograms.json`` next to the report.
 
-``quick=True`` first runs small versions of the digits comparison and of the digits robustness
-experiment and writes their results next to the report (never into ``results_dir``), so the
-whole page is produced in a few minutes on 2 cores; few-shot and stream results are still read
-from ``results_dir``.
+``quick=True`` reruns exactly :data:`QUICK_RERUNS` and writes their results next to the report
+(never into ``results_dir``), so the page is produced in a few minutes on 2 cores; every other
+section (MNIST-1D robustness, few-shot, continual learning) reads ``results_dir``. The page
+says so.
 
 The package: :mod:`._context` (claims, sections, the results context, verdict helpers), one
 module per group of sections (:mod:`.emergence`, :mod:`.robustness`, :mod:`.fewshot`,
@@ -44,6 +45,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import bioplastic
 from bioplastic.experiments._common import write_json
 from bioplastic.experiments.report._context import CLAIMS, NOT_RUN, Claim, ReportContext, Section
 from bioplastic.experiments.report.continual import section_continual
@@ -58,7 +60,9 @@ __all__ = [
     "ReportContext",
     "SECTIONS",
     "Section",
+    "QUICK_RERUNS",
     "build_report",
+    "default_results_dir",
     "section_continual",
     "section_emergence",
     "section_fewshot",
@@ -68,6 +72,20 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: What ``quick=True`` (``bioplastic report --quick``) reruns; nothing else is rerun.
+QUICK_RERUNS = (
+    "the digits rule comparison (biomlp, 2 seeds, 10 epochs) and the digits robustness "
+    "experiment (2 seeds, reduced epsilon grid)"
+)
+
+
+def default_results_dir() -> Path:
+    """``benchmarks/results`` of the source checkout bioplastic is imported from, when there is
+    one (an editable install or ``PYTHONPATH``), else ``benchmarks/results`` of the working
+    directory; so ``bioplastic report`` works from any directory of a checkout."""
+    checkout = Path(bioplastic.__file__).resolve().parents[1] / "benchmarks" / "results"
+    return checkout if checkout.is_dir() else Path("benchmarks/results")
 
 
 def _quick_compare(ctx: ReportContext) -> None:
@@ -126,56 +144,9 @@ def _claims_table(claims: list[Claim]) -> list[str]:
     return lines
 
 
-def build_report(
-    results_dir: str | Path = "benchmarks/results",
-    out: str | Path | None = None,
-    *,
-    quick: bool = False,
-    sections: Sequence[Callable[[ReportContext], Section]] = SECTIONS,
-    progress: Callable[[str], None] | None = None,
-) -> Path:
-    """Write the one-page report and its figures; returns the path of ``REPORT.md``.
-
-    Args:
-        results_dir: folder with the committed results files (see the module docstring).
-        out: the markdown file to write; default ``<results_dir>/REPORT.md``. Figures go to
-            ``<out folder>/figures/``.
-        quick: run small versions of the digits comparison and robustness experiment first,
-            writing their results next to ``out`` (which must then not be in ``results_dir``,
-            whose committed results would otherwise be overwritten).
-        sections: section functions to render, in order (default :data:`SECTIONS`).
-        progress: called with a line per step (the CLI prints them).
-    """
-    results_dir = Path(results_dir)
-    out = Path(out) if out is not None else results_dir / "REPORT.md"
-    if out.suffix.lower() != ".md":
-        raise ValueError(f"out must be a .md file, got {str(out)!r}")
-    if not quick and not results_dir.is_dir():
-        raise ValueError(f"results folder {str(results_dir)!r} does not exist")
-    if quick and out.parent.resolve() == results_dir.resolve():
-        raise ValueError(
-            f"--quick would overwrite the committed results in {str(results_dir)!r}; "
-            "write the quick report elsewhere with --out"
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ctx = ReportContext(
-        results_dir=results_dir, out=out, quick=quick, progress=progress, generated_dir=out.parent
-    )
-    start = time.perf_counter()
-    if quick:
-        _quick_compare(ctx)
-        _quick_robustness(ctx)
-    rendered: list[Section] = []
-    for section in sections:
-        ctx.say(f"section: {section.__name__}")
-        rendered.append(section(ctx))
-    claims = [c for s in rendered for c in s.claims]
-    mode = (
-        "quick mode (`bioplastic report --quick`: small runs, not the committed results)"
-        if quick
-        else "full mode (`bioplastic report`: reads the committed results)"
-    )
-    lines = [
+def _page_head(mode: str, claims: list[Claim]) -> list[str]:
+    """The page's opening: what it tests, how it was made, the claims table and its rules."""
+    return [
         "# bioplastic: does the bio rule do what the paper claims?",
         "",
         "Inoue, Röhrbein & Knoblauch (2026), arXiv:2603.03234, claim that their learning rule "
@@ -197,6 +168,64 @@ def build_report(
         "is detectable, otherwise partly supported / not supported / mixed.",
         "",
     ]
+
+
+def build_report(
+    results_dir: str | Path | None = None,
+    out: str | Path | None = None,
+    *,
+    quick: bool = False,
+    sections: Sequence[Callable[[ReportContext], Section]] = SECTIONS,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Write the one-page report and its figures; returns the path of ``REPORT.md``.
+
+    Args:
+        results_dir: folder with the committed results files (see the module docstring);
+            default :func:`default_results_dir`.
+        out: the markdown file to write; default ``<results_dir>/REPORT.md``. Figures go to
+            ``<out folder>/figures/``.
+        quick: rerun :data:`QUICK_RERUNS` first (nothing else),
+            writing their results next to ``out`` (which must then not be in ``results_dir``,
+            whose committed results would otherwise be overwritten).
+        sections: section functions to render, in order (default :data:`SECTIONS`).
+        progress: called with a line per step (the CLI prints them).
+    """
+    results_dir = default_results_dir() if results_dir is None else Path(results_dir)
+    out = Path(out) if out is not None else results_dir / "REPORT.md"
+    if out.suffix.lower() != ".md":
+        raise ValueError(f"out must be a .md file, got {str(out)!r}")
+    if not quick and not results_dir.is_dir():
+        raise ValueError(
+            f"results folder {str(results_dir)!r} does not exist; pass --results with the "
+            "folder holding the benchmark results (digits_rules.json, stream_*.json, ...: "
+            "benchmarks/results in a bioplastic source checkout)"
+        )
+    if quick and out.parent.resolve() == results_dir.resolve():
+        raise ValueError(
+            f"--quick would overwrite the committed results in {str(results_dir)!r}; "
+            "write the quick report elsewhere with --out"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ctx = ReportContext(
+        results_dir=results_dir, out=out, quick=quick, progress=progress, generated_dir=out.parent
+    )
+    start = time.perf_counter()
+    if quick:
+        _quick_compare(ctx)
+        _quick_robustness(ctx)
+    rendered: list[Section] = []
+    for section in sections:
+        ctx.say(f"section: {section.__name__}")
+        rendered.append(section(ctx))
+    claims = [c for s in rendered for c in s.claims]
+    mode = (
+        f"quick mode (`bioplastic report --quick`: reruns only {QUICK_RERUNS}; every other "
+        f"section reads the committed results in `{results_dir}`)"
+        if quick
+        else "full mode (`bioplastic report`: reads the committed results)"
+    )
+    lines = _page_head(mode, claims)
     for s in rendered:
         lines += [f"## {s.title}", "", s.body, ""]
     if ctx.notes:
