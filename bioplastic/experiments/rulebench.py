@@ -259,10 +259,26 @@ def _cost(task: Task) -> float:
     return scale * per_sample * task.epochs
 
 
+def _code_fingerprint() -> str:
+    """A hash of the code a run depends on: a journal entry from other code is not reused."""
+    import hashlib
+
+    import bioplastic
+
+    root = Path(bioplastic.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted([*root.glob("*.py"), *root.glob("probes/*.py"), Path(__file__)]):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _key(job: Job) -> str:
     task, rule, seed, connectivity, options = job
     target = None if connectivity is None else round(connectivity, 6)
-    return json.dumps([task.name, task.width, task.epochs, rule, seed, target, options])
+    return json.dumps([task.name, task.width, task.epochs, rule, seed, target, options, _CODE])
+
+
+_CODE = _code_fingerprint()
 
 
 def run_jobs(
@@ -274,7 +290,8 @@ def run_jobs(
     """Run ``(task, rule, seed, connectivity, options)`` jobs, in ``workers`` processes.
 
     With ``journal`` (a JSON-lines file), every finished run is appended to it at once and jobs
-    already there are read back instead of run again: an interrupted benchmark continues.
+    already there are read back instead of run again: an interrupted benchmark continues. Keys
+    include a hash of the core's and this module's source, so runs of other code are not reused.
     """
     done = _read_journal(journal)
     if journal is not None:
