@@ -21,10 +21,12 @@ from bioplastic._io import write_atomic
 __all__ = [
     "jsonable",
     "mean_std",
+    "n_seeds",
     "paired_difference",
     "read_json",
     "spearman",
     "t_critical",
+    "without_spread",
     "write_json",
 ]
 
@@ -114,3 +116,21 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def without_spread(data: Any) -> Any:
+    """``data`` with every ``{"mean", "std"}`` entry's std set to ``None``: a single seed has
+    no spread to show, so its tables print the value alone instead of "± 0.000"."""
+    if isinstance(data, Mapping):
+        out = {k: without_spread(v) for k, v in data.items()}
+        if "mean" in out and "std" in out:
+            out["std"] = None
+        return out
+    if isinstance(data, list):
+        return [without_spread(v) for v in data]
+    return data
+
+
+def n_seeds(seeds: Any) -> int:
+    """The number of seeds of a config entry that holds a count or a list."""
+    return seeds if isinstance(seeds, int) else len(seeds)

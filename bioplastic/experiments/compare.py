@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -19,7 +19,7 @@ from torch import nn
 from bioplastic.baselines import OPTIMIZER_NAMES, make_optimizer
 from bioplastic.dale import BioMLP, dalify
 from bioplastic.data.sources import load_digits_arrays
-from bioplastic.experiments._common import mean_std
+from bioplastic.experiments._common import mean_std, n_seeds, without_spread
 from bioplastic.probes import weight_report
 from bioplastic.train import accuracy, train_epochs
 
@@ -197,29 +197,12 @@ def _fmt(ms: dict[str, float], digits: int = 3) -> str:
     return f"{ms['mean']:.{digits}f} ± {ms['std']:.{digits}f}"
 
 
-def _without_spread(data: Any) -> Any:
-    """``data`` with every ``{"mean", "std"}`` entry's std set to ``None``: a single seed has
-    no spread to show, so its tables print the value alone instead of "± 0.000"."""
-    if isinstance(data, Mapping):
-        out = {k: _without_spread(v) for k, v in data.items()}
-        if "mean" in out and "std" in out:
-            out["std"] = None
-        return out
-    if isinstance(data, list):
-        return [_without_spread(v) for v in data]
-    return data
-
-
-def _n_seeds(seeds: Any) -> int:
-    return seeds if isinstance(seeds, int) else len(seeds)
-
-
 def format_markdown(results: dict[str, Any]) -> str:
     """A readable summary: one table of rules, one of per-layer statistics, target checks."""
     cfg = results["config"]
-    one_seed = _n_seeds(cfg["seeds"]) == 1
+    one_seed = n_seeds(cfg["seeds"]) == 1
     if one_seed:
-        results = _without_spread(results)
+        results = without_spread(results)
     lines = [
         f"Digits, {cfg['epochs']} epochs, batch {cfg['batch_size']}, hidden {cfg['hidden']}, "
         f"seeds {cfg['seeds']} ({'one seed' if one_seed else 'mean ± std over seeds'})",

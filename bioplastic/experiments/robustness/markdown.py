@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from bioplastic.experiments._common import n_seeds, without_spread
 from bioplastic.experiments.robustness.analysis import PREDICTORS
 from bioplastic.experiments.robustness.data import INTERVENTIONS
 
@@ -18,30 +19,13 @@ def _fmt(ms: Mapping[str, Any] | None, digits: int = 3) -> str:
     return f"{ms['mean']:.{digits}f} ± {ms['std']:.{digits}f}"
 
 
-def _without_spread(data: Any) -> Any:
-    """``data`` with every ``{"mean", "std"}`` entry's std set to ``None``: a single seed has
-    no spread to show, so its tables print the value alone instead of "± 0.000"."""
-    if isinstance(data, Mapping):
-        out = {k: _without_spread(v) for k, v in data.items()}
-        if "mean" in out and "std" in out:
-            out["std"] = None
-        return out
-    if isinstance(data, list):
-        return [_without_spread(v) for v in data]
-    return data
-
-
-def _n_seeds(seeds: Any) -> int:
-    return seeds if isinstance(seeds, int) else len(seeds)
-
-
 def format_markdown(results: Mapping[str, Any]) -> str:
     """The results as markdown: protocol, matched-accuracy training, robust accuracy per attack
     and epsilon (mean ± std over seeds, with clean accuracy in every row), masking checks,
     weight scale and gradients, interventions, correlations and findings."""
     cfg = results["config"]
-    one_seed = _n_seeds(cfg["seeds"]) == 1
-    summary = _without_spread(results["summary"]) if one_seed else results["summary"]
+    one_seed = n_seeds(cfg["seeds"]) == 1
+    summary = without_spread(results["summary"]) if one_seed else results["summary"]
     rules = [r for r in cfg["rules"] if r in summary]
     models = rules + [k for k in INTERVENTIONS if k in summary]
     lines = _header(cfg, rules) + _training_table(summary, rules)
@@ -66,7 +50,7 @@ def _header(cfg: Mapping[str, Any], rules: list[str]) -> list[str]:
         f"# Robustness at matched clean accuracy: {cfg['dataset']}",
         "",
         f"Model {cfg['model']}; rules {', '.join(rules)}; seeds {cfg['seeds']} "
-        f"({'one seed' if _n_seeds(cfg['seeds']) == 1 else 'mean ± std over seeds'}). "
+        f"({'one seed' if n_seeds(cfg['seeds']) == 1 else 'mean ± std over seeds'}). "
         f"Protocol: {cfg['protocol']} (target validation accuracy "
         f"{cfg['target_accuracy']}). Test set: {cfg['n_test']} samples; epsilon units: "
         f"{cfg['eps_units']}; input range {[round(v, 3) for v in cfg['input_range']]}. PGD: "

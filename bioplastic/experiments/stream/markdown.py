@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from bioplastic.experiments._common import n_seeds, without_spread
+
 __all__ = ["format_markdown"]
 
 
@@ -24,28 +26,11 @@ def _pm(ms: Mapping[str, float | None], digits: int = 3) -> str:
     return f"{ms['mean']:.{digits}f} ± {ms['std']:.{digits}f}"
 
 
-def _without_spread(data: Any) -> Any:
-    """``data`` with every ``{"mean", "std"}`` entry's std set to ``None``: a single seed has
-    no spread to show, so its tables print the value alone instead of "± 0.000"."""
-    if isinstance(data, Mapping):
-        out = {k: _without_spread(v) for k, v in data.items()}
-        if "mean" in out and "std" in out:
-            out["std"] = None
-        return out
-    if isinstance(data, list):
-        return [_without_spread(v) for v in data]
-    return data
-
-
-def _n_seeds(seeds: Any) -> int:
-    return seeds if isinstance(seeds, int) else len(seeds)
-
-
 def format_markdown(results: Mapping[str, Any]) -> str:
     """The comparison as markdown: the main table, task encoding, targets, accuracy matrices."""
     cfg = results["config"]
-    one_seed = _n_seeds(cfg["seeds"]) == 1
-    summary = _without_spread(results["summary"]) if one_seed else results["summary"]
+    one_seed = n_seeds(cfg["seeds"]) == 1
+    summary = without_spread(results["summary"]) if one_seed else results["summary"]
     kwargs = ", ".join(f"{k}={v}" for k, v in cfg["stream_kwargs"].items())
     lines = [
         f"## {cfg['stream']}, {cfg['scenario']}-incremental",
