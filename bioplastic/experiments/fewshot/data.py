@@ -79,32 +79,15 @@ def load_fewshot_data(
         raise ValueError(f"eval_split must be 'test' or 'val', got {eval_split!r}")
     if eval_split == "val" and dataset in ("digits", "mnist1d"):
         raise ValueError(f"{dataset} has no meta-val classes; use eval_split='test'")
-    if dataset == "digits":
-        from bioplastic.data.episodes import digits_fewshot_splits
+    if dataset in ("digits", "mnist1d"):
+        from bioplastic.data.episodes import digits_fewshot_splits, mnist1d_fewshot_splits
 
-        tr, te = digits_fewshot_splits()
-        return FewShotData(
-            dataset,
-            tr.x,
-            tr.y,
-            te.x,
-            te.y,
-            [str(c) for c in tr.classes],
-            [str(c) for c in te.classes],
-        )
-    if dataset == "mnist1d":
-        from bioplastic.data.episodes import mnist1d_fewshot_splits
-
-        tr, te = mnist1d_fewshot_splits(cache_dir=cache_dir)
-        return FewShotData(
-            dataset,
-            tr.x,
-            tr.y,
-            te.x,
-            te.y,
-            [str(c) for c in tr.classes],
-            [str(c) for c in te.classes],
-        )
+        if dataset == "digits":
+            tr, te = digits_fewshot_splits()
+        else:
+            tr, te = mnist1d_fewshot_splits(cache_dir=cache_dir)
+        names = [str(c) for c in tr.classes], [str(c) for c in te.classes]
+        return FewShotData(dataset, tr.x, tr.y, te.x, te.y, *names)
     if dataset == "glyphs":
         from bioplastic.data.glyphs import load_glyphs
 

@@ -39,7 +39,8 @@ Metrics of one run, from its accuracy matrix ``R`` over ``T`` experiences:
   2017), negative when learning later tasks hurts earlier ones;
 * average forgetting ``F = 1/(T-1) sum_{j<T-1} max_{j<=l<T-1} (R[l][j] - R[T-1][j])``
   (Chaudhry et al. 2018, "Riemannian Walk for Incremental Learning"; the maximum runs over the
-  accuracies the task had once trained, as in Avalanche's forgetting metric);
+  accuracies the task had once trained). This is *not* Avalanche's ``StreamForgetting``, which
+  subtracts from the accuracy right after training on the task (on this matrix: ``-BWT``);
 * the final connectivity (fraction of present synapses) and Dale violations of the whole model
   (:mod:`bioplastic.probes`). Backprop baselines are not Dale-typed: their violations are what
   the probe finds (units with mixed-sign outgoing weights) and ``dale_typed`` says so;
