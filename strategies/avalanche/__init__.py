@@ -26,6 +26,7 @@ from strategies.avalanche.metrics import (
 )
 from strategies.avalanche.models import MultiHeadMLP, PackNetMultiHead, make_model
 from strategies.avalanche.plugins import BioRulePlugin, DaleKeeper
+from strategies.avalanche.real import REAL_BENCHMARKS, real_benchmark
 from strategies.avalanche.strategy import BioPlastic, make_strategy
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "MatrixValue",
     "MultiHeadMLP",
     "PackNetMultiHead",
+    "REAL_BENCHMARKS",
     "TaskEncodingMetric",
     "WeightProbeMetric",
     "avalanche_benchmark",
@@ -49,6 +51,7 @@ __all__ = [
     "make_model",
     "make_strategy",
     "probe_metrics",
+    "real_benchmark",
     "save_checkpoint",
     "strategy_defaults",
     "synapse_weights",
