@@ -85,6 +85,7 @@ def test_probes_once_per_experience_json_and_tensorboard(tmp_path, task_bm, task
     )
     strategy = BioPlastic(
         model=make_model(task_stream, hidden=(16,)),
+        train_mb_size=32,
         train_epochs=1,
         evaluator=evaluator,
         device="cpu",
@@ -161,6 +162,7 @@ def test_consolidated_synapses_count_as_recruited(task_bm, task_stream):
     probe = TaskEncodingMetric(rel_threshold=100.0, figures=False)  # only growth/consolidation
     strategy = BioPlastic(
         model=make_model(task_stream, hidden=(16,)),
+        train_mb_size=32,
         train_epochs=1,
         evaluator=EvaluationPlugin(probe, loggers=[]),
         consolidate={"fraction": 0.25, "factor": 0.5},
@@ -178,6 +180,7 @@ def test_activity_probe_uses_a_fixed_batch(task_bm, task_stream):
     probe = ActivityProbeMetric(probe_size=8, histograms=False)
     strategy = BioPlastic(
         model=make_model(task_stream, hidden=(8,)),
+        eval_mb_size=256,
         evaluator=EvaluationPlugin(probe, loggers=[]),
         device="cpu",
     )

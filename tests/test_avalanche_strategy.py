@@ -150,7 +150,7 @@ def test_bioplastic_is_naive_plus_the_plugin(task_bm, task_stream):
 
 def test_bioplastic_defaults_are_sane():
     strategy = BioPlastic(model=SimpleMLP(num_classes=4, input_size=8), evaluator=quiet())
-    assert strategy.train_mb_size == 32 and strategy.eval_mb_size == 256
+    assert strategy.train_mb_size == 1 and strategy.eval_mb_size == 1  # Avalanche's defaults
     assert all(hasattr(m, "dale_sign") for _, m in synaptic_layers(strategy.model))
 
 
@@ -192,8 +192,8 @@ def test_rule_state_survives_experiences(task_bm, task_stream):
     # noise makes the rule draw from its generator (off by default), so that the test can see
     # the generator's state carried across experiences
     strategy = BioPlastic(
-        model=model, train_epochs=2, plugins=[Spy(check)], evaluator=quiet(), device="cpu",
-        rule_kwargs={"noise": 0.01},
+        model=model, train_mb_size=32, train_epochs=2, plugins=[Spy(check)], evaluator=quiet(),
+        device="cpu", rule_kwargs={"noise": 0.01},
     )  # fmt: skip
     strategy.train(task_bm.train_stream[0])
     opt = strategy.optimizer
@@ -239,7 +239,7 @@ def test_grown_classifier_keeps_types_and_old_rows():
         seen[strategy.clock.train_exp_counter] = (head.weight.detach().clone(), head)
 
     strategy = BioPlastic(
-        model=model, train_epochs=1, plugins=[Spy(check)], evaluator=quiet(), device="cpu"
+        model=model, train_mb_size=32, plugins=[Spy(check)], evaluator=quiet(), device="cpu"
     )
     strategy.train(bm.train_stream[0])
     after_first = model[3].classifier.weight.detach().clone()
@@ -258,6 +258,7 @@ def test_grow_schedule_per_experience(task_bm, task_stream):
     model = make_model(task_stream, hidden=(16,))
     strategy = BioPlastic(
         model=model,
+        train_mb_size=32,
         train_epochs=1,
         evaluator=quiet(),
         dalify_kwargs={"connectivity": 0.5},

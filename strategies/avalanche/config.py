@@ -3,8 +3,10 @@
 One readable table. Every number is written once: the strategies' settings here, the rule's own
 in :mod:`bioplastic` (a ``("bio", {...})`` entry lists only what differs from
 :class:`bioplastic.BioRule`'s defaults). :func:`make_strategy` (and through it the CLI and the
-benchmarks) reads :data:`STRATEGY_DEFAULTS`; :class:`BioPlastic` and :class:`BioRulePlugin` built
-by hand use :data:`COMMON` and :data:`BIO_CONSOLIDATE`, the generic consolidation, which is
+benchmarks) reads :data:`STRATEGY_DEFAULTS`. :class:`BioPlastic` built by hand keeps Avalanche's
+template defaults (mini-batches of 1, one epoch: a drop-in for ``Naive``; pass
+``**COMMON`` or the values for ours) and, with :class:`BioRulePlugin`, uses
+:data:`BIO_CONSOLIDATE`, the generic consolidation, which is
 :meth:`bioplastic.BioRule.consolidate`'s own default (read from its signature), not the tuned
 one of the ``"bio"`` entry: ``make_strategy("bio", model)`` gives the settings our stream
 results use. Override through ``make_strategy(name, model, **overrides)`` rather than by
@@ -43,7 +45,8 @@ __all__ = [
     "strategy_defaults",
 ]
 
-#: Arguments every strategy gets (Avalanche's own defaults are mini-batches of 1).
+#: Arguments every strategy of :func:`make_strategy` gets (Avalanche's own defaults, which a
+#: hand-built :class:`BioPlastic` keeps, are mini-batches of 1 and one epoch).
 COMMON: dict[str, Any] = {
     "train_mb_size": 32,
     "eval_mb_size": 256,

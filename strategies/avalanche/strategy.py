@@ -10,7 +10,8 @@ exactly the same. Swap it in where you had ``Naive`` or ``EWC``::
     from avalanche.models import SimpleMLP
     from strategies.avalanche import BioPlastic, avalanche_benchmark
 
-    strategy = BioPlastic(model=SimpleMLP(num_classes=10, input_size=64), train_epochs=5)
+    strategy = BioPlastic(model=SimpleMLP(num_classes=10, input_size=64),
+                          train_mb_size=32, train_epochs=5, eval_mb_size=256)
     for experience in benchmark.train_stream:
         strategy.train(experience)
         strategy.eval(benchmark.test_stream)
@@ -21,6 +22,7 @@ exactly the same. Swap it in where you had ``Naive`` or ``EWC``::
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -50,7 +52,6 @@ from bioplastic.dale import check_dalify_args, looks_freshly_initialised
 from strategies.avalanche.config import (
     BIO_CONSOLIDATE,
     BIO_RULE,
-    COMMON,
     STRATEGY_NAMES,
     strategy_defaults,
 )
@@ -60,6 +61,12 @@ from strategies.avalanche.plugins import BioRulePlugin, GrowSchedule
 __all__ = ["BioPlastic", "STRATEGY_NAMES", "make_strategy", "resolve_device"]
 
 EvaluatorArg = EvaluationPlugin | Callable[[], EvaluationPlugin] | None
+
+#: Avalanche's own defaults (read from ``SupervisedTemplate``'s signature): a drop-in keeps them.
+_TEMPLATE_DEFAULTS: dict[str, Any] = {
+    name: inspect.signature(SupervisedTemplate.__init__).parameters[name].default
+    for name in ("train_mb_size", "train_epochs", "eval_mb_size")
+}
 
 
 def _check_positive_int(name: str, value: Any) -> int:
@@ -98,8 +105,11 @@ class BioPlastic(SupervisedTemplate):
         optimizer: a :class:`bioplastic.BioRule`; default ``BioRule(model.parameters(),
             **rule_kwargs)``.
         criterion: loss (default ``nn.CrossEntropyLoss()``).
-        train_mb_size, eval_mb_size, train_epochs: as in Avalanche (defaults from
-            :data:`strategies.avalanche.config.COMMON`: 32, 256, 10).
+        train_mb_size, eval_mb_size, train_epochs: as in Avalanche, with Avalanche's defaults
+            (``SupervisedTemplate``'s: 1, 1, 1), so ``BioPlastic`` drops in where ``Naive``
+            was (periodic evaluation in iterations included). The settings our results use
+            (32, 256, 10: :data:`strategies.avalanche.config.COMMON`) come with
+            :func:`make_strategy` or by passing them.
         device: where to train; ``None``: CUDA if available, else the CPU.
         plugins: more Avalanche plugins (run before the bio rule's plugin).
         evaluator: an ``EvaluationPlugin`` (see :func:`strategies.avalanche.make_evaluator` for
@@ -133,8 +143,8 @@ class BioPlastic(SupervisedTemplate):
 
     Example::
 
-        strategy = BioPlastic(model=SimpleMLP(num_classes=10, input_size=64), train_epochs=5,
-                              consolidate=dict(fraction=0.3, factor=0.1))
+        strategy = BioPlastic(model=SimpleMLP(num_classes=10, input_size=64), train_mb_size=32,
+                              train_epochs=5, consolidate=dict(fraction=0.3, factor=0.1))
         strategy.train(benchmark.train_stream[0])
     """
 
@@ -144,9 +154,9 @@ class BioPlastic(SupervisedTemplate):
         model: nn.Module,
         optimizer: Optimizer | None = None,
         criterion: nn.Module | None = None,
-        train_mb_size: int = COMMON["train_mb_size"],
-        train_epochs: int = COMMON["train_epochs"],
-        eval_mb_size: int = COMMON["eval_mb_size"],
+        train_mb_size: int = _TEMPLATE_DEFAULTS["train_mb_size"],
+        train_epochs: int = _TEMPLATE_DEFAULTS["train_epochs"],
+        eval_mb_size: int | None = _TEMPLATE_DEFAULTS["eval_mb_size"],
         device: str | torch.device | None = None,
         plugins: Sequence[BasePlugin] | None = None,
         evaluator: EvaluatorArg = default_evaluator,
@@ -204,7 +214,8 @@ def _check_arguments(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     for name, value in zip(("train_mb_size", "train_epochs", "eval_mb_size"), sizes, strict=True):
-        _check_positive_int(name, value)
+        if not (name == "eval_mb_size" and value is None):  # None: as train_mb_size (Avalanche)
+            _check_positive_int(name, value)
     if not isinstance(dalify_model, bool):
         raise TypeError(f"dalify_model must be a bool, got {dalify_model!r}")
     if optimizer is not None and not isinstance(optimizer, BioRule):
