@@ -268,3 +268,30 @@ def test_bad_cli_input_gives_one_line_error_and_exit_2(tmp_path, capsys, argv, n
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1
     assert not (tmp_path / "REPORT.md").exists()
+
+
+def test_stream_forgetting_columns_read_old_and_new_results(tmp_path):
+    """Issue 11: Avalanche's forgetting beside "F (max)"; files written before the rename
+    (``average_forgetting``, no Avalanche value) still read."""
+    from pathlib import Path
+
+    from bioplastic.experiments.report import section_continual
+
+    committed = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    old = json.loads((committed / "stream_split-digits_task.json").read_text())
+    new = {"summary": {
+        "bio": {"accuracy_matrix": [[0.9, 0.1], [0.8, 0.9]],
+                "avalanche_forgetting": {"mean": 0.1, "std": 0.0},
+                "forgetting_max": {"mean": 0.125, "std": 0.0}},
+    }}  # fmt: skip
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "stream_old.json").write_text(json.dumps(old))
+    (folder / "stream_new.json").write_text(json.dumps(new))
+    text = build_report(folder, tmp_path / "REPORT.md", sections=[section_continual]).read_text()
+    assert "| Avalanche forgetting | F (max) |" in text
+    assert "| bio | 0.850 | 0.100 | 0.125 |" in text
+    bio_old = old["summary"]["bio"]
+    f_max = bio_old.get("forgetting_max", bio_old.get("average_forgetting"))["mean"]
+    row = next(l for l in text.splitlines() if l.startswith("| bio |") and "0.850" not in l)
+    assert row.endswith(f"| {f_max:.3f} |")

@@ -90,10 +90,10 @@ def test_continual_metrics_follow_the_standard_definitions():
     m = continual_metrics(r)
     assert m["final_average_accuracy"] == pytest.approx((0.7 + 0.9 + 1.0) / 3)
     # forgetting: max over the accuracies once trained, minus the final one
-    assert m["average_forgetting"] == pytest.approx(((0.9 - 0.7) + (0.95 - 0.9)) / 2)
-    assert m["bwt"] == pytest.approx(((0.7 - 0.9) + (0.9 - 0.95)) / 2)
+    assert m["forgetting_max"] == pytest.approx(((0.9 - 0.7) + (0.95 - 0.9)) / 2)
+    assert set(m) == {"final_average_accuracy", "forgetting_max"}  # BWT: Avalanche's metric
     single = continual_metrics([[0.8]])
-    assert single == {"final_average_accuracy": 0.8, "average_forgetting": None, "bwt": None}
+    assert single == {"final_average_accuracy": 0.8, "forgetting_max": None}
     with pytest.raises(ValueError, match="square"):
         continual_metrics([[0.5, 0.5]])
     with pytest.raises(ValueError, match=r"matrix\[1\]\[0\]"):
@@ -119,7 +119,8 @@ def test_tiny_cli_run_writes_results_and_tensorboard(tmp_path, capsys):
         assert len(matrix) == 5 and all(len(row) == 5 for row in matrix)
         assert all(0.0 <= v <= 1.0 for row in matrix for v in row)
         assert 0.0 <= run["final_average_accuracy"] <= 1.0
-        assert -1.0 <= run["average_forgetting"] <= 1.0 and -1.0 <= run["bwt"] <= 1.0
+        assert -1.0 <= run["forgetting_max"] <= 1.0 and -1.0 <= run["bwt"] <= 1.0
+        assert run["avalanche_forgetting"] == pytest.approx(-run["bwt"])
         assert 0.0 < run["connectivity"] <= 1.0
         assert len(run["task_encoding"]) == 5
         run_dir = folder / run["config"]["strategy"] / "seed0"

@@ -1,8 +1,9 @@
 """``bioplastic stream``: continual-learning strategies side by side on an offline task stream.
 
 Trains each strategy (the bio rule and the Avalanche baselines) on the same stream and seeds,
-prints one progress line per experience and the final table (final average accuracy, average
-forgetting, BWT, connectivity, Dale violations; mean ± std over seeds), and writes
+prints one progress line per experience and the final table (final average accuracy,
+Avalanche's forgetting, the max-based forgetting "F (max)", BWT, connectivity, Dale violations;
+mean ± std over seeds), and writes
 ``results.json``/``results.md``, TensorBoard logs and checkpoints under
 ``<logdir>/<stream>-<scenario>/``. ``--resume`` picks up an interrupted comparison;
 ``--overwrite`` replaces a previous one (without either, a folder holding one is refused, so
@@ -58,7 +59,8 @@ def add_parser(subparsers: Any) -> None:
         "stream",
         help="continual-learning strategies side by side on a task stream (Avalanche)",
         description="Train the bio strategy and the continual-learning baselines on the same "
-        "offline task stream and seeds; print and write final average accuracy, forgetting, "
+        "offline task stream and seeds; print and write final average accuracy, forgetting "
+        "(Avalanche's and the max-based one), "
         "BWT, connectivity and Dale violations, with TensorBoard logs.",
     )
     p.add_argument("--stream", choices=available_streams(), default="split-digits", help="stream")

@@ -126,7 +126,7 @@ def section_continual(ctx: ReportContext) -> Section:
         if command not in commands:
             commands.append(command)
         if accs:
-            lines += _accuracy_lines(ctx, name, stem, accs)
+            lines += _accuracy_lines(ctx, name, stem, accs, data.get("summary"))
         if allocs:
             path = _plot_matrices(
                 ctx,
@@ -158,10 +158,23 @@ def section_continual(ctx: ReportContext) -> Section:
     return Section(title, "\n".join(lines), [claim])
 
 
+def _forgetting(entry: Any, key: str) -> str:
+    """``entry[key]["mean"]`` (or, for ``forgetting_max``, the ``average_forgetting`` of
+    results written before the rename) as text; "n/a" when absent."""
+    if not isinstance(entry, Mapping):
+        return "n/a"
+    value = entry.get(key)
+    if value is None and key == "forgetting_max":
+        value = entry.get("average_forgetting")
+    value = _num(value.get("mean")) if isinstance(value, Mapping) else _num(value)
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _accuracy_lines(
-    ctx: ReportContext, name: str, stem: str, accs: Mapping[str, list]
+    ctx: ReportContext, name: str, stem: str, accs: Mapping[str, list], summary: Any = None
 ) -> list[str]:
-    """The accuracy matrices' figure link and final-average-accuracy table of one file."""
+    """The accuracy matrices' figure link and final-average-accuracy table of one file, with
+    Avalanche's forgetting and the max-based one where the file's ``summary`` has them."""
     path = _plot_matrices(
         ctx,
         accs,
@@ -173,16 +186,26 @@ def _accuracy_lines(
         (0.0, 1.0),
     )
     lines = [ctx.link(path, f"{name}: accuracy matrices"), ""]
+    summary = summary if isinstance(summary, Mapping) else {}
     rows = []
     for label, m in accs.items():
         last = [v for v in m[-1] if _num(v) is not None]
         if last:
-            rows.append(f"| {label} | {statistics.fmean(last):.3f} |")
+            entry = summary.get(label)
+            rows.append(
+                f"| {label} | {statistics.fmean(last):.3f} "
+                f"| {_forgetting(entry, 'avalanche_forgetting')} "
+                f"| {_forgetting(entry, 'forgetting_max')} |"
+            )
     if rows:
         lines += [
-            "| strategy | final average accuracy (last row) |",
-            "|---|---|",
+            "| strategy | final average accuracy (last row) | Avalanche forgetting | F (max) |",
+            "|---|---|---|---|",
             *rows,
+            "",
+            "Avalanche forgetting: Avalanche's StreamForgetting (accuracy right after training "
+            "on a task minus the final one); F (max): from the best accuracy the task had. "
+            "n/a: not in the file (results written before Avalanche's value was recorded).",
             "",
         ]
     return lines

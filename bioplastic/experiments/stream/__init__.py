@@ -34,13 +34,19 @@ generators, so a resumed run ends with the same metrics as an uninterrupted one.
 Metrics of one run, from its accuracy matrix ``R`` over ``T`` experiences:
 
 * final average accuracy ``ACC = 1/T sum_j R[T-1][j]`` (Lopez-Paz & Ranzato 2017, "Gradient
-  Episodic Memory for Continual Learning");
-* backward transfer ``BWT = 1/(T-1) sum_{j<T-1} (R[T-1][j] - R[j][j])`` (Lopez-Paz & Ranzato
-  2017), negative when learning later tasks hurts earlier ones;
-* average forgetting ``F = 1/(T-1) sum_{j<T-1} max_{j<=l<T-1} (R[l][j] - R[T-1][j])``
-  (Chaudhry et al. 2018, "Riemannian Walk for Incremental Learning"; the maximum runs over the
-  accuracies the task had once trained). This is *not* Avalanche's ``StreamForgetting``, which
-  subtracts from the accuracy right after training on the task (on this matrix: ``-BWT``);
+  Episodic Memory for Continual Learning"); every task weighs the same, where Avalanche's
+  ``Top1_Acc_Stream`` weights tasks by their test samples;
+* Avalanche's forgetting ``avalanche_forgetting``: its ``StreamForgetting`` after the last
+  experience, the accuracy right after training on a task minus the final one, averaged over
+  the tasks before the last; on the matrix ``1/(T-1) sum_{j<T-1} (R[j][j] - R[T-1][j])``.
+  Read from the metric (``metrics.json``), not recomputed;
+* backward transfer ``BWT``: Avalanche's ``StreamBWT`` (Lopez-Paz & Ranzato 2017), negative
+  when learning later tasks hurts earlier ones; it equals ``-avalanche_forgetting``;
+* the max-based forgetting ``forgetting_max``, "F (max)" in the tables:
+  ``1/(T-1) sum_{j<T-1} max_{j<=l<T-1} (R[l][j] - R[T-1][j])`` (Chaudhry et al. 2018,
+  "Riemannian Walk for Incremental Learning"; the maximum runs over the accuracies the task
+  had once trained), never below Avalanche's. Results written before it had this name store it
+  as ``average_forgetting`` and are still read;
 * the final connectivity (fraction of present synapses) and Dale violations of the whole model
   (:mod:`bioplastic.probes`). Backprop baselines are not Dale-typed: their violations are what
   the probe finds (units with mixed-sign outgoing weights) and ``dale_typed`` says so;
@@ -55,7 +61,12 @@ Example::
 """
 
 from bioplastic.experiments.stream.markdown import format_markdown
-from bioplastic.experiments.stream.metrics import ENCODING_KEYS, continual_metrics
+from bioplastic.experiments.stream.metrics import (
+    ENCODING_KEYS,
+    avalanche_metrics,
+    continual_metrics,
+    forgetting_max,
+)
 from bioplastic.experiments.stream.run import DEFAULT_STRATEGIES, QUICK, run_stream_comparison
 from bioplastic.experiments.stream.summary import TARGETS, check_targets
 
@@ -64,8 +75,10 @@ __all__ = [
     "ENCODING_KEYS",
     "QUICK",
     "TARGETS",
+    "avalanche_metrics",
     "check_targets",
     "continual_metrics",
+    "forgetting_max",
     "format_markdown",
     "run_stream_comparison",
 ]

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bioplastic.experiments._common import n_seeds, without_spread
+from bioplastic.experiments.stream.metrics import forgetting_max
 
 __all__ = ["format_markdown"]
 
@@ -38,17 +39,20 @@ def format_markdown(results: Mapping[str, Any]) -> str:
         f"{cfg['n_experiences']} experiences, {cfg['epochs']} epochs per experience, seeds "
         f"{cfg['seeds']}{', quick' if cfg['quick'] else ''}{', ' + kwargs if kwargs else ''}. "
         f"{'One seed' if one_seed else 'Mean ± std over seeds'}. "
-        "ACC: final average accuracy; F: average forgetting; BWT: "
-        "backward transfer; connectivity and Dale violations of the final model (whole model, "
-        "heads included).",
+        "ACC: final average accuracy (tasks weigh the same); Avalanche F: Avalanche's "
+        "StreamForgetting (accuracy right after training on a task minus the final one, = -BWT); "
+        "F (max): forgetting from the best accuracy a task had (Chaudhry et al. 2018); BWT: "
+        "backward transfer (Avalanche's StreamBWT); connectivity and Dale violations of the "
+        "final model (whole model, heads included).",
         "",
-        "| strategy | ACC | F | BWT | connectivity | Dale violations (max) | Dale-typed "
-        "| s / run |",
-        "|---|---|---|---|---|---:|---|---:|",
+        "| strategy | ACC | Avalanche F | F (max) | BWT | connectivity | Dale violations (max) "
+        "| Dale-typed | s / run |",
+        "|---|---|---|---|---|---|---:|---|---:|",
     ]
     for name, s in summary.items():
         lines.append(
-            f"| {name} | {_pm(s['final_average_accuracy'])} | {_pm(s['average_forgetting'])} "
+            f"| {name} | {_pm(s['final_average_accuracy'])} "
+            f"| {_pm(s.get('avalanche_forgetting', {}))} | {_pm(forgetting_max(s))} "
             f"| {_pm(s['bwt'])} | {_pm(s['connectivity'], 2)} | {s['dale_violations']['max']} "
             f"| {'yes' if s['dale_typed'] else 'no'} | {_num(s['wall_seconds']['mean'], 1)} |"
         )

@@ -1,4 +1,10 @@
-"""Metrics of one continual-learning run: ACC, forgetting, BWT, weights, task encoding."""
+"""Metrics of one continual-learning run: ACC, forgetting, BWT, weights, task encoding.
+
+BWT and Avalanche's forgetting come from Avalanche's metrics (``StreamBWT``,
+``StreamForgetting``, logged by :func:`strategies.avalanche.make_evaluator`); ACC and the
+max-based forgetting, which Avalanche does not compute, from the accuracy matrix whose entries
+are Avalanche's ``Top1_Acc_Exp``.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,14 @@ import torch
 
 from bioplastic import probes as P
 
-__all__ = ["ENCODING_KEYS", "continual_metrics"]
+__all__ = [
+    "AVALANCHE_BWT_KEY",
+    "AVALANCHE_FORGETTING_KEY",
+    "ENCODING_KEYS",
+    "avalanche_metrics",
+    "continual_metrics",
+    "forgetting_max",
+]
 
 #: Task-encoding probes summarised per experience (``probe/task/<name>``).
 ENCODING_KEYS: tuple[str, ...] = (
@@ -26,16 +39,28 @@ ENCODING_KEYS: tuple[str, ...] = (
 _ACC_KEY = re.compile(r"^Top1_Acc_Exp/eval_phase/test_stream/Task\d+/Exp(\d+)$")
 
 
+#: Avalanche's stream-level metrics read from a run's last evaluation (``make_evaluator``).
+AVALANCHE_FORGETTING_KEY = "StreamForgetting/eval_phase/test_stream"
+AVALANCHE_BWT_KEY = "StreamBWT/eval_phase/test_stream"
+
+
 def continual_metrics(matrix: Sequence[Sequence[float | None]]) -> dict[str, float | None]:
-    """Final average accuracy, average forgetting and BWT of an accuracy matrix.
+    """Final average accuracy and the max-based forgetting of an accuracy matrix.
+
+    These are the two metrics Avalanche 0.6.0 has no equivalent for: its stream accuracy
+    (``Top1_Acc_Stream``) weights experiences by their number of test samples, where ``ACC``
+    (Lopez-Paz & Ranzato 2017) gives every task the same weight, and its ``StreamForgetting``
+    subtracts from the accuracy right after training on a task, not from the best one. BWT and
+    Avalanche's forgetting are read from Avalanche's own metrics (:func:`avalanche_metrics`).
 
     Args:
         matrix: ``T x T`` accuracies in [0, 1], ``matrix[i][j]`` on experience ``j`` after
             training experience ``i`` (only ``j <= i`` is used).
 
     Returns:
-        ``{"final_average_accuracy", "average_forgetting", "bwt"}`` (module docstring for the
-        definitions); forgetting and BWT are ``None`` for a single experience.
+        ``{"final_average_accuracy", "forgetting_max"}`` (module docstring of
+        :mod:`bioplastic.experiments.stream` for the definitions); ``forgetting_max`` is
+        ``None`` for a single experience.
 
     Raises:
         ValueError: the matrix is not square, or a used entry is missing or outside [0, 1].
@@ -53,17 +78,39 @@ def continual_metrics(matrix: Sequence[Sequence[float | None]]) -> dict[str, flo
     last = n - 1
     acc = sum(float(matrix[last][j]) for j in range(n)) / n
     if n == 1:
-        return {"final_average_accuracy": acc, "average_forgetting": None, "bwt": None}
+        return {"final_average_accuracy": acc, "forgetting_max": None}
     forgetting = [
         max(float(matrix[l][j]) for l in range(j, last)) - float(matrix[last][j])
         for j in range(last)
     ]
-    bwt = [float(matrix[last][j]) - float(matrix[j][j]) for j in range(last)]
+    return {"final_average_accuracy": acc, "forgetting_max": sum(forgetting) / last}
+
+
+def avalanche_metrics(records: Mapping[str, Any]) -> dict[str, float | None]:
+    """Avalanche's forgetting and BWT of a run, as its metrics logged them.
+
+    Args:
+        records: a :class:`strategies.avalanche.loggers.JSONResultsLogger`'s results (or
+            ``metrics.json``); the values of the last experience are those of the final
+            evaluation.
+
+    Returns:
+        ``{"avalanche_forgetting", "bwt"}``: ``StreamForgetting`` (accuracy right after
+        training on a task minus the final one, averaged over all tasks but the last; on the
+        accuracy matrix ``-BWT``) and ``StreamBWT``; ``None`` where the run did not log them.
+    """
+    experiences = records.get("experiences") or [{}]
+    last = experiences[-1].get("metrics", {})
     return {
-        "final_average_accuracy": acc,
-        "average_forgetting": sum(forgetting) / last,
-        "bwt": sum(bwt) / last,
+        "avalanche_forgetting": last.get(AVALANCHE_FORGETTING_KEY),
+        "bwt": last.get(AVALANCHE_BWT_KEY),
     }
+
+
+def forgetting_max(entry: Mapping[str, Any]) -> Any:
+    """The max-based forgetting of a run or summary entry; results written before it was
+    renamed store it as ``average_forgetting``."""
+    return entry.get("forgetting_max", entry.get("average_forgetting"))
 
 
 def _weights_summary(model: torch.nn.Module) -> dict[str, float | int]:

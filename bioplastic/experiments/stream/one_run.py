@@ -21,7 +21,9 @@ from bioplastic.experiments.stream.metrics import (
     _ACC_KEY,
     _run_summary,
     _weights_summary,
+    avalanche_metrics,
     continual_metrics,
+    forgetting_max,
 )
 from strategies.avalanche.benchmarks import avalanche_benchmark
 from strategies.avalanche.checkpoint import load_checkpoint, save_checkpoint
@@ -100,7 +102,7 @@ def _run_one(
         cached = read_json(run_json)
         if isinstance(cached, dict) and cached.get("config") == run_config:
             progress(f"{key}: finished earlier, results read from {run_json}")
-            return cached
+            return _upgrade(cached, run_dir)
         stale = comparison.runs.get(key, {}).get("hyper_parameters")
         if stale is not None and stale != hyper:
             logger.warning("%s: hyper-parameters changed since the checkpoint; starting over", key)
@@ -137,7 +139,8 @@ def _run_one(
     comparison.update(key, status="done", next_experience=n_exp)
     progress(
         f"{key}: done, final average accuracy {run['final_average_accuracy']:.3f}, "
-        f"forgetting {_num(run['average_forgetting'])}, connectivity {run['connectivity']:.2f}"
+        f"Avalanche forgetting {_num(run['avalanche_forgetting'])}, F (max) "
+        f"{_num(run['forgetting_max'])}, connectivity {run['connectivity']:.2f}"
     )
     return run
 
@@ -165,13 +168,33 @@ def _train_experiences(strategy, benchmark, start, key, ckpt, comparison, progre
 def _finished_run(strategy, run_config, hyper, overrides, n_exp, start_time) -> dict[str, Any]:
     """The run's record: accuracy matrix, continual metrics, weight summary, wall time."""
     json_logger = next(lg for lg in strategy.evaluator.loggers if isinstance(lg, JSONResultsLogger))
-    summary = _run_summary(json_logger.results(), n_exp)
+    records = json_logger.results()
+    summary = _run_summary(records, n_exp)
     run = {
         "config": run_config,
         **summary,
         **continual_metrics(summary["accuracy_matrix"]),
+        **avalanche_metrics(records),
         **_weights_summary(strategy.model),
         "dale_typed": bool(overrides.get("dalify", hyper.get("dalify"))),
         "wall_seconds": time.perf_counter() - start_time,
     }
     return _normal(run)
+
+
+def _upgrade(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """A run record written before the forgetting keys were renamed, in today's keys:
+    ``average_forgetting`` becomes ``forgetting_max``, and Avalanche's forgetting and BWT are
+    read from the run's ``metrics.json`` (forgetting ``None`` and the old BWT kept when it is
+    gone)."""
+    if "forgetting_max" in run and "avalanche_forgetting" in run:
+        return run
+    run = dict(run)
+    run["forgetting_max"] = forgetting_max(run)
+    run.pop("average_forgetting", None)
+    records = read_json(run_dir / "metrics.json")
+    logged = avalanche_metrics(records if isinstance(records, dict) else {})
+    run["avalanche_forgetting"] = logged["avalanche_forgetting"]
+    if logged["bwt"] is not None:
+        run["bwt"] = logged["bwt"]
+    return run
