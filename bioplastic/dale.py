@@ -31,6 +31,7 @@ __all__ = [
     "dalify",
     "looks_freshly_initialised",
     "on_off_sign",
+    "shared_input_layers",
 ]
 
 
@@ -103,7 +104,9 @@ def _check_shape_args(sigma: float, gain: float, balance: bool) -> None:
     check_bool("balance", balance)
 
 
-def _check_dalify_args(model, inh_fraction, sigma, gain, connectivity, balance, seed, skip, init):
+def _check_dalify_args(
+    model, inh_fraction, sigma, gain, connectivity, balance, seed, skip, init, example_input=None
+):
     """Every argument of :func:`dalify`, before the model is touched; returns its layers."""
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -113,6 +116,11 @@ def _check_dalify_args(model, inh_fraction, sigma, gain, connectivity, balance, 
     if seed is not None:
         check_int("seed (or None)", seed, 0, _MAX_SEED)
     check_choice("init", init, _INITS)
+    if example_input is not None and not isinstance(example_input, (Tensor, tuple)):
+        raise ValueError(
+            "example_input must be a tensor (or a tuple of forward arguments) or None, "
+            f"got {type(example_input).__name__}"
+        )
     if isinstance(skip, str) or not all(isinstance(n, str) for n in skip):
         raise ValueError(f"skip must be a tuple of layer names, got {skip!r}")
     layers = synaptic_layers(model)
@@ -157,6 +165,46 @@ def looks_freshly_initialised(model: nn.Module) -> bool:
     return True
 
 
+def shared_input_layers(model: nn.Module, example_input: Tensor | tuple) -> dict[str, str]:
+    """Synaptic layers that read the very same tensor in a forward pass, and whom they follow.
+
+    Runs ``model(example_input)`` once (``torch.no_grad()``, eval mode; every module's training
+    flag is restored and the hooks removed) and returns ``{name: leader}`` for every synaptic
+    layer whose input tensor an earlier layer (``leader``, the first reader) also read. In a
+    ResNet the first block of a stage feeds its input ``x`` both to ``conv1`` and to the
+    shortcut's 1x1 convolution: channel ``j`` of ``x`` is one presynaptic neuron with synapses
+    in both layers, so under Dale's law both must give it the same type.
+    """
+    first_reader: dict[int, str] = {}
+    inputs: list[Tensor] = []  # held so that no id is reused during the pass
+    leaders: dict[str, str] = {}
+
+    def make_hook(name: str):
+        def hook(_module: nn.Module, args: tuple) -> None:
+            if args and isinstance(args[0], Tensor):
+                inputs.append(args[0])
+                leader = first_reader.setdefault(id(args[0]), name)
+                if leader != name:
+                    leaders.setdefault(name, leader)
+
+        return hook
+
+    layers = synaptic_layers(model)
+    training = [(m, m.training) for m in model.modules()]
+    handles = [m.register_forward_pre_hook(make_hook(name)) for name, m in layers]
+    try:
+        model.eval()
+        with torch.no_grad():
+            args = example_input if isinstance(example_input, tuple) else (example_input,)
+            model(*args)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for m, flag in training:
+            m.training = flag
+    return leaders
+
+
 def _keep_types(name: str, m: nn.Module) -> tuple[Tensor, int]:
     """Types by each presynaptic unit's majority sign (or its existing ``dale_sign``), and the
     weight with the minority entries removed (set to 0); returns the types and that count."""
@@ -192,6 +240,7 @@ def dalify(
     seed: int | None = 0,
     skip: tuple[str, ...] = (),
     init: str = "reinit",
+    example_input: Tensor | tuple | None = None,
 ) -> nn.Module:
     """Give every presynaptic unit of every Linear/Conv layer a type and (re-)initialise it.
 
@@ -210,13 +259,22 @@ def dalify(
     with a warning that says how many. ``inh_fraction``, ``sigma``, ``gain``,
     ``connectivity`` and ``balance`` are then unused (but still validated).
 
+    ``example_input`` (a batch, or a tuple of forward arguments): run the model once and give
+    layers that read the same tensor the same presynaptic types (see
+    :func:`shared_input_layers`; e.g. a ResNet block's ``conv1`` and its 1x1 shortcut
+    convolution), so that a unit feeding several layers has one type, as Dale's law means.
+    Without it each layer draws its types independently. Only with ``init="reinit"``.
+
     Every argument is checked before the model is changed (ValueError naming it). Works on
     any model built from Linear/Conv layers, e.g. Avalanche's ``SimpleMLP``. Returns
     ``model`` (modified in place).
     """
     layers = _check_dalify_args(
-        model, inh_fraction, sigma, gain, connectivity, balance, seed, skip, init
+        model, inh_fraction, sigma, gain, connectivity, balance, seed, skip, init, example_input
     )
+    if example_input is not None and init == "keep":
+        raise ValueError("example_input ties types of a fresh model: use it with init='reinit'")
+    leaders = {} if example_input is None else shared_input_layers(model, example_input)
     if init == "keep":
         removed = total = 0
         for name, m in layers:
@@ -233,11 +291,16 @@ def dalify(
         return model
     gen = torch.Generator()
     gen.manual_seed(int(torch.randint(0, 2**62, ())) if seed is None else seed)
-    for name, m in layers:
+    by_name = dict(layers)
+    # leaders first, so that a follower finds its leader's types whatever the module order
+    for name, m in sorted(layers, key=lambda layer: layer[0] in leaders):
         if name in skip:
             continue
         n_pre = m.weight.shape[1]
         sign = getattr(m, "dale_sign", None)
+        leader = by_name.get(leaders.get(name))
+        if sign is None and leader is not None and hasattr(leader, "dale_sign"):
+            sign = leader.dale_sign.detach().clone()
         if sign is None:
             n_inh = round(inh_fraction * n_pre)
             if n_inh == 0 and inh_fraction > 0:

@@ -123,3 +123,27 @@ def test_bio_rule_reads_signs_of_fully_absent_columns_from_dalify():
     w.grad = torch.zeros_like(w)
     opt.step()
     assert (torch.sign(w[:, 0]) == model[0].dale_sign[0]).all()
+
+
+class _TwoBranches(nn.Module):
+    """``a`` and ``b`` read the same input; ``c`` reads ``a``'s output."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Linear(6, 3)  # registered first: dalify must still follow the forward order
+        self.b = nn.Linear(10, 3)
+        self.a = nn.Linear(10, 6)
+
+    def forward(self, x):
+        return self.c(torch.relu(self.a(x))) + self.b(x)
+
+
+def test_dalify_with_example_input_ties_layers_that_read_one_tensor():
+    model = _TwoBranches().train()
+    assert bp.dale.shared_input_layers(model, torch.zeros(2, 10)) == {"b": "a"}
+    assert model.training and model.a.training
+    bp.dalify(model, inh_fraction=0.3, seed=0, example_input=torch.zeros(2, 10))
+    torch.testing.assert_close(model.b.dale_sign, model.a.dale_sign)
+    assert int((model.a.dale_sign < 0).sum()) == 3
+    assert dale_violations(model.b) == 0
+    assert bp.dale.shared_input_layers(nn.Linear(4, 2), torch.zeros(1, 4)) == {}
