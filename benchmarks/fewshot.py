@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from bioplastic._progress import say
 from bioplastic.experiments.fewshot import format_markdown, run_fewshot_benchmark
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -50,7 +51,7 @@ BIO_CANDIDATES: list[dict] = [
 
 
 def _progress(done: int, total: int, message: str) -> None:
-    print(f"[{done}/{total}] {message}", flush=True)
+    say(f"[{done}/{total}] {message}")
 
 
 def tune(args: argparse.Namespace) -> dict:

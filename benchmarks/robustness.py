@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from bioplastic._progress import say
 from bioplastic.experiments.robustness import (
     analyse,
     format_markdown,
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             seeds=args.seeds,
             pgd_steps=args.pgd_steps,
             restarts=args.restarts,
-            progress=lambda line: print(line, flush=True),
+            progress=say,
         )
         results["command"] = (
             f"python benchmarks/robustness.py --datasets {dataset} --rules {args.rules} "

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from bioplastic._io import write_atomic
+from bioplastic._progress import say
 from bioplastic.experiments.stream import DEFAULT_STRATEGIES, format_markdown, run_stream_comparison
 from strategies.avalanche.config import COMMON
 
@@ -72,7 +73,7 @@ def run(
         resume=resume,
         overwrite=overwrite,
         device="cpu",
-        progress=lambda line: print(f"  {line}", flush=True),
+        progress=lambda line: say(f"  {line}"),
     )
     seconds = time.perf_counter() - t0
     notes = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bioplastic._progress import set_progress
 from bioplastic.cli import compare, fewshot, report, stream, train
 from bioplastic.cli._args import CLIError, Parser, error_line
 
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     prog = _prog_of(parser, sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
+        set_progress(False if getattr(args, "no_progress", False) else None)
         return args.run(args)
     except CLIError as err:
         print(

@@ -15,6 +15,7 @@ __all__ = [
     "MAX_THREADS",
     "Parser",
     "add_device_argument",
+    "add_progress_argument",
     "bounded_int",
     "clip",
     "csv_choices",
@@ -191,4 +192,15 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
         choices=DEVICE_CHOICES,
         default="auto",
         help="auto: CUDA when available, else the CPU",
+    )
+
+
+def add_progress_argument(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress``: no progress bars (:mod:`bioplastic._progress`; they are drawn only
+    when stderr is a terminal, and ``BIOPLASTIC_PROGRESS=0`` also turns them off)."""
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (drawn only on a terminal; BIOPLASTIC_PROGRESS=0 also turns "
+        "them off)",
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 from bioplastic._io import write_atomic
 from bioplastic.cli._args import (
     add_device_argument,
+    add_progress_argument,
     csv_choices,
     out_path,
     positive_int,
@@ -46,10 +47,12 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=threads, default=1, help="torch threads")
     add_device_argument(p)
     p.add_argument("--out", type=out_path, default=Path("runs/compare"), help="output folder")
+    add_progress_argument(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from bioplastic._progress import Stages, say
     from bioplastic.experiments.compare import compare_rules, format_markdown
 
     set_threads(args.threads)
@@ -60,21 +63,29 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(line: str) -> None:
         done[0] += 1
-        print(f"[{done[0]}/{n}] {line}", flush=True)
+        say(f"[{done[0]}/{n}] {line}")
 
-    results = compare_rules(
-        device=resolve_cli_device(args.device),
-        rules=rules,
-        models=models,
-        seeds=range(args.seeds),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        progress=progress,
-    )
+    stages = Stages()
+    device = resolve_cli_device(args.device)
+    with stages("runs"):
+        results = compare_rules(
+            device=device,
+            rules=rules,
+            models=models,
+            seeds=range(args.seeds),
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            progress=progress,
+        )
     table = format_markdown(results)
     print()
     print(table)
-    write_atomic(args.out / "compare.json", json.dumps(results, indent=1) + "\n")
-    write_atomic(args.out / "compare.md", table)
-    print(f"wrote {args.out / 'compare.json'} and {args.out / 'compare.md'}")
+    with stages("write"):
+        write_atomic(args.out / "compare.json", json.dumps(results, indent=1) + "\n")
+        write_atomic(args.out / "compare.md", table)
+    training = sum(r["train_seconds"] for r in results["runs"])
+    print(
+        f"wrote {args.out / 'compare.json'} and {args.out / 'compare.md'} "
+        f"({stages}; training {training:.1f} s of the runs)"
+    )
     return 0

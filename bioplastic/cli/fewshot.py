@@ -15,6 +15,7 @@ from bioplastic._io import write_atomic
 from bioplastic.cli._args import (
     CLIError,
     add_device_argument,
+    add_progress_argument,
     clip,
     csv_choices,
     out_path,
@@ -106,6 +107,7 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=threads, default=1, help="torch threads")
     add_device_argument(p)
     p.add_argument("--out", type=out_path, default=Path("runs/fewshot"), help="output folder")
+    add_progress_argument(p)
     p.set_defaults(run=_run)
 
 
@@ -129,13 +131,14 @@ def _check(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> int:
     _check(args)
     device = resolve_cli_device(args.device)
+    from bioplastic._progress import format_stages, say
     from bioplastic.experiments.fewshot import format_markdown, run_fewshot_benchmark
 
     set_threads(args.threads)
     start = time.perf_counter()
 
     def progress(done: int, total: int, message: str) -> None:
-        print(f"[{done}/{total}] {message}", flush=True)
+        say(f"[{done}/{total}] {message}")
 
     results = run_fewshot_benchmark(
         args.dataset,
@@ -158,5 +161,9 @@ def _run(args: argparse.Namespace) -> int:
     stem = f"fewshot_{args.dataset}"
     write_atomic(args.out / f"{stem}.json", json.dumps(results, indent=1) + "\n")
     write_atomic(args.out / f"{stem}.md", table)
-    print(f"wrote {args.out / (stem + '.json')} and {args.out / (stem + '.md')}")
+    stages = format_stages(results["timing"]["stages_s"])
+    print(
+        f"wrote {args.out / (stem + '.json')} and {args.out / (stem + '.md')} "
+        f"({results['timing']['total_s']:.1f} s: {stages})"
+    )
     return 0

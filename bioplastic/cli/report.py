@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bioplastic.cli._args import (
     add_device_argument,
+    add_progress_argument,
     clip,
     csv_choices,
     out_path,
@@ -123,6 +124,7 @@ def _add_robustness(sub) -> None:
     p.add_argument("--threads", type=threads, default=1, help="torch threads")
     add_device_argument(p)
     p.add_argument("--out", type=out_path, default=Path("benchmarks/results"), help="output folder")
+    add_progress_argument(p)
     p.set_defaults(run=_run_robustness)
 
 
@@ -194,6 +196,7 @@ def _add_report(sub) -> None:
         help=f"report file (default: <results>/REPORT.md; with --quick {QUICK_OUT})",
     )
     p.add_argument("--threads", type=threads, default=1, help="torch threads (with --quick)")
+    add_progress_argument(p)
     p.set_defaults(run=_run_report)
 
 

@@ -31,6 +31,7 @@ from bioplastic._io import FolderLocked, check_writable_folder
 from bioplastic.cli._args import (
     CLIError,
     add_device_argument,
+    add_progress_argument,
     csv_choices,
     out_path,
     positive_int,
@@ -115,6 +116,7 @@ def add_parser(subparsers: Any) -> None:
         "Fashion-MNIST streams)",
     )
     add_device_argument(p)
+    add_progress_argument(p)
     p.set_defaults(run=_run_stream)
 
 
@@ -160,6 +162,7 @@ def _run_stream(args: argparse.Namespace) -> int:
 def _run_stream_quietly(args: argparse.Namespace) -> int:
     _check(args)
     try:
+        from bioplastic._progress import say
         from bioplastic.experiments.stream import format_markdown, run_stream_comparison
         from strategies.avalanche import STRATEGY_NAMES
     except ImportError as err:
@@ -179,7 +182,7 @@ def _run_stream_quietly(args: argparse.Namespace) -> int:
     def progress(line: str) -> None:
         if ": done" in line or "finished earlier" in line:
             runs_done[0] += 1
-        print(f"[{runs_done[0]}/{n_runs}] {line}", flush=True)
+        say(f"[{runs_done[0]}/{n_runs}] {line}")
 
     stream_kwargs = {"root": args.root} if args.root is not None else None
     try:

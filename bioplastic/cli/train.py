@@ -39,6 +39,7 @@ from bioplastic._io import (
 from bioplastic.cli._args import (
     MAX_SEED,
     CLIError,
+    add_progress_argument,
     bounded_int,
     clip,
     error_line,
@@ -192,6 +193,7 @@ def add_parser(subparsers: Any) -> None:
         help="every rank also writes its final state to <out>/rank-<r>.pt (to compare ranks)",
     )
     p.add_argument("--threads", type=threads, default=1, help="torch threads per rank")
+    add_progress_argument(p)
     p.set_defaults(run=_run_train)
 
 
@@ -253,19 +255,18 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _train_and_report(config: Any, info: Any) -> dict[str, Any]:
+    from bioplastic._progress import format_stages, say
     from bioplastic.experiments.train import train
 
-    def progress(line: str) -> None:
-        print(line, flush=True)
-
-    result = train(config, info, progress=progress)
+    result = train(config, info, progress=say)
     if info.is_main:
         path = config.out / "train.json"
         write_atomic(path, json_text(result))
         print(
             f"test accuracy {result['test_accuracy']:.4f}, connectivity "
             f"{result['connectivity']:.3f}, Dale violations {result['dale_violations']}, "
-            f"checksum {result['checksum'][:16]}",
+            f"checksum {result['checksum'][:16]} "
+            f"({format_stages(result.get('stage_seconds', {}))})",
             flush=True,
         )
         print(f"wrote {path} and {config.out / 'checkpoint.pt'}", flush=True)

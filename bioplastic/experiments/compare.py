@@ -9,13 +9,13 @@ distribution per layer. Used by ``bioplastic compare`` and ``benchmarks/digits_r
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from bioplastic._progress import Stages, bar
 from bioplastic.baselines import OPTIMIZER_NAMES, make_optimizer
 from bioplastic.dale import BioMLP, dalify
 from bioplastic.data.sources import load_digits_arrays
@@ -95,17 +95,22 @@ def compare_rules(
                 model.load_state_dict(init)
                 model.to(device)
                 optimizer = make_optimizer(rule, model.parameters(), **rule_kwargs.get(rule, {}))
-                start = time.perf_counter()
-                train_epochs(model, optimizer, x_train, y_train, epochs, batch_size, seed)
-                seconds = time.perf_counter() - start
-                report = weight_report(model, reference_state=init)
+                stages = Stages()
+                with stages("train"), bar(total=epochs, desc=f"{kind} {rule} seed {seed}",
+                                          unit="epoch") as epoch_bar:  # fmt: skip
+                    train_epochs(model, optimizer, x_train, y_train, epochs, batch_size, seed,
+                                 on_epoch=lambda _epoch, b=epoch_bar: b.update(1))  # fmt: skip
+                seconds = stages.seconds["train"]
+                with stages("evaluate"):
+                    report = weight_report(model, reference_state=init)
+                    test_accuracy = accuracy(model, x_test, y_test)
                 present = sum(r["n_present"] for r in report.values())
                 total = sum(r["n_synapses"] for r in report.values())
                 runs.append({
                     "model": kind,
                     "rule": rule,
                     "seed": seed,
-                    "test_accuracy": accuracy(model, x_test, y_test),
+                    "test_accuracy": test_accuracy,
                     "train_seconds": seconds,
                     "connectivity": present / total,
                     "dale_violations": sum(r["dale_violations"] for r in report.values()),
@@ -116,7 +121,7 @@ def compare_rules(
                     r = runs[-1]
                     progress(
                         f"{kind:10s} {rule:8s} seed {seed}: acc {r['test_accuracy']:.3f} "
-                        f"conn {r['connectivity']:.3f} ({seconds:.1f}s)"
+                        f"conn {r['connectivity']:.3f} ({stages})"
                     )
     return {
         "config": {

@@ -68,6 +68,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from bioplastic._io import lock_folder, remove_stale_temporaries
+from bioplastic._progress import Stages, bar
 from bioplastic.baselines import OPTIMIZER_NAMES, make_optimizer
 from bioplastic.dale import BioMLP
 from bioplastic.distributed import (
@@ -362,7 +363,8 @@ def train(
     Returns:
         (on every rank) the final metrics: ``test_accuracy``, ``train_loss``, per-epoch
         ``history``, ``connectivity``, ``dale_violations``, ``nonfinite_skips``, the state
-        ``checksum`` and every rank's ``rank_checksums``, and where training resumed from.
+        ``checksum`` and every rank's ``rank_checksums``, where training resumed from, and
+        ``stage_seconds`` (wall time of training, evaluation and checkpoints in this process).
 
     Rank 0 holds a lock on ``config.out`` (:func:`bioplastic._io.lock_folder`) for the whole
     run; a folder that holds a previous run is refused unless ``config.resume`` (continue it)
@@ -449,8 +451,13 @@ def _train(
                                       at_epoch, at_batch, partial_loss)  # fmt: skip
 
     net.train()
-    with sigterm_flag() as sigterm:
+    stages = Stages()
+    done = epoch * batches_per_epoch + batch
+    batches = bar(total=config.epochs * batches_per_epoch, initial=done, desc="train",
+                  unit="batch", active=info.is_main)  # fmt: skip
+    with sigterm_flag() as sigterm, batches:
         while epoch < config.epochs:
+            t_epoch = time.perf_counter()
             order = _epoch_order(n, config.seed, epoch).to(info.device)
             while batch < batches_per_epoch:
                 idx = shard(
@@ -463,6 +470,7 @@ def _train(
                     loss_sum += _step(net, optimizer, x_train[idx], y_train[idx], info, n_global)
                     stop = agree_to_stop(info, sigterm[0])
                 batch += 1
+                batches.update(1)
                 if stop:
                     with roll.collective("while stopping on SIGTERM"):
                         checkpoint(epoch, batch, all_sum(info, loss_sum))
@@ -476,22 +484,28 @@ def _train(
                 checksum = check_ranks_agree(
                     info, state_checksum(model, optimizer), f"after epoch {epoch + 1}"
                 )[0]
+            stages.add("train", time.perf_counter() - t_epoch)
             record = {"epoch": epoch + 1, "train_loss": epoch_loss}
             if info.is_main:
-                record["test_accuracy"] = accuracy(model, x_test, y_test)
+                with stages("evaluate"):
+                    record["test_accuracy"] = accuracy(model, x_test, y_test)
                 record["checksum"] = checksum
             history.append(record)
             epoch, batch, loss_sum = epoch + 1, 0, 0.0
-            checkpoint(epoch, 0, 0.0)
+            with stages("checkpoint"):
+                checkpoint(epoch, 0, 0.0)
             if progress is not None and info.is_main:
                 progress(
                     f"epoch {epoch}/{config.epochs}: loss {epoch_loss:.4f} "
-                    f"test acc {record['test_accuracy']:.4f}"
+                    f"test acc {record['test_accuracy']:.4f} "
+                    f"({time.perf_counter() - t_epoch:.1f} s)"
                 )
 
     with roll.collective("at the end"):
-        return _finish(config, info, model, optimizer, x_test, y_test, epoch, resumed_from,
-                       history, start_time)  # fmt: skip
+        result = _finish(config, info, model, optimizer, x_test, y_test, epoch, resumed_from,
+                         history, start_time)  # fmt: skip
+    result["stage_seconds"] = dict(stages.seconds)  # this process's, since a resume
+    return result
 
 
 def _start_message(config: TrainConfig, info: DistInfo, resume: Any, epoch: int, batch: int) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from bioplastic._progress import Stages, bar
 from strategies.fewshot.finetune import finetune_readout_features
 from strategies.fewshot.proto import ProtoEvaluator, embed, mean_ci
 from strategies.fewshot.tasksets import episode_classes, episodes_digest, index_episodes
@@ -30,9 +31,11 @@ def _draw_episodes(data, ways, shots, queries, episodes, seed, sampler, device, 
 
 def _evaluate_backbone(
     features, readout, rule, seed, methods, shots, test_x, episode_sets, device_sets,
-    finetune_steps, finetune_lr, record, proto_times,
+    finetune_steps, finetune_lr, record, proto_times, stages=None,
 ) -> None:  # fmt: skip
-    """Prototype and fine-tune evaluation of one pre-trained backbone on every shot count."""
+    """Prototype and fine-tune evaluation of one pre-trained backbone on every shot count;
+    their wall times are added to ``stages`` (a :class:`bioplastic._progress.Stages`)."""
+    stages = Stages() if stages is None else stages
     feats = embed(features, test_x) if "finetune" in methods else None
     dale_sign = getattr(readout, "dale_sign", None)
     for k in shots:
@@ -41,16 +44,21 @@ def _evaluate_backbone(
             t0 = time.perf_counter()
             result = ProtoEvaluator(features).evaluate_indexed(test_x, dev_eps)
             proto_times.append(time.perf_counter() - t0)
+            stages.add("proto", proto_times[-1])
             record("proto", k, rule, seed, result["accuracies"], eps)
         if "finetune" in methods:
+            t0 = time.perf_counter()
             accs = [
                 finetune_readout_features(
                     feats[s], sy, feats[q], qy, rule=rule, steps=finetune_steps,
                     lr=finetune_lr, seed=seed * 100_003 + i,
                     dale_sign=dale_sign if rule in ("bio", "eg") else None,
                 )
-                for i, (s, sy, q, qy) in enumerate(dev_eps)
+                for i, (s, sy, q, qy) in enumerate(
+                    bar(dev_eps, desc=f"fine-tune {rule} {k}-shot", unit="episode")
+                )
             ]  # fmt: skip
+            stages.add("finetune", time.perf_counter() - t0)
             record("finetune", k, rule, seed, accs, eps)
 
 

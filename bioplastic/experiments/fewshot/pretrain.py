@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from bioplastic import BioConvNet, BioMLP, make_optimizer
+from bioplastic._progress import bar
 from bioplastic.experiments.metatrain import evaluate_maml, make_maml, meta_train
 from bioplastic.probes import weight_report
 from bioplastic.train import accuracy, train_epochs
@@ -70,7 +71,9 @@ def _pretrain(model, rule, data, train_idx, held_idx, epochs, batch_size, seed, 
     x, y = data.train_x[train_idx].to(device), data.train_y[train_idx].to(device)
     held_x, held_y = data.train_x[held_idx].to(device), data.train_y[held_idx].to(device)
     t0 = time.perf_counter()
-    train_epochs(model, optimizer, x, y, epochs, batch_size=batch_size, seed=seed)
+    with bar(total=epochs, desc=f"pre-train {rule} seed {seed}", unit="epoch") as epoch_bar:
+        train_epochs(model, optimizer, x, y, epochs, batch_size=batch_size, seed=seed,
+                     on_epoch=lambda _epoch: epoch_bar.update(1))  # fmt: skip
     return {
         "seed": seed,
         "clean_accuracy": accuracy(model, held_x, held_y),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bioplastic._progress import Stages
 from bioplastic.experiments.fewshot.data import DATASETS, FewShotData, load_fewshot_data
 from bioplastic.experiments.fewshot.evaluate import (
     _accuracy_rows,
@@ -177,13 +177,14 @@ def run_fewshot_benchmark(
         device=torch.device(device),
     )
 
-    t_load = time.perf_counter()
-    data = load_fewshot_data(dataset, root, cache_dir, max_classes, eval_split)
-    load_s = time.perf_counter() - t_load
+    stages = Stages()
+    with stages("load"):
+        data = load_fewshot_data(dataset, root, cache_dir, max_classes, eval_split)
+    load_s = stages.seconds["load"]
     if len(data.test_classes) < ways:
         raise ValueError(f"ways={ways} but meta-test has {len(data.test_classes)} classes")
 
-    run = _Run(plan, data, progress)
+    run = _Run(plan, data, progress, stages)
     for seed in seed_list:
         run.seed(seed)
     return run.results(load_s)
@@ -264,8 +265,10 @@ class _Plan:
 class _Run:
     """What one benchmark accumulates over seeds and rules, with its progress count."""
 
-    def __init__(self, plan: _Plan, data: FewShotData, progress: Progress | None) -> None:
-        self.plan, self.data, self.progress = plan, data, progress
+    def __init__(
+        self, plan: _Plan, data: FewShotData, progress: Progress | None, stages: Stages
+    ) -> None:
+        self.plan, self.data, self.progress, self.stages = plan, data, progress, stages
         self.total, self.done = plan.total_units(), 0
         self.acc: dict[tuple[str, int, str], dict[int, list[float]]] = {}
         # digest of the episodes each evaluation actually used: (method, shots, rule) -> seed -> hex
@@ -310,20 +313,26 @@ class _Run:
             plan.arch, data.input_shape, plan.hidden, self.n_train_classes, seed
         )
         model.to(plan.device)  # in place: features and readout are its sub-modules
-        run = _pretrain(model, rule, data, train_idx, held_idx, plan.epochs, plan.batch_size,
-                        seed, plan.optimizer_kwargs.get(rule, {}), plan.device)  # fmt: skip
+        with self.stages("pretrain"):
+            run = _pretrain(model, rule, data, train_idx, held_idx, plan.epochs, plan.batch_size,
+                            seed, plan.optimizer_kwargs.get(rule, {}), plan.device)  # fmt: skip
         self.backbones[rule].append(run)
         self.tick(f"seed {seed}: pre-trained {rule} (clean accuracy {run['clean_accuracy']:.3f})")
         _evaluate_backbone(
             features, readout, rule, seed, plan.methods, plan.shots, self.test_x, episode_sets,
             device_sets, plan.finetune_steps, plan.finetune_lrs[rule], self.record,
-            self.proto_times,
+            self.proto_times, self.stages,
         )  # fmt: skip
 
     def _maml(self, rule, seed, train_idx, episode_sets, device_sets) -> None:
         plan = self.plan
         model, _, _ = _make_model(plan.arch, self.data.input_shape, plan.hidden, plan.ways, seed)
         model.to(plan.device)
+        with self.stages("maml"):
+            self._maml_run(model, rule, seed, train_idx, episode_sets, device_sets)
+
+    def _maml_run(self, model, rule, seed, train_idx, episode_sets, device_sets) -> None:
+        plan = self.plan
         self.maml_runs[rule].append(
             _maml_rule(
                 model, rule, seed, self.data, train_idx, plan.ways, plan.shots, plan.queries,
@@ -347,6 +356,7 @@ class _Run:
             "accuracy": _accuracy_rows(self.acc, self.used, plan.methods, plan.shots, plan.rules),
             "paired": _paired_rows(self.acc, plan.methods, plan.shots, plan.rules),
             "timing": {
+                "stages_s": dict(self.stages.seconds),
                 "proto_eval_s": {
                     "median": float(np.median(times)) if times else None,
                     "max": float(np.max(times)) if times else None,

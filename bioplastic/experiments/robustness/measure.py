@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bioplastic._progress import Stages, bar
 from bioplastic.experiments.robustness.attack import DLR_ATTACK, ENSEMBLE_ATTACK, apgd_dlr_accuracy
 from bioplastic.probes import synaptic_layers, weight_report
 from bioplastic.representation import (
@@ -39,8 +40,45 @@ def _measure(
     reference_state: Mapping[str, Tensor] | None,
     *,
     probes: bool,
+    stages: Stages | None = None,
 ) -> dict[str, Any]:
-    """Clean accuracy, robustness curves, masking checks and probes of one trained model."""
+    """Clean accuracy, robustness curves, masking checks and probes of one trained model;
+    the wall time of the attacks, the masking checks and the probes is added to ``stages``."""
+    stages = Stages() if stages is None else stages
+    grid = [e for e in cfg.get("dlr_epsilons") or () if e > 0]
+    test, input_range = data["test"], data["input_range"]
+    # the order of the measurements is the one the results were made with (attacks and
+    # masking checks draw random starts)
+    with bar(total=1 + len(grid) + int(probes), desc="attacks", unit="attack") as attacks:
+        with stages("attack"):
+            curve = _curves(model, data, cfg, attacks)
+        with stages("probes"):
+            out, report = _weight_probes(model, data, curve, reference_state)
+        if not probes:
+            return out
+        with stages("masking"):
+            out["masking"] = gradient_masking_checks(
+                model,
+                test,
+                cfg["masking_eps"],
+                steps=cfg["masking_steps"],
+                restarts=cfg["masking_restarts"],
+                large_eps=1.0,
+                input_range=input_range,
+            )
+        attacks.update(1)
+    with stages("probes"):
+        out["activity"] = activity_profile(model, test[0])
+        out["log_magnitude"] = {
+            name: {k: r[f"log_mag_{k}"] for k in ("mean", "std", "skewness", "excess_kurtosis")}
+            for name, r in report.items()
+        }
+    return out
+
+
+def _curves(model: nn.Module, data: Mapping[str, Any], cfg: Mapping[str, Any], attacks) -> dict:
+    """The robustness curves (FGSM/PGD, then APGD-DLR and the ensemble when asked for),
+    advancing the ``attacks`` bar."""
     test = data["test"]
     input_range = data["input_range"]
     curve = robustness_curve(
@@ -52,6 +90,7 @@ def _measure(
         restarts=cfg["restarts"],
         input_range=input_range,
     )
+    attacks.update(1)
     grid = cfg.get("dlr_epsilons")
     if grid:
         dlr_acc, ens_acc = [], []
@@ -66,6 +105,7 @@ def _measure(
                     input_range=input_range,
                     ensemble_with_pgd=True,
                 )
+                attacks.update(1)
             else:
                 d = both = curve["clean_accuracy"]
             dlr_acc.append(d)
@@ -74,6 +114,12 @@ def _measure(
             curve["attacks"].append(name)
             curve["epsilons"][name] = list(grid)
             curve["accuracy"][name] = accs
+    return curve
+
+
+def _weight_probes(model, data, curve, reference_state) -> tuple[dict[str, Any], dict]:
+    """The measurements besides the attacks and the masking checks, and the weight report."""
+    test, input_range = data["test"], data["input_range"]
     robust_mean = {
         a: statistics.fmean(
             acc for e, acc in zip(curve["epsilons"][a], curve["accuracy"][a], strict=True) if e > 0
@@ -96,22 +142,7 @@ def _measure(
         "weight_scale": weight_scale_stats(model),
         "gradients": input_gradient_stats(model, test[0], test[1], input_range=input_range),
     }
-    if probes:
-        out["masking"] = gradient_masking_checks(
-            model,
-            test,
-            cfg["masking_eps"],
-            steps=cfg["masking_steps"],
-            restarts=cfg["masking_restarts"],
-            large_eps=1.0,
-            input_range=input_range,
-        )
-        out["activity"] = activity_profile(model, test[0])
-        out["log_magnitude"] = {
-            name: {k: r[f"log_mag_{k}"] for k in ("mean", "std", "skewness", "excess_kurtosis")}
-            for name, r in report.items()
-        }
-    return out
+    return out, report
 
 
 def _receptive_fields(model: nn.Module, image_shape: Sequence[int], n: int) -> dict[str, Any]:

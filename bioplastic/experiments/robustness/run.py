@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from bioplastic._checks import check_int
+from bioplastic._progress import Stages, format_stages
 from bioplastic.baselines import OPTIMIZER_NAMES, make_optimizer
 from bioplastic.dale import BioMLP
 from bioplastic.experiments._common import jsonable
@@ -288,21 +289,24 @@ def _train_and_measure(
     model.to(device)
     loader = _Batches(*data["train"], protocol["batch_size"], seed)
     optimizer = make_optimizer(rule, model.parameters())
-    training = train_to_accuracy(
-        model,
-        optimizer,
-        loader,
-        data["val"],
-        protocol["target"],
-        protocol["max_epochs"],
-        eval_every_steps=protocol["eval_every_steps"],
-        device=device,
-    )
+    stages = Stages()
+    with stages("train"):
+        training = train_to_accuracy(
+            model,
+            optimizer,
+            loader,
+            data["val"],
+            protocol["target"],
+            protocol["max_epochs"],
+            eval_every_steps=protocol["eval_every_steps"],
+            device=device,
+        )
     model.eval()
     row = {"rule": rule, "seed": seed}
     row["training"] = {k: v for k, v in training.as_dict().items() if k != "history"}
-    row.update(_measure(model, data, cfg, init, probes=True))
+    row.update(_measure(model, data, cfg, init, probes=True, stages=stages))
     row["seconds"] = time.perf_counter() - t0
+    row["stage_seconds"] = dict(stages.seconds)
     return row, model, _optimizer_settings(optimizer)
 
 
@@ -312,7 +316,8 @@ def _progress_line(dataset: str, row: Mapping[str, Any]) -> str:
         f"{dataset} {row['rule']:8s} seed {row['seed']}: epochs {training['epoch']:3d} "
         f"val {training['accuracy']:.3f} test {row['clean_accuracy']:.3f} "
         f"pgd-mean {row['robust_mean'].get('pgd', math.nan):.3f} "
-        f"conn {row['connectivity']:.3f} ({row['seconds']:.1f}s)"
+        f"conn {row['connectivity']:.3f} ({row['seconds']:.1f} s: "
+        f"{format_stages(row.get('stage_seconds', {}))})"
     )
 
 

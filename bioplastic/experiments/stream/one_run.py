@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from avalanche.core import SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
 
+from bioplastic._progress import Stages, bar
 from bioplastic.data import Stream
 from bioplastic.experiments._common import read_json, write_json
 from bioplastic.experiments.stream.markdown import _num
@@ -130,7 +132,8 @@ def _run_one(
         strategy, start = build(), 0
     comparison.update(key, status="running", next_experience=start, hyper_parameters=hyper)
 
-    _train_experiences(strategy, benchmark, start, key, ckpt, comparison, progress,
+    stages = Stages()
+    _train_experiences(strategy, benchmark, start, key, ckpt, comparison, progress, stages,
                        lambda k: after_experience and after_experience(name, seed, k))  # fmt: skip
     run = _finished_run(strategy, run_config, hyper, overrides, n_exp, start_time)
     write_json(run_json, run)
@@ -140,19 +143,48 @@ def _run_one(
     progress(
         f"{key}: done, final average accuracy {run['final_average_accuracy']:.3f}, "
         f"Avalanche forgetting {_num(run['avalanche_forgetting'])}, F (max) "
-        f"{_num(run['forgetting_max'])}, connectivity {run['connectivity']:.2f}"
+        f"{_num(run['forgetting_max'])}, connectivity {run['connectivity']:.2f} ({stages})"
     )
     return run
 
 
-def _train_experiences(strategy, benchmark, start, key, ckpt, comparison, progress, after) -> None:
-    """Train experiences ``start..`` in order, evaluating and checkpointing after each."""
+class _EpochBar(SupervisedPlugin):
+    """Advances a progress bar after each training epoch (added only while training)."""
+
+    def __init__(self, progress_bar: Any) -> None:
+        super().__init__()
+        self.bar = progress_bar
+
+    def after_training_epoch(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        self.bar.update(1)
+
+
+def _train(strategy: SupervisedTemplate, experience: Any, desc: str) -> None:
+    """``strategy.train(experience)`` with a bar over its epochs; the bar's plugin is removed
+    afterwards, so checkpoints never hold it."""
+    with bar(total=getattr(strategy, "train_epochs", None), desc=desc, unit="epoch") as epochs:
+        plugin = _EpochBar(epochs)
+        strategy.plugins.append(plugin)
+        try:
+            strategy.train(experience)
+        finally:
+            strategy.plugins.remove(plugin)
+
+
+def _train_experiences(
+    strategy, benchmark, start, key, ckpt, comparison, progress, stages, after
+) -> None:  # fmt: skip
+    """Train experiences ``start..`` in order, evaluating and checkpointing after each; the
+    time of each stage is added to ``stages``."""
     n_exp = len(benchmark.train_stream)
-    for k in range(start, n_exp):
+    for k in bar(range(start, n_exp), total=n_exp, initial=start, desc=key, unit="exp"):
         t0 = time.perf_counter()
-        strategy.train(benchmark.train_stream[k])
-        results = strategy.eval(benchmark.test_stream)
-        save_checkpoint(strategy, ckpt)
+        with stages("train"):
+            _train(strategy, benchmark.train_stream[k], f"experience {k + 1}/{n_exp}")
+        with stages("eval"):
+            results = strategy.eval(benchmark.test_stream)
+        with stages("checkpoint"):
+            save_checkpoint(strategy, ckpt)
         comparison.update(key, status="running", next_experience=k + 1)
         seen = [
             v for kk, v in results.items() if (m := _ACC_KEY.match(kk)) and int(m.group(1)) <= k
