@@ -59,14 +59,23 @@ def mean_std(
 
 
 def t_critical(n: int) -> float:
-    """Two-sided 95% critical value of Student's t with ``n - 1`` degrees of freedom."""
+    """Two-sided 95% critical value of Student's t with ``n - 1`` degrees of freedom.
+
+    The one t-based interval helper (with :func:`paired_difference`). It is written here
+    because the libraries we depend on have none: torchmetrics computes metrics, not
+    intervals over runs (its ``BootStrapper`` gives bootstrap quantiles, which with the 3-5
+    seeds we compare are too coarse to use), Avalanche has none, and scipy gives only the
+    quantile, used below. The few-shot tables' interval over 600 episodes is the normal one
+    few-shot papers report (:func:`strategies.fewshot.mean_ci`).
+    """
     from scipy import stats
 
     return float(stats.t.ppf(0.975, n - 1)) if n > 1 else math.inf
 
 
 def paired_difference(diffs: Sequence[float]) -> dict[str, Any]:
-    """Mean paired difference with a t-based 95% CI over seeds (CI None if n < 2)."""
+    """Mean paired difference with a t-based 95% CI over seeds (CI None if n < 2); see
+    :func:`t_critical` for why it is not a library's."""
     n = len(diffs)
     mean = statistics.fmean(diffs)
     if n < 2:

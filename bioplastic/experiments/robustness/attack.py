@@ -40,7 +40,13 @@ def _survivors(
     seed: int,
     with_pgd: bool,
 ) -> tuple[Tensor, Tensor | None]:
-    """Per-sample robustness (bool ``[N]``) under APGD-DLR, and optionally under PGD-CE."""
+    """Per-sample robustness (bool ``[N]``) under APGD-DLR, and optionally under PGD-CE.
+
+    Correctness is kept per sample, not as an accuracy (e.g. torchmetrics'
+    ``MulticlassAccuracy``): only samples correct so far are attacked again, and the ensemble
+    counts a sample as robust only if it survives every attack, so the masks are combined
+    before anything is averaged.
+    """
     try:
         import torchattacks
     except ImportError as err:
