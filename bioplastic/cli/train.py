@@ -266,7 +266,7 @@ def _train_and_report(config: Any, info: Any) -> dict[str, Any]:
             f"test accuracy {result['test_accuracy']:.4f}, connectivity "
             f"{result['connectivity']:.3f}, Dale violations {result['dale_violations']}, "
             f"checksum {result['checksum'][:16]} "
-            f"({format_stages(result.get('stage_seconds', {}))})",
+            f"({format_stages(result.get('stages_s', {}))})",
             flush=True,
         )
         print(f"wrote {path} and {config.out / 'checkpoint.pt'}", flush=True)

@@ -364,7 +364,7 @@ def train(
         (on every rank) the final metrics: ``test_accuracy``, ``train_loss``, per-epoch
         ``history``, ``connectivity``, ``dale_violations``, ``nonfinite_skips``, the state
         ``checksum`` and every rank's ``rank_checksums``, where training resumed from, and
-        ``stage_seconds`` (wall time of training, evaluation and checkpoints in this process).
+        ``stages_s`` (wall time of training, evaluation and checkpoints in this process).
 
     Rank 0 holds a lock on ``config.out`` (:func:`bioplastic._io.lock_folder`) for the whole
     run; a folder that holds a previous run is refused unless ``config.resume`` (continue it)
@@ -504,7 +504,7 @@ def _train(
     with roll.collective("at the end"):
         result = _finish(config, info, model, optimizer, x_test, y_test, epoch, resumed_from,
                          history, start_time)  # fmt: skip
-    result["stage_seconds"] = dict(stages.seconds)  # this process's, since a resume
+    result["stages_s"] = dict(stages.seconds)  # this process's, since a resume
     return result
 
 

@@ -306,7 +306,7 @@ def _train_and_measure(
     row["training"] = {k: v for k, v in training.as_dict().items() if k != "history"}
     row.update(_measure(model, data, cfg, init, probes=True, stages=stages))
     row["seconds"] = time.perf_counter() - t0
-    row["stage_seconds"] = dict(stages.seconds)
+    row["stages_s"] = dict(stages.seconds)
     return row, model, _optimizer_settings(optimizer)
 
 
@@ -317,7 +317,7 @@ def _progress_line(dataset: str, row: Mapping[str, Any]) -> str:
         f"val {training['accuracy']:.3f} test {row['clean_accuracy']:.3f} "
         f"pgd-mean {row['robust_mean'].get('pgd', math.nan):.3f} "
         f"conn {row['connectivity']:.3f} ({row['seconds']:.1f} s: "
-        f"{format_stages(row.get('stage_seconds', {}))})"
+        f"{format_stages(row.get('stages_s', {}))})"
     )
 
 
