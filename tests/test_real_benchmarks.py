@@ -217,3 +217,21 @@ def test_bad_arguments(tmp_path):
         real_benchmark("split-mnist", tmp_path, n_experiences=11)
     with pytest.raises(FileNotFoundError, match="not a folder"):
         real_benchmark("split-mnist", tmp_path / "nowhere")
+
+
+def test_synthetic_cifar_is_in_cifars_format_and_matches_avalanches_transform():
+    from avalanche.benchmarks.classic.ccifar10 import _default_cifar10_eval_transform
+    from PIL import Image
+
+    from strategies.avalanche.real import cifar_tensor, synthetic_cifar
+
+    images, labels = synthetic_cifar(n_classes=4, per_class=3, seed=1)
+    assert images.dtype == np.uint8 and images.shape == (12, 32, 32, 3)
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    x = cifar_tensor(images)
+    assert x.shape == (12, 3, 32, 32) and x.dtype == torch.float32
+    expected = _default_cifar10_eval_transform(Image.fromarray(images[5]))
+    torch.testing.assert_close(x[5], expected)
+    same_class = (x[3] - x[4]).abs().mean()
+    other_class = (x[3] - x[9]).abs().mean()
+    assert same_class < other_class  # classes differ by their templates

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 import torchvision.datasets.cifar as tv_cifar
 import torchvision.datasets.mnist as tv_mnist
 import torchvision.datasets.utils as tv_utils
@@ -47,7 +49,19 @@ from avalanche.benchmarks.classic import (
 
 from bioplastic._checks import check_bool, check_int
 
-__all__ = ["REAL_BENCHMARKS", "RealBenchmarkSpec", "check_dataset_root", "real_benchmark"]
+__all__ = [
+    "CIFAR_MEAN",
+    "CIFAR_STD",
+    "REAL_BENCHMARKS",
+    "RealBenchmarkSpec",
+    "check_dataset_root",
+    "cifar_tensor",
+    "real_benchmark",
+    "synthetic_cifar",
+]
+
+#: Channel means and standard deviations of CIFAR-10's training images (Avalanche's transforms).
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 
 
 @dataclass(frozen=True)
@@ -183,3 +197,34 @@ def real_benchmark(
     return spec.builder(
         n_experiences=n, return_task_id=return_task_id, seed=seed, dataset_root=root, **kwargs
     )
+
+
+def synthetic_cifar(
+    n_classes: int = 10, per_class: int = 100, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images in CIFAR's in-memory format (``uint8``, ``[n, 32, 32, 3]``, as torchvision's
+    ``CIFAR10.data``) and ``int64`` labels, for benchmarks that must not need the real files.
+
+    Class ``c`` is a smooth random colour template (a 4x4 pattern upsampled to 32x32) plus
+    per-image noise (std 40 of 255) and a random brightness shift, so a network can learn it
+    but not in one step. Labels are ``repeat(arange(n_classes), per_class)``. SYNTHETIC: numbers
+    measured on it say nothing about accuracy on CIFAR.
+    """
+    check_int("n_classes", n_classes, 1)
+    check_int("per_class", per_class, 1)
+    rng = np.random.default_rng(seed)
+    templates = rng.uniform(40, 215, (n_classes, 4, 4, 3)).repeat(8, axis=1).repeat(8, axis=2)
+    labels = np.repeat(np.arange(n_classes), per_class)
+    noise = rng.normal(0.0, 40.0, (labels.size, 32, 32, 3))
+    shift = rng.normal(0.0, 20.0, (labels.size, 1, 1, 1))
+    images = np.clip(templates[labels] + noise + shift, 0, 255).astype(np.uint8)
+    return images, labels.astype(np.int64)
+
+
+def cifar_tensor(images: np.ndarray) -> torch.Tensor:
+    """``uint8 [n, 32, 32, 3]`` images -> normalised ``float32 [n, 3, 32, 32]`` (what Avalanche's
+    CIFAR eval transform, ``ToTensor`` and ``Normalize(CIFAR_MEAN, CIFAR_STD)``, gives)."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
