@@ -11,6 +11,7 @@ from torch import nn
 
 pytest.importorskip("avalanche")
 
+from avalanche.evaluation.metric_results import TensorImage  # noqa: E402
 from avalanche.evaluation.metrics import accuracy_metrics  # noqa: E402
 from avalanche.training import Naive  # noqa: E402
 from avalanche.training.plugins import EvaluationPlugin  # noqa: E402
@@ -152,7 +153,7 @@ def test_probes_work_for_a_plain_backprop_baseline(task_bm):
     assert 0 <= last["probe/activity/2/silent_fraction/Exp000"] <= 1
     assert 1 <= last["probe/activity/2/participation_ratio/Exp000"] <= 16
     assert last["probe/task/allocation"].matrix.shape == (2, 16)
-    image = last["probe/task/allocation"].alternatives[0].image
+    image = last["probe/task/allocation"].image().image
     assert image.dim() == 3 and image.shape[0] == 3
     assert len(task.synapse_masks) == 2
 
@@ -197,9 +198,13 @@ def test_activity_probe_uses_a_fixed_batch(task_bm, task_stream):
 def test_values_and_json_conversion(tmp_path):
     hist = HistogramValue(torch.tensor([1.0, 2.0, 3.0]))
     assert str(hist).startswith("histogram(n=3") and hist.summary()["mean"] == 2.0
-    matrix = MatrixValue(torch.tensor([[1.0, float("nan")], [0.5, 1.0]]))
+    matrix = MatrixValue(torch.tensor([[1.0, float("nan")], [0.5, 1.0]]), figure="fast")
     assert matrix.tolist() == [[1.0, None], [0.5, 1.0]]
-    assert matrix.alternatives[0].image.shape[0] == 3
+    assert matrix.alternatives == ()  # drawn only when a logger asks for an image
+    assert matrix.best_supported_value(float, int) is None
+    assert matrix.alternatives == ()
+    assert matrix.best_supported_value(TensorImage, float).image.shape[0] == 3
+    assert matrix.image().image.shape == (3, 64, 64)  # fast: 32 pixels per cell
     assert to_jsonable(float("nan")) is None and to_jsonable(float("inf")) is None
     assert to_jsonable(torch.tensor(2.5)) == 2.5
     with pytest.raises(ValueError, match="figure"):

@@ -20,7 +20,8 @@ Groups of functions:
   :func:`weight_report`;
 * activity (``acts`` is ``[n_samples, n_units]``): :func:`population_sparseness`,
   :func:`lifetime_sparseness`, :func:`silent_fraction`, :func:`participation_ratio`,
-  :func:`ei_input_balance`, :func:`activity_distribution_stats`, :func:`record_activations`;
+  :func:`ei_input_balance`, :func:`activity_distribution_stats`, :func:`record_activations`,
+  :func:`record_activity`;
 * task encoding: :func:`recruited_synapses`, :func:`task_selectivity`, :func:`recruited_units`,
   :func:`jaccard_matrix`, :func:`capacity`, :func:`allocation_matrix`.
 
@@ -44,6 +45,7 @@ from bioplastic.probes.activity import (
     participation_ratio,
     population_sparseness,
     record_activations,
+    record_activity,
     silent_fraction,
 )
 from bioplastic.probes.tasks import (
@@ -82,6 +84,7 @@ __all__ = [
     "participation_ratio",
     "population_sparseness",
     "record_activations",
+    "record_activity",
     "recruited_synapses",
     "recruited_units",
     "sign_flips",

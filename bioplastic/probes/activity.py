@@ -229,12 +229,55 @@ def _as_batches(loader_or_tensor: object) -> Iterable:
     )
 
 
+def _recording_hook(name: str, captures: list[str], collected: dict):
+    def hook(_module: nn.Module, args: tuple, output: object) -> None:
+        for capture in captures:
+            value = args[0] if capture == "input" else output
+            if isinstance(value, (tuple, list)):
+                value = value[0]
+            if isinstance(value, Tensor):
+                # a copy: on the CPU .cpu() aliases, and a later in-place op
+                # (ReLU(inplace=True)) would overwrite what was recorded
+                collected[(name, capture)].append(value.detach().to("cpu", copy=True))
+
+    return hook
+
+
+def _run(model: nn.Module, batches: Iterable, handles: list, max_batches: int | None) -> int:
+    """Feed ``batches`` in eval mode without gradients; remove ``handles`` and restore the
+    training flags whatever happens. Returns the number of batches fed."""
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else None
+    training = {m: m.training for m in model.modules()}
+    n_batches = 0
+    try:
+        model.eval()
+        with torch.no_grad():
+            for batch in batches:
+                x = _first_tensor(batch, "loader_or_tensor")
+                model(x.to(device) if device is not None else x)
+                n_batches += 1
+                if max_batches is not None and n_batches >= max_batches:
+                    break
+    finally:
+        for handle in handles:
+            handle.remove()
+        for m, flag in training.items():
+            m.training = flag
+    return n_batches
+
+
+def _empty(names: object) -> bool:
+    return isinstance(names, Sequence) and not isinstance(names, str) and len(names) == 0
+
+
 def record_activations(
     model: nn.Module,
     loader_or_tensor: Tensor | Iterable,
     layers: Sequence[str] | None = None,
     capture: Literal["output", "input"] = "output",
     max_batches: int | None = None,
+    missing: Literal["raise", "skip"] = "raise",
 ) -> dict[str, Tensor]:
     """Run ``model`` on data and collect what chosen sub-modules emit (or receive).
 
@@ -253,58 +296,67 @@ def record_activations(
         capture: ``"output"`` (what the module returns) or ``"input"`` (its first positional
             argument, e.g. for :func:`ei_input_balance`).
         max_batches: stop after this many batches (``None``: all).
+        missing: a layer the forward pass never called (e.g. the head of another task):
+            ``"raise"`` a ``ValueError`` or ``"skip"`` it (left out of the result).
 
     Returns:
         ``{name: Tensor [n_samples, ...]}`` in the order of ``layers``.
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
     if capture not in ("output", "input"):
         raise ValueError(f"capture must be 'output' or 'input', got {capture!r}")
+    if _empty(layers):
+        raise ValueError("layers is empty")
+    outputs, inputs = (layers, ()) if capture == "output" else ((), layers)
+    found = record_activity(model, loader_or_tensor, outputs, inputs, max_batches, missing)
+    return found[0] if capture == "output" else found[1]
+
+
+def record_activity(
+    model: nn.Module,
+    loader_or_tensor: Tensor | Iterable,
+    outputs: Sequence[str] | None = None,
+    inputs: Sequence[str] | None = (),
+    max_batches: int | None = None,
+    missing: Literal["raise", "skip"] = "raise",
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """What :func:`record_activations` records, outputs of some modules and inputs of others
+    in one forward pass: ``({name: output}, {name: input})``.
+
+    ``outputs`` / ``inputs``: module names (``None``: the synaptic layers; ``()``: none); the
+    other arguments as for :func:`record_activations`.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
     if max_batches is not None and max_batches < 1:
         raise ValueError(f"max_batches must be >= 1 or None, got {max_batches}")
+    if missing not in ("raise", "skip"):
+        raise ValueError(f"missing must be 'raise' or 'skip', got {missing!r}")
     modules = dict(model.named_modules())
-    names = _layer_names(model, modules, layers)
+    requests = {
+        capture: [] if _empty(names) else _layer_names(model, modules, names)
+        for capture, names in (("output", outputs), ("input", inputs))
+    }
+    if not requests["output"] and not requests["input"]:
+        raise ValueError("nothing to record: outputs and inputs are both empty")
+    collected: dict[tuple[str, str], list[Tensor]] = {
+        (n, c): [] for c, names in requests.items() for n in names
+    }
+    by_module: dict[str, list[str]] = {}
+    for name, capture in collected:
+        by_module.setdefault(name, []).append(capture)
     batches = _as_batches(loader_or_tensor)
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else None
-
-    collected: dict[str, list[Tensor]] = {n: [] for n in names}
-
-    def make_hook(name: str):
-        def hook(_module: nn.Module, args: tuple, output: object) -> None:
-            value = args[0] if capture == "input" else output
-            if isinstance(value, (tuple, list)):
-                value = value[0]
-            if isinstance(value, Tensor):
-                # a copy: on the CPU .cpu() aliases, and a later in-place op (ReLU(inplace=True))
-                # would overwrite what was recorded
-                collected[name].append(value.detach().to("cpu", copy=True))
-
-        return hook
-
-    training = {m: m.training for m in model.modules()}
-    handles = [modules[n].register_forward_hook(make_hook(n)) for n in dict.fromkeys(names)]
-    n_batches = 0
-    try:
-        model.eval()
-        with torch.no_grad():
-            for batch in batches:
-                x = _first_tensor(batch, "loader_or_tensor")
-                model(x.to(device) if device is not None else x)
-                n_batches += 1
-                if max_batches is not None and n_batches >= max_batches:
-                    break
-    finally:
-        for handle in handles:
-            handle.remove()
-        for m, flag in training.items():
-            m.training = flag
+    handles = [
+        modules[n].register_forward_hook(_recording_hook(n, c, collected))
+        for n, c in by_module.items()
+    ]
+    n_batches = _run(model, batches, handles, max_batches)
     if n_batches == 0:
         raise ValueError("loader_or_tensor yielded no batches")
-    result: dict[str, Tensor] = {}
-    for name in names:
-        if not collected[name]:
+    result: tuple[dict[str, Tensor], dict[str, Tensor]] = ({}, {})
+    for (name, capture), values in collected.items():
+        if not values:
+            if missing == "skip":
+                continue
             raise ValueError(f"layer {name!r} was not called during the forward pass")
-        result[name] = torch.cat(collected[name], dim=0)
+        result[0 if capture == "output" else 1][name] = torch.cat(values, dim=0)
     return result

@@ -40,6 +40,7 @@ __all__ = [
     "BIO_CONSOLIDATE",
     "BIO_RULE",
     "COMMON",
+    "PROBES",
     "STRATEGY_DEFAULTS",
     "STRATEGY_NAMES",
     "strategy_defaults",
@@ -52,6 +53,13 @@ COMMON: dict[str, Any] = {
     "eval_mb_size": 256,
     "train_epochs": 10,
 }
+
+#: Probe cadence and size (:func:`strategies.avalanche.probe_metrics`, ``make_evaluator``):
+#: ``every`` training iterations the weight and activity scalars (0: only at experience ends
+#: and evaluations), on a fixed probe batch of ``probe_size`` samples, the activity statistics
+#: on at most ``max_units`` sampled units per layer. Chosen so the probes cost under 10% of
+#: train+eval per experience (benchmarks/strategy_overhead.py, split digits and MNIST-1D).
+PROBES: dict[str, Any] = {"every": 100, "probe_size": 256, "max_units": 1024}
 
 #: Consolidation after each experience of a hand-built :class:`BioPlastic` or
 #: :class:`BioRulePlugin`: ``fraction``, ``factor`` and ``by`` of :meth:`BioRule.consolidate`,

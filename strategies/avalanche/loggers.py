@@ -8,6 +8,8 @@ complete and valid.
 
 :func:`make_evaluator` builds an ``EvaluationPlugin`` with the usual continual-learning metrics,
 the probe metrics and the loggers asked for (TensorBoard, JSON, text).
+:class:`BioTensorboardLogger` is Avalanche's ``TensorboardLogger`` plus the run configuration
+(text and hparams).
 
 Example::
 
@@ -36,9 +38,16 @@ from avalanche.training.plugins import EvaluationPlugin
 from torch import Tensor
 
 from bioplastic._io import write_atomic
+from strategies.avalanche.config import PROBES
 from strategies.avalanche.metrics import HistogramValue, MatrixValue, probe_metrics
 
-__all__ = ["JSONResultsLogger", "make_evaluator", "to_jsonable"]
+__all__ = [
+    "BioTensorboardLogger",
+    "JSONResultsLogger",
+    "make_evaluator",
+    "run_config",
+    "to_jsonable",
+]
 
 _FORMAT = "bioplastic-results"
 
@@ -198,6 +207,96 @@ class JSONResultsLogger(BaseLogger):
         self._pending = []
 
 
+class BioTensorboardLogger(TensorboardLogger):
+    """Avalanche's ``TensorboardLogger`` that also records the run configuration.
+
+    At the start of the first training it writes the configuration (``config`` merged with
+    what the strategy says about itself: class, model, optimizer and its hyper-parameters,
+    mini-batch sizes, epochs, device, plugins) as a text summary (``config``, a Markdown table)
+    and as TensorBoard hparams (the HPARAMS tab; nested keys joined with ``/``, values that
+    are not numbers, strings or booleans written as text), with the stream accuracy and
+    forgetting as the hparams' metrics. Everything else is Avalanche's logger.
+
+    Args:
+        tb_log_dir: the TensorBoard folder.
+        config: JSON-able run description (strategy name, seed, stream, ...).
+    """
+
+    def __init__(self, tb_log_dir: str | os.PathLike[str], config: Mapping[str, Any] | None = None):
+        super().__init__(tb_log_dir=tb_log_dir)
+        self.config = dict(config or {})
+        self.config_written = False
+
+    def before_training(self, strategy: Any, metric_values: list[MetricValue]) -> None:
+        parent = getattr(super(), "before_training", None)
+        if parent is not None:
+            parent(strategy, metric_values)
+        if not self.config_written:
+            self.write_config(run_config(strategy, self.config))
+
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        """Write ``config`` (flat: ``{key: value}``) as text and as hparams."""
+        from torch.utils.tensorboard.summary import hparams
+
+        rows = "\n".join(f"| {k} | {v} |" for k, v in config.items())
+        self.writer.add_text("config", "| key | value |\n|---|---|\n" + rows, global_step=0)
+        values = {
+            k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in config.items()
+        }
+        metrics = {name: 0.0 for name in _HPARAM_METRICS}
+        writer = self.writer._get_file_writer()
+        for summary in hparams(values, metrics):
+            writer.add_summary(summary)
+        self.writer.flush()
+        self.config_written = True
+
+
+#: Scalars the HPARAMS tab shows next to the configuration.
+_HPARAM_METRICS = (
+    "Top1_Acc_Stream/eval_phase/test_stream/Task000",
+    "StreamForgetting/eval_phase/test_stream",
+)
+
+
+def run_config(strategy: Any, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A flat description of a run: ``config`` (nested keys joined with ``/``) plus what the
+    strategy says about itself (``strategy``, ``model``, ``optimizer`` and its scalar
+    hyper-parameters as ``optimizer/<name>``, ``train_mb_size``, ``train_epochs``,
+    ``eval_mb_size``, ``device``, ``plugins``). Keys of ``config`` win."""
+    found: dict[str, Any] = {
+        "strategy": type(strategy).__name__,
+        "model": type(getattr(strategy, "model", None)).__name__,
+    }
+    for key in ("train_mb_size", "train_epochs", "eval_mb_size", "device"):
+        if hasattr(strategy, key):
+            found[key] = to_jsonable(getattr(strategy, key)) or str(getattr(strategy, key))
+    opt = getattr(strategy, "optimizer", None)
+    if opt is not None:
+        found["optimizer"] = type(opt).__name__
+        group = opt.param_groups[0] if getattr(opt, "param_groups", None) else {}
+        for key, value in group.items():
+            if key != "params" and isinstance(value, (bool, int, float, str, tuple)):
+                found[f"optimizer/{key}"] = value if not isinstance(value, tuple) else str(value)
+    plugins = [type(p).__name__ for p in getattr(strategy, "plugins", ())]
+    found["plugins"] = ", ".join(p for p in plugins if p not in ("EvaluationPlugin", "Clock"))
+    return {**found, **_flatten(to_jsonable(dict(config or {})))}
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        return {prefix: data if data is not None else "None"}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}/{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, name))
+        elif isinstance(value, list):
+            flat[name] = json.dumps(value)
+        else:
+            flat[name] = value if value is not None else "None"
+    return flat
+
+
 def make_evaluator(
     *,
     probes: bool = True,
@@ -209,28 +308,37 @@ def make_evaluator(
     loggers: Sequence[BaseLogger] = (),
     histograms: bool = True,
     figures: bool | str = True,
-    probe_size: int = 256,
+    probe_size: int = PROBES["probe_size"],
+    probe_every: int = PROBES["every"],
+    max_units: int | None = PROBES["max_units"],
     **probe_kwargs: Any,
 ) -> EvaluationPlugin:
     """An ``EvaluationPlugin`` with accuracy, loss, forgetting, BWT and the probe metrics.
 
-    Metrics: accuracy and loss per experience and stream (loss also per epoch), forgetting and
-    BWT per experience and stream, and, with ``probes``, :func:`probe_metrics`.
+    Metrics: accuracy per training epoch (``Top1_Acc_Epoch``), per experience and stream; loss
+    per epoch, experience and stream; Avalanche's forgetting and BWT per experience and stream
+    (``ExperienceForgetting/eval_phase/test_stream/Task<ttt>/Exp<eee>``,
+    ``StreamForgetting/eval_phase/test_stream``, ``ExperienceBWT/...``, ``StreamBWT/...``:
+    accuracy when the experience was last trained minus the current one); with ``probes``,
+    :func:`probe_metrics`.
 
     Args:
         probes: add the weight, activity and task-encoding probes.
-        tensorboard_dir: add Avalanche's ``TensorboardLogger`` writing there (scalars,
-            histograms, heatmaps).
+        tensorboard_dir: add a :class:`BioTensorboardLogger` writing there (scalars,
+            histograms, labelled heatmaps, the run configuration as text and hparams).
         json_path: add a :class:`JSONResultsLogger` writing there.
-        metadata: stored in the JSON file.
+        metadata: the run's description, stored in the JSON file and in TensorBoard's config.
         interactive: add Avalanche's ``InteractiveLogger`` (progress bars).
         text_file: add a ``TextLogger`` writing to this open file.
         loggers: more loggers.
-        histograms, figures, probe_size, **probe_kwargs: passed to :func:`probe_metrics`.
+        histograms, figures, probe_size, max_units, **probe_kwargs: passed to
+            :func:`probe_metrics` (``figures=True``: labelled heatmaps).
+        probe_every: training iterations between the probes' scalars during training
+            (:func:`probe_metrics`'s ``every``; 0: at experience ends and evaluations only).
     """
     all_loggers: list[BaseLogger] = list(loggers)
     if tensorboard_dir is not None:
-        all_loggers.append(TensorboardLogger(tb_log_dir=tensorboard_dir))
+        all_loggers.append(BioTensorboardLogger(tensorboard_dir, metadata))
     if json_path is not None:
         all_loggers.append(JSONResultsLogger(json_path, metadata))
     if interactive:
@@ -238,13 +346,14 @@ def make_evaluator(
     if text_file is not None:
         all_loggers.append(TextLogger(text_file))
     metrics: list[Any] = [
-        *accuracy_metrics(experience=True, stream=True),
+        *accuracy_metrics(epoch=True, experience=True, stream=True),
         *loss_metrics(epoch=True, experience=True, stream=True),
         *forgetting_metrics(experience=True, stream=True),
         *bwt_metrics(experience=True, stream=True),
     ]
     if probes:
         metrics += probe_metrics(
-            histograms=histograms, figures=figures, probe_size=probe_size, **probe_kwargs
-        )
+            histograms=histograms, figures=figures, probe_size=probe_size, every=probe_every,
+            max_units=max_units, **probe_kwargs,
+        )  # fmt: skip
     return EvaluationPlugin(*metrics, loggers=all_loggers)

@@ -1,7 +1,9 @@
 """The probes of :mod:`bioplastic.probes` as Avalanche ``PluginMetric``s.
 
-Every logger of an ``EvaluationPlugin`` receives them. They are computed once per experience,
-never per iteration:
+Every logger of an ``EvaluationPlugin`` receives them. The full probes run once per
+experience; the weight and activity scalars also every ``every`` training iterations
+(:func:`probe_metrics`'s cadence, default :data:`strategies.avalanche.config.PROBES`), so
+TensorBoard shows them during training:
 
 * :class:`WeightProbeMetric` (after each training experience): per synaptic layer the
   connectivity, Dale violations, sign flips since the start of training, log-magnitude
@@ -37,6 +39,7 @@ from typing import Any
 
 from avalanche.evaluation import PluginMetric
 
+from strategies.avalanche.config import PROBES
 from strategies.avalanche.metrics._base import (
     ACTIVATIONS,
     record_units,
@@ -69,18 +72,30 @@ def probe_metrics(
     task_encoding: bool = True,
     histograms: bool = True,
     figures: bool | str = True,
-    probe_size: int = 256,
+    probe_size: int = PROBES["probe_size"],
+    every: int = PROBES["every"],
+    max_units: int | None = PROBES["max_units"],
     **task_encoding_kwargs: Any,
 ) -> list[PluginMetric]:
     """The probe metrics, ready for ``EvaluationPlugin(*accuracy_metrics(...), *probe_metrics())``.
 
-    ``task_encoding_kwargs`` go to :class:`TaskEncodingMetric` (e.g. ``recruit_by``).
+    Cadence: the weight and activity scalars every ``every`` training iterations (0: at
+    experience ends and evaluations only); everything (histograms, task encoding, heatmaps) at
+    the end of each training experience and, for the activity, each evaluated experience.
+    ``probe_size``: samples of the fixed probe batch; ``max_units``: units sampled per layer
+    for the activity statistics (:class:`ActivityProbeMetric`). Defaults:
+    :data:`strategies.avalanche.config.PROBES`. ``task_encoding_kwargs`` go to
+    :class:`TaskEncodingMetric` (e.g. ``recruit_by``).
     """
     metrics: list[PluginMetric] = []
     if weights:
-        metrics.append(WeightProbeMetric(histograms=histograms))
+        metrics.append(WeightProbeMetric(histograms=histograms, every=every))
     if activity:
-        metrics.append(ActivityProbeMetric(probe_size=probe_size, histograms=histograms))
+        metrics.append(
+            ActivityProbeMetric(
+                probe_size=probe_size, histograms=histograms, every=every, max_units=max_units
+            )
+        )
     if task_encoding:
         task_encoding_kwargs.setdefault("probe_size", min(probe_size, 128))
         metrics.append(TaskEncodingMetric(figures=figures, **task_encoding_kwargs))

@@ -100,29 +100,6 @@ class _TaskForward(nn.Module):
         return avalanche_forward(self.model, x[idx].to(device), t[idx].to(device))
 
 
-def _record(
-    wrapper: _TaskForward, batches: list[Tensor], names: Sequence[str], capture: str
-) -> dict[str, Tensor]:
-    """``record_activations`` of the wrapped model's ``names``; layers never called are left out.
-
-    A layer can stay silent (the head of a task absent from the batch); ``record_activations``
-    refuses that, so then every layer is recorded on its own and the silent ones are skipped.
-    """
-    if not names:
-        return {}
-    prefixed = {f"model.{n}" if n else "model": n for n in names}
-    try:
-        found = P.record_activations(wrapper, batches, list(prefixed), capture)
-    except ValueError:
-        found = {}
-        for name in prefixed:
-            try:
-                found.update(P.record_activations(wrapper, batches, [name], capture))
-            except ValueError:
-                continue
-    return {prefixed[k]: v.float() for k, v in found.items()}
-
-
 def record_units(
     model: nn.Module,
     x: Tensor,
@@ -138,18 +115,24 @@ def record_units(
     Returns ``({layer: [n, units]}, {layer: inputs})``: outputs of ``layers`` (convolutional
     maps averaged over space, so units are channels; rectified if ``rectify``) and the inputs
     received by the synaptic layers named in ``inputs_of``, as float32 on the CPU; layers not
-    called on these samples are left out. Recording is
-    :func:`bioplastic.probes.record_activations` (eval mode, no gradients, training flags
+    called on these samples (the head of another task) are left out. One forward pass records
+    both (:func:`bioplastic.probes.record_activity`: eval mode, no gradients, training flags
     restored, hooks removed).
     """
+    if not layers and not inputs_of:
+        return {}, {}
     wrapper = _TaskForward(model, x, task_labels)
     batches = [torch.arange(s, min(s + batch_size, len(x))) for s in range(0, len(x), batch_size)]
-    acts = _record(wrapper, batches, layers, "output")
-    for name, a in acts.items():
-        a = a.flatten(2).mean(-1) if a.dim() > 2 else a
-        acts[name] = a.clamp(min=0) if rectify else a
+    out_names = {f"model.{n}" if n else "model": n for n in layers}
     targets = {n: _input_module(model, n) for n in inputs_of}
-    received = _record(wrapper, batches, list(dict.fromkeys(targets.values())), "input")
+    in_names = {f"model.{t}" if t else "model": t for t in dict.fromkeys(targets.values())}
+    outs, ins = P.record_activity(wrapper, batches, list(out_names), list(in_names), missing="skip")
+    acts = {}
+    for key, a in outs.items():
+        a = a.float()
+        a = a.flatten(2).mean(-1) if a.dim() > 2 else a
+        acts[out_names[key]] = a.clamp(min=0) if rectify else a
+    received = {in_names[k]: v.float() for k, v in ins.items()}
     inputs = {n: received[t] for n, t in targets.items() if t in received}
     return acts, inputs
 
@@ -160,6 +143,22 @@ def _layer_tag(name: str) -> str:
 
 def _x(strategy: Any) -> int:
     return int(strategy.clock.train_iterations)
+
+
+def _check_every(every: Any) -> int:
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        raise ValueError(f"every must be an int >= 0 (training iterations; 0: off), got {every!r}")
+    return every
+
+
+def _due(every: int, strategy: Any) -> bool:
+    """Whether a probe with cadence ``every`` runs after this training iteration.
+
+    Avalanche's clock counts the iteration after the metrics' ``after_training_iteration``
+    (the clock plugin runs last), so iteration ``i`` (0-based) is due when ``(i + 1) % every``
+    is 0: with ``every = 100``, after the 100th, 200th, ... iteration.
+    """
+    return every > 0 and (int(strategy.clock.train_iterations) + 1) % every == 0
 
 
 def _nanmean(values: Tensor) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +13,8 @@ from torch import Tensor
 from bioplastic import probes as P
 from strategies.avalanche.benchmarks import _first_inputs
 from strategies.avalanche.metrics._base import (
+    _check_every,
+    _due,
     _layer_tag,
     _nanmean,
     _ProbeMetric,
@@ -24,22 +27,31 @@ __all__ = ["ActivityProbeMetric"]
 
 
 class ActivityProbeMetric(_ProbeMetric):
-    """Activity probes on a fixed probe batch of each evaluated experience.
+    """Activity probes on a fixed probe batch: after each evaluated experience and, with
+    ``every``, every ``every`` training iterations.
 
     After each evaluation experience, the first ``probe_size`` samples of that experience's
-    evaluation data (the same samples every time) go through the model; for every unit layer
-    (see :func:`unit_layers`) it emits ``probe/activity/<layer>/<stat>/Exp<eee>`` for
+    evaluation data (the same samples every time) go through the model once; for every unit
+    layer (see :func:`unit_layers`) it emits ``probe/activity/<layer>/<stat>/Exp<eee>`` for
     ``population_sparseness``, ``lifetime_sparseness``, ``silent_fraction``,
     ``participation_ratio`` (non-negative activities only for the sparseness measures), for
     every synaptic layer ``probe/activity/<layer>/ei_ratio`` and ``.../ei_correlation`` (means
     over postsynaptic units of :func:`bioplastic.probes.ei_input_balance`), and
     (``histograms=True``) a histogram of the activities per unit layer.
 
+    During training (``every > 0``), every ``every`` iterations, the same scalars on the first
+    ``probe_size`` samples of the current training experience, as
+    ``probe/activity/<layer>/<stat>/train`` (one curve over all training iterations).
+
     Args:
         probe_size: samples in the probe batch (>= 2).
         layers: names of the modules whose outputs are units (default: activation modules).
-        histograms: emit activity histograms.
+        histograms: emit activity histograms (evaluation only).
         ei_balance: compute the E/I input balance of the synaptic layers.
+        every: training iterations between probes during training (0: evaluation only).
+        max_units: a layer with more units is measured on a fixed random sample of
+            ``max_units`` of them (seeded by the layer's name), so the cost of the
+            participation ratio (``units^2``) stays bounded on wide layers; ``None``: all.
     """
 
     def __init__(
@@ -48,6 +60,8 @@ class ActivityProbeMetric(_ProbeMetric):
         layers: Sequence[str] | None = None,
         histograms: bool = True,
         ei_balance: bool = True,
+        every: int = 0,
+        max_units: int | None = 1024,
     ):
         super().__init__()
         if isinstance(probe_size, bool) or not isinstance(probe_size, int) or probe_size < 2:
@@ -56,6 +70,12 @@ class ActivityProbeMetric(_ProbeMetric):
         self.layers = None if layers is None else list(layers)
         self.histograms = bool(histograms)
         self.ei_balance = bool(ei_balance)
+        self.every = _check_every(every)
+        if max_units is not None and (
+            isinstance(max_units, bool) or not isinstance(max_units, int) or max_units < 2
+        ):
+            raise ValueError(f"max_units must be an int >= 2 or None, got {max_units!r}")
+        self.max_units = max_units
         self._batches: dict[tuple[str, int], tuple[Tensor, Tensor]] = {}
 
     def _probe_batch(self, strategy: Any) -> tuple[tuple[str, int], Tensor, Tensor]:
@@ -70,19 +90,35 @@ class ActivityProbeMetric(_ProbeMetric):
         x, t = self._batches[key]
         return key, x, t
 
+    def _train_batch(self, strategy: Any) -> tuple[Tensor, Tensor]:
+        exp = strategy.experience
+        key = ("__train__", int(exp.current_experience))
+        if key not in self._batches:
+            self._batches = {k: v for k, v in self._batches.items() if k[0] != "__train__"}
+            self._batches[key] = _first_inputs(exp.dataset.eval(), self.probe_size)
+        return self._batches[key]
+
+    def _sample(self, name: str, acts: Tensor) -> Tensor:
+        n = acts.shape[1]
+        if self.max_units is None or n <= self.max_units:
+            return acts
+        gen = torch.Generator().manual_seed(zlib.crc32(f"{name}:{n}".encode()))
+        keep = torch.randperm(n, generator=gen)[: self.max_units].sort().values
+        return acts[:, keep]
+
     @torch.no_grad()
-    def after_eval_exp(self, strategy: Any) -> list[MetricValue]:
-        model = strategy.model
-        (_, eid), x, t = self._probe_batch(strategy)
+    def _measure(self, model: Any, x: Tensor, t: Tensor, suffix: str, histograms: bool) -> dict:
         names, rectify = unit_layers(model, self.layers)
         synaptic = dict(P.synaptic_layers(model)) if self.ei_balance else {}
         acts, inputs = record_units(model, x, t, names, rectify=rectify, inputs_of=list(synaptic))
-        suffix = f"Exp{eid:03d}"
         values: dict[str, Any] = {}
         for name, a in acts.items():
             tag = _layer_tag(name)
             if a.dim() != 2 or a.shape[0] < 2:
                 continue
+            if histograms:
+                values[f"probe/activity/{tag}/activity/{suffix}"] = HistogramValue(a)
+            a = self._sample(name, a)
             if a.shape[1] >= 2 and bool((a >= 0).all()):
                 values[f"probe/activity/{tag}/population_sparseness/{suffix}"] = (
                     P.population_sparseness(a)
@@ -92,8 +128,6 @@ class ActivityProbeMetric(_ProbeMetric):
                 )
             values[f"probe/activity/{tag}/silent_fraction/{suffix}"] = P.silent_fraction(a)
             values[f"probe/activity/{tag}/participation_ratio/{suffix}"] = P.participation_ratio(a)
-            if self.histograms:
-                values[f"probe/activity/{tag}/activity/{suffix}"] = HistogramValue(a)
         for name, inp in inputs.items():
             try:
                 balance = P.ei_input_balance(synaptic[name], inp)
@@ -104,7 +138,18 @@ class ActivityProbeMetric(_ProbeMetric):
             values[f"probe/activity/{tag}/ei_correlation/{suffix}"] = _nanmean(
                 balance["correlation"]
             )
+        return values
+
+    def after_eval_exp(self, strategy: Any) -> list[MetricValue]:
+        (_, eid), x, t = self._probe_batch(strategy)
+        values = self._measure(strategy.model, x, t, f"Exp{eid:03d}", self.histograms)
         return self._emit(strategy, values)
+
+    def after_training_iteration(self, strategy: Any) -> list[MetricValue] | None:
+        if not _due(self.every, strategy):
+            return None
+        x, t = self._train_batch(strategy)
+        return self._emit(strategy, self._measure(strategy.model, x, t, "train", False))
 
     def __str__(self) -> str:
         return "ActivityProbes"

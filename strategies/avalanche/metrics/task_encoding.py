@@ -73,9 +73,13 @@ class TaskEncodingMetric(_ProbeMetric):
             this fraction of the unit's largest per-task mean.
         probe_size: samples per task for the unit probes (>= 1).
         layers: names of the unit modules (default: activation modules).
-        figures: heatmaps of the matrices for TensorBoard: ``"fast"`` (or True, the default:
-            cells coloured by matplotlib's viridis), ``"labeled"`` (matplotlib figures with
-            axes, Agg backend; about 0.2 s each) or False (none). See :class:`MatrixValue`.
+        figures: heatmaps of the matrices for TensorBoard: ``"labeled"`` (or True, the
+            default: matplotlib figures with title, axis labels, task names and a colour bar;
+            about 0.1 s each, drawn only when a logger such as TensorBoard asks for images),
+            ``"fast"`` (cells coloured by matplotlib's viridis, no labels) or False (none).
+            See :class:`MatrixValue`.
+
+    Tasks are named by experience and classes (``"exp 1: 2,3"``; ``task_names``).
     """
 
     def __init__(
@@ -107,6 +111,7 @@ class TaskEncodingMetric(_ProbeMetric):
         self.synapse_masks: list[dict[str, Tensor]] = []
         self.unit_masks: Tensor | None = None
         self.task_batches: list[tuple[Tensor, Tensor]] = []
+        self.task_names: list[str] = []
         self._before: dict[str, Tensor] = {}
         self._consolidated_before: dict[str, Tensor] = {}
 
@@ -129,6 +134,8 @@ class TaskEncodingMetric(_ProbeMetric):
         }
         self._consolidated_before = self._consolidated(strategy)
         self.task_batches.append(_first_inputs(strategy.experience.dataset.eval(), self.probe_size))
+        self.__dict__.setdefault("task_names", [])  # checkpoints from before task names
+        self.task_names.append(_task_name(strategy.experience, len(self.task_batches) - 1))
 
     def _recruited(self, before: Tensor, after: Tensor) -> Tensor:
         if self.recruit_by == "strengthened":
@@ -183,18 +190,24 @@ class TaskEncodingMetric(_ProbeMetric):
             if mean_acts.shape[0] >= 2:
                 selectivity = P.task_selectivity(mean_acts).index
                 values["probe/task/selectivity_mean"] = _nanmean(selectivity)
+        names = self._names(k + 1)
+        square = dict(xlabel="task", ylabel="task", row_names=names, col_names=names)
         values["probe/task/synapse_overlap"] = MatrixValue(
-            syn_overlap, "synapse overlap (Jaccard)", self.figures, xlabel="task", ylabel="task"
+            syn_overlap, "synapse overlap (Jaccard)", self.figures, **square
         )
         if unit_masks is not None:
             values["probe/task/unit_overlap"] = MatrixValue(
-                unit_overlap, "unit overlap (Jaccard)", self.figures, xlabel="task", ylabel="task"
+                unit_overlap, "unit overlap (Jaccard)", self.figures, **square
             )
             values["probe/task/allocation"] = MatrixValue(
-                P.allocation_matrix(unit_masks), "units recruited per task", self.figures,
-                xlabel="unit", ylabel="task",
+                P.allocation_matrix(unit_masks), "units recruited per task (1: recruited)",
+                self.figures, xlabel="unit", ylabel="task", row_names=names,
             )  # fmt: skip
         return self._emit(strategy, values)
+
+    def _names(self, n: int) -> list[str]:
+        names = self.__dict__.get("task_names", [])[:n]
+        return names + [f"exp {i}" for i in range(len(names), n)]
 
     def _aligned_masks(self, after: Mapping[str, Tensor]) -> list[dict[str, Tensor]]:
         """Every task's masks over the current layers (missing layers empty, grown ones padded)."""
@@ -232,3 +245,15 @@ def _off_diagonal_mean(matrix: Tensor) -> float:
         return math.nan
     off = matrix[~torch.eye(n, dtype=torch.bool)]
     return float(off.mean())
+
+
+def _task_name(experience: Any, k: int) -> str:
+    """``"exp k: c1,c2"`` (its classes, up to 4), or ``"exp k"``."""
+    classes = getattr(experience, "classes_in_this_experience", None)
+    try:
+        classes = sorted(int(c) for c in classes) if classes is not None else None
+    except (TypeError, ValueError):
+        classes = None
+    if not classes or len(classes) > 4:
+        return f"exp {k}"
+    return f"exp {k}: " + ",".join(str(c) for c in classes)

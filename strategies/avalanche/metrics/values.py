@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,39 +48,61 @@ class MatrixValue(AlternativeValues):
     """A small matrix (task x task overlap, task x unit allocation) and its heatmap image.
 
     TensorBoard gets the image; :class:`strategies.avalanche.JSONResultsLogger` stores the
-    numbers (``matrix.tolist()``); text loggers print the shape.
+    numbers (``matrix.tolist()``); text loggers print the shape. The image is drawn only when
+    a logger asks for one (:meth:`best_supported_value` with ``TensorImage``), once: a run
+    without TensorBoard never pays for it.
 
     Args:
         matrix: values in [0, 1] (NaN drawn grey).
         title, xlabel, ylabel: labels of a ``"labeled"`` figure.
-        figure: ``"fast"`` (or True): the matrix drawn cell by cell with matplotlib's viridis
-            colormap (about a millisecond); ``"labeled"``: a matplotlib figure (Agg backend)
-            with title, axes and colour bar (about 0.2 s); ``False``/``None``: no image.
+        figure: ``"labeled"`` (or True, the default): a matplotlib figure (Agg backend) with
+            title, axis labels, row names and a colour bar (about 0.1 s); ``"fast"``: the matrix
+            drawn cell by cell with matplotlib's viridis colormap (about a millisecond, no
+            labels); ``False``/``None``: no image.
+        row_names, col_names: tick labels of a ``"labeled"`` figure (e.g. the tasks), shown
+            when there are at most 20 rows / columns; default: the indices.
     """
 
     def __init__(
         self,
         matrix: Tensor,
         title: str = "",
-        figure: bool | str | None = "fast",
+        figure: bool | str | None = "labeled",
         xlabel: str = "",
         ylabel: str = "",
+        row_names: Sequence[str] | None = None,
+        col_names: Sequence[str] | None = None,
     ):
         matrix = matrix.detach().to("cpu", torch.float64)
         if figure is True:
-            figure = "fast"
+            figure = "labeled"
         if figure not in ("fast", "labeled", False, None):
             raise ValueError(
                 f"figure must be 'fast', 'labeled', True, False or None, got {figure!r}"
             )
-        image = None
-        if figure == "fast":
-            image = _fast_heatmap(matrix)
-        elif figure == "labeled":
-            image = _labeled_heatmap(matrix, title, xlabel, ylabel)
-        super().__init__(*([image] if image is not None else []))
+        super().__init__()
         self.matrix = matrix
         self.title = title
+        self.figure = figure or None
+        self.labels = (xlabel, ylabel, _names(row_names), _names(col_names))
+        self._image: TensorImage | None = None
+
+    def image(self) -> TensorImage | None:
+        """The heatmap (drawn at the first call), or None when ``figure`` is off."""
+        if self._image is None and self.figure is not None:
+            if self.figure == "fast":
+                self._image = _fast_heatmap(self.matrix)
+            else:
+                self._image = _labeled_heatmap(self.matrix, self.title, *self.labels)
+            self.alternatives = (self._image,)
+        return self._image
+
+    def best_supported_value(self, *supported_types: type) -> Any:
+        if self.figure is not None and any(
+            isinstance(t, type) and issubclass(TensorImage, t) for t in supported_types
+        ):
+            self.image()
+        return super().best_supported_value(*supported_types)
 
     def tolist(self) -> list[list[float | None]]:
         """The matrix as nested lists, NaN as ``None`` (JSON-safe)."""
@@ -86,6 +110,10 @@ class MatrixValue(AlternativeValues):
 
     def __str__(self) -> str:
         return f"matrix{tuple(self.matrix.shape)}"
+
+
+def _names(names: Sequence[str] | None) -> list[str] | None:
+    return None if names is None else [str(n) for n in names]
 
 
 def _fast_heatmap(matrix: Tensor) -> TensorImage:
@@ -101,14 +129,21 @@ def _fast_heatmap(matrix: Tensor) -> TensorImage:
     return TensorImage(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float())
 
 
-def _labeled_heatmap(matrix: Tensor, title: str, xlabel: str, ylabel: str) -> TensorImage:
+def _labeled_heatmap(
+    matrix: Tensor,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    row_names: list[str] | None = None,
+    col_names: list[str] | None = None,
+) -> TensorImage:
     """Render ``matrix`` as a heatmap with the Agg backend (no pyplot, no global state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     rows, cols = matrix.shape
-    width = min(10.0, 2.5 + 0.35 * cols) if cols <= 24 else 8.0
-    fig = Figure(figsize=(width, min(8.0, 1.8 + 0.35 * rows)), dpi=80)
+    width = min(10.0, 3.5 + 0.35 * cols) if cols <= 24 else 8.0
+    fig = Figure(figsize=(width, min(8.0, 2.0 + 0.35 * rows)), dpi=80)
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     im = ax.imshow(matrix.numpy(), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto",
@@ -118,9 +153,9 @@ def _labeled_heatmap(matrix: Tensor, title: str, xlabel: str, ylabel: str) -> Te
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if rows <= 20:
-        ax.set_yticks(range(rows))
+        ax.set_yticks(range(rows), row_names if row_names and len(row_names) == rows else None)
     if cols <= 20:
-        ax.set_xticks(range(cols))
+        ax.set_xticks(range(cols), col_names if col_names and len(col_names) == cols else None)
     fig.tight_layout()
     canvas.draw()
     rgb = np.asarray(canvas.buffer_rgba())[..., :3].copy()

@@ -11,7 +11,13 @@ from torch import Tensor, nn
 
 from bioplastic import BioRule
 from bioplastic import probes as P
-from strategies.avalanche.metrics._base import _device, _layer_tag, _ProbeMetric
+from strategies.avalanche.metrics._base import (
+    _check_every,
+    _device,
+    _due,
+    _layer_tag,
+    _ProbeMetric,
+)
 from strategies.avalanche.metrics.values import HistogramValue
 
 __all__ = ["WeightProbeMetric"]
@@ -29,13 +35,17 @@ class WeightProbeMetric(_ProbeMetric):
     ``probe/rule/grown``, ``probe/rule/consolidated`` and ``probe/rule/nonfinite_skips``, and
     (``histograms=True``) ``probe/weights/<layer>/weights`` and ``.../log_magnitude`` histograms
     of the present synapses.
+
+    With ``every > 0`` the same scalars (no histograms) are also emitted every ``every``
+    training iterations, so the TensorBoard curves show the weights change during training.
     """
 
-    def __init__(self, histograms: bool = True):
+    def __init__(self, histograms: bool = True, every: int = 0):
         super().__init__()
         if not isinstance(histograms, bool):
             raise TypeError(f"histograms must be a bool, got {histograms!r}")
         self.histograms = histograms
+        self.every = _check_every(every)
         self.reference: dict[str, Tensor] = {}
 
     def _remember(self, model: nn.Module) -> None:
@@ -51,8 +61,24 @@ class WeightProbeMetric(_ProbeMetric):
     def before_training_exp(self, strategy: Any) -> None:
         self._remember(strategy.model)  # layers added since (new heads)
 
-    @torch.no_grad()
+    def after_training_iteration(self, strategy: Any) -> list[MetricValue] | None:
+        if not _due(self.every, strategy):
+            return None
+        return self._emit(strategy, self._scalars(strategy))
+
     def after_training_exp(self, strategy: Any) -> list[MetricValue]:
+        values = self._scalars(strategy)
+        if self.histograms:
+            for name, module in P.synaptic_layers(strategy.model):
+                w = module.weight.detach()
+                w = w[w != 0]
+                tag = _layer_tag(name)
+                values[f"probe/weights/{tag}/weights"] = HistogramValue(w)
+                values[f"probe/weights/{tag}/log_magnitude"] = HistogramValue(torch.log(w.abs()))
+        return self._emit(strategy, values)
+
+    @torch.no_grad()
+    def _scalars(self, strategy: Any) -> dict[str, Any]:
         model = strategy.model
         reference = {k: v.to(_device(model)) for k, v in self.reference.items()}
         report = P.weight_report(model, reference)
@@ -78,14 +104,7 @@ class WeightProbeMetric(_ProbeMetric):
             values["probe/rule/grown"] = counts["grown"]
             values["probe/rule/nonfinite_skips"] = counts["nonfinite_skips"]
             values["probe/rule/consolidated"] = opt.consolidated_count()
-        if self.histograms:
-            for name, module in P.synaptic_layers(model):
-                w = module.weight.detach()
-                w = w[w != 0]
-                tag = _layer_tag(name)
-                values[f"probe/weights/{tag}/weights"] = HistogramValue(w)
-                values[f"probe/weights/{tag}/log_magnitude"] = HistogramValue(torch.log(w.abs()))
-        return self._emit(strategy, values)
+        return values
 
     def __str__(self) -> str:
         return "WeightProbes"
