@@ -104,9 +104,11 @@ def participation_ratio(acts: Tensor) -> float:
         raise ValueError(f"acts must have at least 2 samples (rows), got {acts.shape[0]}")
     x = acts.to(torch.float64)
     x = x - x.mean(dim=0, keepdim=True)
-    cov = x.T @ x / (x.shape[0] - 1)
-    trace = torch.diagonal(cov).sum()
-    trace_sq = (cov * cov).sum()
+    # tr(C) and tr(C @ C) = ||X^T X||_F^2 = ||X X^T||_F^2 (scaled): the smaller Gram matrix
+    gram = x.T @ x if x.shape[1] <= x.shape[0] else x @ x.T
+    gram = gram / (x.shape[0] - 1)
+    trace = torch.diagonal(gram).sum()
+    trace_sq = (gram * gram).sum()
     if float(trace_sq) <= 0.0:
         return math.nan
     return float(trace * trace / trace_sq)

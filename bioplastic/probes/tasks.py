@@ -62,9 +62,8 @@ def recruited_synapses(
         )
     was, now = before != 0, after != 0
     both = was & now
-    gain = torch.zeros_like(before, dtype=torch.float64)
-    gain[both] = torch.log(after[both].abs().double()) - torch.log(before[both].abs().double())
-    mask = both & (gain > rel_threshold)
+    # ln|a| - ln|b| > t  <=>  |a| > |b| e^t (both present): no logarithms needed
+    mask = both & (after.abs().double() > before.abs().double() * math.exp(rel_threshold))
     if grown_counts:
         mask = mask | (~was & now)
     return mask

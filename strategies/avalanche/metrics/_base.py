@@ -71,13 +71,16 @@ def unit_layers(model: nn.Module, layers: Sequence[str] | None = None) -> tuple[
     return synaptic[:-1] or synaptic, True
 
 
-def _input_module(model: nn.Module, name: str) -> str:
-    """The name of the module whose forward sees ``name``'s inputs (PackNet calls its wrapper)."""
-    module = dict(model.named_modules())[name]
-    for other, m in model.named_modules():
-        if getattr(m, "wrappee", None) is module and hasattr(m, "available_weights"):
-            return other
-    return name
+def _input_modules(model: nn.Module, names: Sequence[str]) -> dict[str, str]:
+    """For each of ``names``, the name of the module whose forward sees its inputs (PackNet
+    calls its wrapper; otherwise the module itself)."""
+    wrapped = {
+        id(m.wrappee): other
+        for other, m in model.named_modules()
+        if isinstance(getattr(m, "wrappee", None), nn.Module) and hasattr(m, "available_weights")
+    }
+    modules = dict(model.named_modules())
+    return {n: wrapped.get(id(modules[n]), n) for n in names}
 
 
 class _TaskForward(nn.Module):
@@ -124,7 +127,7 @@ def record_units(
     wrapper = _TaskForward(model, x, task_labels)
     batches = [torch.arange(s, min(s + batch_size, len(x))) for s in range(0, len(x), batch_size)]
     out_names = {f"model.{n}" if n else "model": n for n in layers}
-    targets = {n: _input_module(model, n) for n in inputs_of}
+    targets = _input_modules(model, inputs_of)
     in_names = {f"model.{t}" if t else "model": t for t in dict.fromkeys(targets.values())}
     outs, ins = P.record_activity(wrapper, batches, list(out_names), list(in_names), missing="skip")
     acts = {}

@@ -73,10 +73,11 @@ class TaskEncodingMetric(_ProbeMetric):
             this fraction of the unit's largest per-task mean.
         probe_size: samples per task for the unit probes (>= 1).
         layers: names of the unit modules (default: activation modules).
-        figures: heatmaps of the matrices for TensorBoard: ``"labeled"`` (or True, the
-            default: matplotlib figures with title, axis labels, task names and a colour bar;
-            about 0.1 s each, drawn only when a logger such as TensorBoard asks for images),
-            ``"fast"`` (cells coloured by matplotlib's viridis, no labels) or False (none).
+        figures: heatmaps of the matrices for TensorBoard: True (the default): the allocation
+            as a labelled matplotlib figure (title, axis labels, task names, colour bar; about
+            0.1 s, drawn only when a logger such as TensorBoard asks for images) and the
+            overlaps as fast images; ``"labeled"``: every matrix labelled; ``"fast"``: cells
+            coloured by matplotlib's viridis, no labels; False: none.
             See :class:`MatrixValue`.
 
     Tasks are named by experience and classes (``"exp 1: 2,3"``; ``task_names``).
@@ -191,13 +192,15 @@ class TaskEncodingMetric(_ProbeMetric):
                 selectivity = P.task_selectivity(mean_acts).index
                 values["probe/task/selectivity_mean"] = _nanmean(selectivity)
         names = self._names(k + 1)
+        # figures=True: the allocation labelled, the overlaps as fast images (0.1 s a figure)
+        overlap_figure = "fast" if self.figures is True else self.figures
         square = dict(xlabel="task", ylabel="task", row_names=names, col_names=names)
         values["probe/task/synapse_overlap"] = MatrixValue(
-            syn_overlap, "synapse overlap (Jaccard)", self.figures, **square
+            syn_overlap, "synapse overlap (Jaccard)", overlap_figure, **square
         )
         if unit_masks is not None:
             values["probe/task/unit_overlap"] = MatrixValue(
-                unit_overlap, "unit overlap (Jaccard)", self.figures, **square
+                unit_overlap, "unit overlap (Jaccard)", overlap_figure, **square
             )
             values["probe/task/allocation"] = MatrixValue(
                 P.allocation_matrix(unit_masks), "units recruited per task (1: recruited)",

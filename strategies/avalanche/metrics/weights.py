@@ -61,10 +61,31 @@ class WeightProbeMetric(_ProbeMetric):
     def before_training_exp(self, strategy: Any) -> None:
         self._remember(strategy.model)  # layers added since (new heads)
 
+    @torch.no_grad()
     def after_training_iteration(self, strategy: Any) -> list[MetricValue] | None:
+        """The cheap scalars during training: connectivity, Dale violations, sign flips (per
+        layer and in total) and the rule's counts; the log-magnitude statistics (a sort of
+        every weight) wait for the end of the experience."""
         if not _due(self.every, strategy):
             return None
-        return self._emit(strategy, self._scalars(strategy))
+        values: dict[str, Any] = {}
+        total = present = violations = flips = 0
+        for name, module in P.synaptic_layers(strategy.model):
+            w = module.weight.detach()
+            tag = _layer_tag(name)
+            n_present = int(torch.count_nonzero(w))
+            bad = P.dale_violations(module)
+            values[f"probe/weights/{tag}/connectivity"] = n_present / w.numel()
+            values[f"probe/weights/{tag}/dale_violations"] = bad
+            ref = self.reference.get(f"{name}.weight" if name else "weight")
+            if ref is not None and ref.shape == w.shape:
+                flips += P.sign_flips(w, ref.to(w.device))
+            total, present, violations = total + w.numel(), present + n_present, violations + bad
+        values["probe/weights/connectivity"] = present / total if total else math.nan
+        values["probe/weights/dale_violations"] = violations
+        values["probe/weights/sign_flips"] = flips
+        values.update(_rule_counts(strategy))
+        return self._emit(strategy, values)
 
     def after_training_exp(self, strategy: Any) -> list[MetricValue]:
         values = self._scalars(strategy)
@@ -97,14 +118,21 @@ class WeightProbeMetric(_ProbeMetric):
         values["probe/weights/connectivity"] = present / total if total else math.nan
         values["probe/weights/dale_violations"] = violations
         values["probe/weights/sign_flips"] = flips
-        opt = getattr(strategy, "optimizer", None)
-        if isinstance(opt, BioRule):
-            counts = opt.structural_counts()
-            values["probe/rule/eliminated"] = counts["eliminated"]
-            values["probe/rule/grown"] = counts["grown"]
-            values["probe/rule/nonfinite_skips"] = counts["nonfinite_skips"]
-            values["probe/rule/consolidated"] = opt.consolidated_count()
+        values.update(_rule_counts(strategy))
         return values
 
     def __str__(self) -> str:
         return "WeightProbes"
+
+
+def _rule_counts(strategy: Any) -> dict[str, int]:
+    opt = getattr(strategy, "optimizer", None)
+    if not isinstance(opt, BioRule):
+        return {}
+    counts = opt.structural_counts()
+    return {
+        "probe/rule/eliminated": counts["eliminated"],
+        "probe/rule/grown": counts["grown"],
+        "probe/rule/nonfinite_skips": counts["nonfinite_skips"],
+        "probe/rule/consolidated": opt.consolidated_count(),
+    }
