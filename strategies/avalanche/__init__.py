@@ -13,8 +13,14 @@
 
 from strategies.avalanche.benchmarks import avalanche_benchmark, tensor_classification_dataset
 from strategies.avalanche.checkpoint import load_checkpoint, save_checkpoint
-from strategies.avalanche.config import COMMON, STRATEGY_DEFAULTS, STRATEGY_NAMES, strategy_defaults
-from strategies.avalanche.loggers import JSONResultsLogger, make_evaluator
+from strategies.avalanche.config import (
+    COMMON,
+    PROBES,
+    STRATEGY_DEFAULTS,
+    STRATEGY_NAMES,
+    strategy_defaults,
+)
+from strategies.avalanche.loggers import BioTensorboardLogger, JSONResultsLogger, make_evaluator
 from strategies.avalanche.metrics import (
     ActivityProbeMetric,
     HistogramValue,
@@ -31,11 +37,13 @@ from strategies.avalanche.strategy import BioPlastic, make_strategy
 
 __all__ = [
     "COMMON",
+    "PROBES",
     "STRATEGY_DEFAULTS",
     "STRATEGY_NAMES",
     "ActivityProbeMetric",
     "BioPlastic",
     "BioRulePlugin",
+    "BioTensorboardLogger",
     "DaleKeeper",
     "HistogramValue",
     "JSONResultsLogger",
