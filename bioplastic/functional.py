@@ -60,12 +60,9 @@ __all__ = [
 
 
 def log_step(
-    signed_grad: Tensor,
-    lr: float,
-    plasticity: Tensor | None = None,
-    decay: float = 0.0,
-    max_step: float | None = None,
-) -> Tensor:
+    signed_grad: Tensor, lr: float | Tensor, plasticity: Tensor | None = None,
+    decay: float = 0.0, max_step: float | None = None,
+) -> Tensor:  # fmt: skip
     """Return ``clip(-lr * p * (s*g + decay), -max_step, max_step)`` (out of place).
 
     ``signed_grad`` is ``s * g`` (in :class:`~bioplastic.BioRule`, normalised and
@@ -82,102 +79,100 @@ def log_step(
 
 
 def multiplicative_update(
-    weight: Tensor,
-    grad: Tensor,
-    lr: float,
-    max_step: float | None = 0.5,
-    decay: float = 0.0,
-    plasticity: Tensor | None = None,
-) -> Tensor:
+    weight: Tensor, grad: Tensor, lr: float | Tensor, max_step: float | None = 0.5,
+    decay: float = 0.0, plasticity: Tensor | None = None,
+) -> Tensor:  # fmt: skip
     """Differentiable bio step: ``w * exp(clip(-lr * p * (sign(w) * g + decay)))``.
 
     The sign is read from ``weight`` itself, so zeros stay zero and no entry changes sign.
-    Gradients flow to ``weight`` and ``grad`` (second-order meta-learning works through it).
-
-    Example::
-
-        w_new = multiplicative_update(w, torch.autograd.grad(loss, w, create_graph=True)[0], 1.0)
+    Gradients flow to ``weight``, ``grad`` and a tensor ``lr`` (second-order meta-learning).
     """
     return weight * torch.exp(log_step(torch.sign(weight) * grad, lr, plasticity, decay, max_step))
 
 
 def bio_update(
-    module: nn.Module,
-    lr: float,
-    grads: Sequence[Tensor | None] | None = None,
-    max_step: float | None = 0.5,
-    other_lr: float | None = None,
-) -> nn.Module:
+    module: nn.Module, lr: float | Sequence[float | Tensor | None],
+    grads: Sequence[Tensor | None] | None = None, max_step: float | None = 0.5,
+    other_lr: float | None = None, normalize: bool = True, fan_in_exponent: float = 0.5,
+) -> nn.Module:  # fmt: skip
     """Differentiable bio step on every parameter of ``module``, re-routing its tensors.
 
-    The bio rule's counterpart of learn2learn's ``maml_update``: synapses (parameters with
-    ``dim >= 2``) get :func:`multiplicative_update` (``w * exp(clip(-lr * sign(w) * g))``: the
-    sign is fixed, an absent synapse stays absent, ``|dlog m| <= max_step``); other parameters
-    (biases, norm layers) get the plain step ``p - other_lr * g``. Like ``maml_update``, the
-    module is changed in place but no tensor is: each parameter slot is pointed at its new,
-    out-of-place tensor (recursing into submodules; a tensor shared by several modules is
-    updated once), so gradients flow back through the step to the old parameters and to
-    ``grads`` (second-order meta-learning). Buffers are handled as learn2learn does: a buffer
-    that is one of the updated tensors follows it, any other buffer is left as it is.
+    The bio rule's counterpart of learn2learn's ``maml_update``: a synapse (``dim >= 2``) ``w``
+    of fan-in ``n`` with gradient ``g`` gets :func:`multiplicative_update` with BioRule's drive
+    ``c * s * g`` (``c = 1 / sqrt(r_i + 0.1 mean(r))``, ``r_i`` the mean squared gradient of
+    postsynaptic unit ``i``; ``c = 1`` if not ``normalize``) and rate ``lr * n **
+    -fan_in_exponent``: the step of :class:`~bioplastic.BioRule` with ``momentum=0``,
+    ``warmup=0``, no homeostasis, cost, noise or elimination. Signs are fixed, an absent synapse
+    stays absent, ``|dlog m| <= max_step``. Other parameters (biases) get ``p - other_lr * g``.
+    As in ``maml_update``, each parameter slot (shared: once; a buffer that is one follows it)
+    is pointed at a new tensor, so gradients flow back to the old parameters and ``grads``.
 
     Args:
-        module: the model to update, typically a clone (``BioMAML.clone()`` or learn2learn's
-            ``clone_module``).
-        lr: plasticity rate of the log-domain step (> 0, at most the dtype's largest number).
-        grads: one gradient (or ``None``: no update) per ``module.parameters()`` entry, in that
-            order; if ``None``, each parameter's ``.grad`` is used. A non-finite gradient is
-            skipped with a ``RuntimeWarning``, as :class:`bioplastic.BioRule` skips it.
+        module: the model to update, typically a clone (``BioMAML.clone()``).
+        lr: log-domain rate (> 0), or one rate per parameter (a number or a tensor that
+            broadcasts to it, e.g. MetaSGD's learned rates; ``other_lr`` then unused).
+        grads: one gradient (or ``None``: no update) per ``module.parameters()`` entry; if
+            ``None``, ``.grad``. A non-finite gradient is skipped with a ``RuntimeWarning``.
         max_step: bound on ``|dlog m|`` per step (> 0), or ``None``.
-        other_lr: learning rate of the additive step of non-synapse parameters (>= 0); ``None``
-            means ``lr``.
+        other_lr: rate of non-synapse parameters (>= 0); ``None`` means ``lr``.
+        normalize, fan_in_exponent: as in BioRule (per-unit normalised drive; rate scaled by
+            ``fan_in ** -fan_in_exponent``, exponent in [0, 2]).
 
-    Returns:
-        ``module`` (updated in place).
-
-    Reference: Cornford et al. 2024, "Brain-like learning with exponentiated gradients";
-    Finn et al. 2017 (MAML); learn2learn's ``maml_update``/``update_module``.
-
-    Example::
-
-        clone = strategies.fewshot.BioMAML(model, lr=1.0).clone()
-        loss = loss_fn(clone(x), y)
-        grads = torch.autograd.grad(loss, list(clone.parameters()), create_graph=True)
-        bio_update(clone.module, lr=1.0, grads=grads)
+    Reference: Cornford et al. 2024; Finn et al. 2017 (MAML); Li et al. 2017 (Meta-SGD).
+    Example: ``bio_update(clone, 1.0, torch.autograd.grad(loss, list(clone.parameters())))``.
     """
-    lr = check_number("lr", lr, 0.0, lo_open=True, hi_open=True)
+    params = list(module.parameters())
+    rates = _rates(lr, other_lr, params)
     if max_step is not None:
         max_step = check_number("max_step (or None)", max_step, 0.0, lo_open=True, hi_open=True)
-    other_lr = lr if other_lr is None else other_lr
-    check_number("other_lr (or None)", other_lr, 0.0, hi_open=True)
-    params = list(module.parameters())
-    if grads is None:
-        grads = [p.grad for p in params]
-    else:
-        grads = list(grads)
-        if len(grads) != len(params):
-            raise ValueError(f"grads has {len(grads)} entries, the module {len(params)} parameters")
+    fan_in_exponent = check_number("fan_in_exponent", fan_in_exponent, 0.0, 2.0)
+    grads = [p.grad for p in params] if grads is None else list(grads)
+    if len(grads) != len(params):
+        raise ValueError(f"grads has {len(grads)} entries, the module {len(params)} parameters")
     new: dict[int, Tensor] = {}
     skipped = []
-    for i, (p, g) in enumerate(zip(params, grads, strict=True)):
-        if g is None or id(p) in new:
+    for i, (p, g, rate) in enumerate(zip(params, grads, rates, strict=True)):
+        if g is None or rate is None or id(p) in new:
             continue
         if g.shape != p.shape:
             raise ValueError(f"grads[{i}] has shape {tuple(g.shape)}, parameter {tuple(p.shape)}")
         if not bool(torch.isfinite(g).all()):  # as BioRule: no step rather than NaN weights
             skipped.append(i)
             continue
-        rate, name = (lr, "lr") if p.dim() >= 2 else (other_lr, "other_lr")
-        if p.is_floating_point() and rate > torch.finfo(p.dtype).max:  # rate * 0 would be NaN
-            raise ValueError(f"{name} must be <= {torch.finfo(p.dtype).max:.3g}, got {rate!r}")
-        if p.dim() >= 2:
-            new[id(p)] = multiplicative_update(p, g, lr, max_step=max_step)
-        else:
-            new[id(p)] = p - other_lr * g
+        if isinstance(rate, float) and rate > torch.finfo(p.dtype).max:  # rate * 0 would be NaN
+            raise ValueError(f"lr must be <= {torch.finfo(p.dtype).max:.3g}, got {rate!r}")
+        if p.dim() < 2:
+            new[id(p)] = p - rate * g
+            continue
+        g = g * row_grad_scale(g) if normalize else g
+        new[id(p)] = multiplicative_update(p, g, rate * p[0].numel() ** -fan_in_exponent, max_step)
     if skipped:
         message = f"bio_update: non-finite gradients of parameters {skipped}: not updated"
         warnings.warn(message, RuntimeWarning, stacklevel=2)
     _reroute(module, new, set())
     return module
+
+
+def row_grad_scale(grad: Tensor, floor: float = 0.1, eps: float = 1e-8) -> Tensor:
+    """``1 / sqrt(r_i + floor * mean(r) + eps**2)`` per row, ``r_i = mean_j grad_ij ** 2``.
+
+    BioRule's per-unit normalisation of one step (float64 inside; shape ``[out, 1, ...]``).
+    """
+    row = grad.reshape(grad.shape[0], -1).double().square().mean(1)
+    scale = (row + floor * row.mean() + eps**2).rsqrt().to(grad.dtype)
+    return scale.reshape([grad.shape[0]] + [1] * (grad.dim() - 1))
+
+
+def _rates(lr, other_lr, params: list[Tensor]) -> list:
+    """One rate per parameter from ``bio_update``'s ``lr`` and ``other_lr`` (validated)."""
+    if isinstance(lr, (Tensor, str)) or not isinstance(lr, Sequence):
+        lr = check_number("lr", lr, 0.0, lo_open=True, hi_open=True)
+        other_lr = check_number("other_lr (or None)", lr if other_lr is None else other_lr, 0.0)
+        return [lr if p.dim() >= 2 else other_lr for p in params]
+    if len(lr) != len(params):
+        raise ValueError(f"lr has {len(lr)} entries, the module {len(params)} parameters")
+    return [r if isinstance(r, Tensor) or r is None else check_number(f"lr[{i}]", r, 0.0)
+            for i, r in enumerate(lr)]  # fmt: skip
 
 
 def _reroute(module: nn.Module, new: dict[int, Tensor], seen: set[int]) -> None:

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from bioplastic import dalify
-from bioplastic.functional import bio_update, multiplicative_update
+from bioplastic import BioRule, dalify
+from bioplastic.functional import bio_update, multiplicative_update, row_grad_scale
 
 
 def _net(seed=0, dtype=torch.float32, connectivity=0.7):
@@ -29,7 +29,8 @@ def test_synapses_multiplicative_biases_additive():
     net = _net()
     before = [p.detach().clone() for p in net.parameters()]
     grads = torch.autograd.grad(_loss(net), list(net.parameters()))
-    bio_update(net, lr=2.0, grads=grads, max_step=0.3, other_lr=0.1)
+    bio_update(net, lr=2.0, grads=grads, max_step=0.3, other_lr=0.1, normalize=False,
+               fan_in_exponent=0.0)  # fmt: skip
     for old, g, new in zip(before, grads, net.parameters(), strict=True):
         if old.dim() >= 2:
             expected = multiplicative_update(old, g, 2.0, max_step=0.3)
@@ -73,7 +74,8 @@ def test_shared_parameter_is_updated_once():
     net = nn.Sequential(lin, nn.Tanh(), lin)  # tied weights
     w0 = lin.weight.detach().clone()
     g = torch.ones_like(w0)
-    bio_update(net, lr=0.1, grads=[g, torch.zeros(4)], max_step=None)
+    bio_update(net, lr=0.1, grads=[g, torch.zeros(4)], max_step=None, normalize=False,
+               fan_in_exponent=0.0)  # fmt: skip
     assert net[0].weight is net[2].weight
     torch.testing.assert_close(net[0].weight.detach(), w0 * torch.exp(-0.1 * torch.sign(w0)))
 
@@ -85,6 +87,57 @@ def test_buffers_are_left_alone():
     assert net[0].dale_sign is sign
 
 
+@pytest.mark.parametrize("normalize", [True, False])
+def test_equals_one_biorule_step_where_both_apply(normalize):
+    """BioRule with momentum 0, no warm-up, homeostasis, cost, noise or elimination, and an SGD
+    step for biases takes exactly bio_update's step (normalised drive, fan-in scaled rate)."""
+    a, b = _net(dtype=torch.float64), _net(dtype=torch.float64)
+    grads = torch.autograd.grad(_loss(a), list(a.parameters()))
+    for p, g in zip(b.parameters(), grads, strict=True):
+        p.grad = g.clone()
+    opt = BioRule(b.parameters(), lr=3.0, normalize=normalize, momentum=0.0, warmup=0, cost=0.0,
+                  homeostasis=False, prune_threshold=0.0, noise=0.0, max_step=0.3, other="sgd",
+                  other_lr=0.1, seed=0)  # fmt: skip
+    opt.step()
+    bio_update(a, lr=3.0, grads=grads, max_step=0.3, other_lr=0.1, normalize=normalize)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p.detach(), q.detach())
+    assert not torch.equal(a[0].weight.detach(), _net(dtype=torch.float64)[0].weight)
+
+
+def test_normalised_step_does_not_depend_on_the_loss_scale():
+    a, b = _net(), _net()
+    grads = torch.autograd.grad(_loss(a), list(a.parameters()))
+    bio_update(a, lr=1.0, grads=grads, other_lr=0.0)
+    bio_update(b, lr=1.0, grads=[1000.0 * g for g in grads], other_lr=0.0)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+    scale = row_grad_scale(grads[0])
+    assert scale.shape == (5, 1)
+    rms = (grads[0] * scale).square().mean(1).sqrt()
+    assert float(rms.max()) <= 1.0 and float(rms.max()) > 0.9  # unit RMS up to the floor
+
+
+def test_tensor_rates_per_parameter():
+    """MetaSGD-style rates: a list with one (tensor) rate per parameter; the step is
+    differentiable in the rates, and a constant tensor equals the scalar rate."""
+    a, b = _net(), _net()
+    grads = torch.autograd.grad(_loss(a), list(a.parameters()))
+    rates = [torch.full_like(p, 0.7 if p.dim() >= 2 else 0.2, requires_grad=True)
+             for p in a.parameters()]  # fmt: skip
+    bio_update(a, lr=rates, grads=grads)
+    bio_update(b, lr=0.7, grads=grads, other_lr=0.2)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+    meta = torch.autograd.grad(_loss(a, seed=2), rates)
+    assert all(float(g.abs().sum()) > 0 for g in meta)
+    c = _net()
+    before = [p.detach().clone() for p in c.parameters()]
+    bio_update(c, lr=[None, 0.5, None, 0.0], grads=grads)  # None: not updated
+    assert torch.equal(c[0].weight, before[0]) and torch.equal(c[2].bias, before[3])
+    assert not torch.equal(c[0].bias, before[1])
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -94,6 +147,9 @@ def test_buffers_are_left_alone():
         (dict(lr=1.0, other_lr=-1.0), "other_lr"),
         (dict(lr=1.0, grads=[None]), "grads has 1 entries"),
         (dict(lr=1.0, grads=[torch.zeros(2)] * 4), r"grads\[0\] has shape"),
+        (dict(lr=[1.0, 1.0]), "lr has 2 entries"),
+        (dict(lr=[1.0, -1.0, 1.0, 1.0]), r"lr\[1\]"),
+        (dict(lr=1.0, fan_in_exponent=3.0), "fan_in_exponent"),
     ],
 )
 def test_invalid_arguments_raise(kwargs, match):

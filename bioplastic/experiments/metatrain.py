@@ -12,8 +12,10 @@ rule       inner (adaptation) step         outer (meta) optimizer
 ``sgd``    learn2learn ``MAML`` (SGD)      ``torch.optim.SGD``
 =========  ==============================  =====================================
 
-The sign-preserving rules keep Dale's law in the meta-parameters; the additive ones do not
-(see :mod:`strategies.fewshot.maml`).
+With ``meta_sgd=True`` the inner rates are learned per parameter entry: :class:`BioMetaSGD`
+for ``bio``/``eg``, learn2learn's ``MetaSGD`` for ``adam``/``sgd``. The sign-preserving rules
+keep Dale's law in the meta-parameters; the additive ones do not (see
+:mod:`strategies.fewshot.maml`).
 """
 
 from __future__ import annotations
@@ -27,19 +29,22 @@ from bioplastic import make_optimizer
 from bioplastic._compat import import_learn2learn
 from bioplastic.data.episodes import EpisodeSampler
 from strategies.fewshot.maml import BioMAML
-from strategies.fewshot.tasksets import IndexEpisode
+from strategies.fewshot.metasgd import BioMetaSGD
+from strategies.fewshot.tasksets import IndexEpisode, seeded_random, split_support_query
 
-__all__ = ["MAML_DEFAULTS", "evaluate_maml", "make_maml", "meta_train"]
+__all__ = ["MAML_DEFAULTS", "evaluate_maml", "make_maml", "meta_train", "meta_train_tasks"]
 
 l2l = import_learn2learn()
 
-#: Inner learning rates and outer optimizer options per rule. The bio inner rate is a
-#: log-domain rate: ``dw = -lr * |w| * g`` to first order, so with the lognormal Dale
-#: initialisation (median ``|w|`` ~ 0.05) ``lr = 8`` moves weights about as far as SGD with
-#: ``lr = 0.4``.
+#: Inner learning rates and outer optimizer options per rule. The bio inner rate is BioRule's
+#: ``lr``: the log-domain step of a synapse of fan-in ``n`` is ``lr / sqrt(n)`` times its
+#: unit-normalised gradient (:func:`bioplastic.functional.bio_update`), so one value fits every
+#: layer, loss scale and data set. The outer BioRule starts at full rate (``warmup=0``): a
+#: meta-training run is a few hundred to a few thousand steps, and a 200-step warm-up wastes
+#: most of a short one.
 MAML_DEFAULTS: dict[str, dict[str, object]] = {
-    "bio": {"inner_lr": 8.0, "other_lr": 0.4, "outer": {}},
-    "eg": {"inner_lr": 8.0, "other_lr": 0.4, "outer": {"lr": 1.0}},
+    "bio": {"inner_lr": 1.0, "other_lr": 0.4, "outer": {"warmup": 0}},
+    "eg": {"inner_lr": 1.0, "other_lr": 0.4, "outer": {"lr": 1.0}},
     "adam": {"inner_lr": 0.4, "outer": {"lr": 1e-3}},
     "sgd": {"inner_lr": 0.4, "outer": {"lr": 0.05, "momentum": 0.9}},
 }
@@ -52,6 +57,7 @@ def make_maml(
     inner_lr: float | None = None,
     outer_kwargs: Mapping[str, object] | None = None,
     seed: int = 0,
+    meta_sgd: bool = False,
 ) -> tuple[nn.Module, torch.optim.Optimizer]:
     """The meta-learner and its outer optimizer for ``rule`` (see the module table).
 
@@ -62,6 +68,7 @@ def make_maml(
         inner_lr: adaptation learning rate (default :data:`MAML_DEFAULTS`).
         outer_kwargs: options of the outer optimizer, over the defaults.
         seed: seed of the bio rule's generator (noise, growth).
+        meta_sgd: learn one inner rate per parameter entry (Meta-SGD).
     """
     if rule not in MAML_DEFAULTS:
         raise ValueError(f"rule must be one of {tuple(MAML_DEFAULTS)}, got {rule!r}")
@@ -69,20 +76,23 @@ def make_maml(
     lr = float(defaults["inner_lr"] if inner_lr is None else inner_lr)
     options = {**defaults["outer"], **(outer_kwargs or {})}  # type: ignore[dict-item]
     if rule in ("bio", "eg"):
-        learner: nn.Module = BioMAML(
+        cls = BioMetaSGD if meta_sgd else BioMAML
+        learner: nn.Module = cls(
             model, lr=lr, first_order=first_order, other_lr=float(defaults["other_lr"])
         )
         if rule == "bio":
             options.setdefault("seed", seed)
-    else:
-        learner = l2l.algorithms.MAML(model, lr=lr, first_order=first_order)
+        params = learner.param_groups() if meta_sgd else learner.parameters()
+        return learner, make_optimizer(rule, params, **options)
+    algorithm = l2l.algorithms.MetaSGD if meta_sgd else l2l.algorithms.MAML
+    learner = algorithm(model, lr=lr, first_order=first_order)
     return learner, make_optimizer(rule, learner.parameters(), **options)
 
 
 def _adapt(learner: nn.Module, x: Tensor, y: Tensor, steps: int, first_order: bool) -> nn.Module:
-    clone = learner.clone(first_order=first_order)
+    clone = learner.clone()  # learn2learn's MetaSGD.clone takes no first_order
     for _ in range(steps):
-        clone.adapt(nn.functional.cross_entropy(clone(x), y))
+        clone.adapt(nn.functional.cross_entropy(clone(x), y), first_order=first_order)
     return clone
 
 
@@ -127,6 +137,49 @@ def meta_train(
         losses.append(total)
         if on_iteration is not None:
             on_iteration(it, total)
+    return losses
+
+
+def meta_train_tasks(
+    learner: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    taskset,
+    shots: int,
+    iterations: int,
+    meta_batch: int = 16,
+    inner_steps: int = 1,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    on_iteration: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """learn2learn's canonical meta-training loop over a ``TaskDataset``; returns the losses.
+
+    As in learn2learn's ``maml_omniglot.py``: per iteration, ``meta_batch`` tasks are drawn
+    (``taskset.sample()`` under :func:`seeded_random` with ``seed``), each split into ``shots``
+    support examples per class and the rest as query, adapted with ``inner_steps`` steps; the
+    query losses are averaged and one outer step is taken.
+    """
+    for name, value, low in (("iterations", iterations, 0), ("meta_batch", meta_batch, 1),
+                             ("inner_steps", inner_steps, 1)):  # fmt: skip
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    losses = []
+    learner.train()
+    with seeded_random(seed):
+        for it in range(iterations):
+            optimizer.zero_grad(set_to_none=True)
+            total = 0.0
+            for _ in range(meta_batch):
+                data, labels = taskset.sample()
+                sx, sy, qx, qy = (t.to(device) for t in split_support_query(data, labels, shots))
+                clone = _adapt(learner, sx, sy, inner_steps, first_order=learner.first_order)
+                loss = nn.functional.cross_entropy(clone(qx), qy) / meta_batch
+                loss.backward()
+                total += float(loss.detach())
+            optimizer.step()
+            losses.append(total)
+            if on_iteration is not None:
+                on_iteration(it, total)
     return losses
 
 

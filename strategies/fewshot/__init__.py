@@ -1,6 +1,7 @@
 """learn2learn integration: few-shot learning and evaluation with the bio rule.
 
 * :class:`BioMAML` (``maml``): MAML whose inner step is :func:`bioplastic.functional.bio_update`;
+* :class:`BioMetaSGD` (``metasgd``): the same with a learned rate per synapse (Meta-SGD);
 * :class:`ProtoEvaluator` (``proto``) and :func:`finetune_readout` (``finetune``): evaluation of
   frozen backbones on episodes;
 * :func:`make_taskset`, :func:`seeded_random`, :func:`index_episodes` (``tasksets``): seeded
@@ -16,6 +17,7 @@ import_learn2learn()  # first, so that no learn2learn import prints gym's deprec
 
 from strategies.fewshot.finetune import finetune_readout, finetune_readout_features
 from strategies.fewshot.maml import BioMAML
+from strategies.fewshot.metasgd import BioMetaSGD
 from strategies.fewshot.omniglot import (
     OmniglotSplit,
     load_omniglot,
@@ -35,6 +37,7 @@ from strategies.fewshot.tasksets import (
 
 __all__ = [
     "BioMAML",
+    "BioMetaSGD",
     "OmniglotSplit",
     "ProtoEvaluator",
     "embed",

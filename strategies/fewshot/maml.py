@@ -14,12 +14,14 @@ with either sign. Adam does so fastest, because its normalised step has the same
 rather than likely: ``d/dw [w * exp(step)] = exp(step) != 0`` even at ``w == 0``, so absent
 synapses receive meta-gradients. Use :class:`bioplastic.BioRule` (or ``make_optimizer("eg")``)
 as the outer optimizer: its update is multiplicative, so it keeps every sign and every absent
-synapse by construction.
+synapse by construction. :meth:`BioMAML.clone` checks this: when synapses of the wrapped
+model have changed sign since the previous ``clone()``, it warns once (``RuntimeWarning``).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from learn2learn.algorithms.base_learner import BaseLearner
@@ -48,8 +50,9 @@ class BioMAML(BaseLearner):
 
     Wraps ``model`` and adds :meth:`clone` and :meth:`adapt`, exactly like
     ``learn2learn.algorithms.MAML``, except that one adaptation step is
-    :func:`bioplastic.functional.bio_update`: synapses (``dim >= 2``) change multiplicatively
-    with a fixed sign, ``w <- w * exp(clip(-lr * sign(w) * g, +-max_step))``, so no weight
+    :func:`bioplastic.functional.bio_update`: synapses (``dim >= 2``, fan-in ``n``) change
+    multiplicatively with a fixed sign, ``w <- w * exp(clip(-lr * n**-0.5 * sign(w) * c * g,
+    +-max_step))`` with ``c`` BioRule's per-unit normalisation of the gradient, so no weight
     changes sign and absent synapses stay absent during adaptation; biases take
     ``b <- b - other_lr * g``. With ``first_order=False`` the meta-gradient flows through the
     step (second order); with ``True`` it does not (first-order MAML).
@@ -63,14 +66,18 @@ class BioMAML(BaseLearner):
         max_step: bound on ``|dlog m|`` per inner step (> 0) or ``None``; it keeps a large
             gradient of an untrained model from exploding a magnitude within one step.
         other_lr: inner learning rate of non-synapse parameters (>= 0; ``None``: ``lr``).
+        normalize, fan_in_exponent: BioRule's per-unit gradient normalisation and fan-in
+            scaling of the rate (see :func:`~bioplastic.functional.bio_update`). Without them
+            the step is the raw ``lr * sign(w) * g``, whose size relative to the weights
+            depends on the loss, the input scale and the layer.
 
     Reference: Finn et al. 2017, "Model-Agnostic Meta-Learning for Fast Adaptation of Deep
     Networks"; Cornford et al. 2024, "Brain-like learning with exponentiated gradients".
 
     Example::
 
-        meta = BioMAML(bioplastic.dalify(net), lr=1.0, other_lr=0.1)
-        outer = bioplastic.make_optimizer("bio", meta.parameters())  # keeps Dale's law
+        meta = BioMAML(bioplastic.dalify(net), lr=1.0, other_lr=0.4)
+        outer = bioplastic.make_optimizer("bio", meta.parameters(), warmup=0)  # keeps Dale's law
         learner = meta.clone()
         learner.adapt(loss_fn(learner(support_x), support_y))
         loss_fn(learner(query_x), query_y).backward()
@@ -86,6 +93,9 @@ class BioMAML(BaseLearner):
         allow_nograd: bool = False,
         max_step: float | None = 0.5,
         other_lr: float | None = None,
+        normalize: bool = True,
+        fan_in_exponent: float = 0.5,
+        _check_signs: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
@@ -105,6 +115,11 @@ class BioMAML(BaseLearner):
         self.allow_unused = self.allow_nograd if allow_unused is None else allow_unused
         self.max_step = max_step
         self.other_lr = other_lr
+        self.normalize = normalize
+        self.fan_in_exponent = fan_in_exponent
+        # signs at the last clone(): a flip since then is the outer optimizer's doing
+        self._signs: list[Tensor] | None = None if _check_signs else []
+        self._warned_flips = False
 
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)
@@ -161,7 +176,31 @@ class BioMAML(BaseLearner):
         if allow_nograd:
             it = iter(grads)
             gradients = [next(it) if p.requires_grad else None for p in params]
-        bio_update(self.module, self.lr, gradients, self.max_step, self.other_lr)
+        bio_update(self.module, self._rates(), gradients, self.max_step, self.other_lr,
+                   self.normalize, self.fan_in_exponent)  # fmt: skip
+
+    def _rates(self) -> float | list[Tensor]:
+        return self.lr
+
+    def _check_outer_signs(self) -> None:
+        """Warn once if synapses changed sign since the last call (a non-sign-preserving outer
+        optimizer, e.g. Adam: see the module docstring)."""
+        if self._signs == [] or self._warned_flips:
+            return
+        with torch.no_grad():
+            signs = [torch.sign(p).to(torch.int8) for p in self.module.parameters() if p.dim() >= 2]
+            if self._signs is not None:
+                flips = sum(int((a * b < 0).sum()) for a, b in zip(self._signs, signs, strict=True))
+                if flips:
+                    self._warned_flips = True
+                    warnings.warn(
+                        f"{type(self).__name__}: {flips} synapses changed sign since the last "
+                        "clone(): the outer optimizer is not sign-preserving (Dale's law is "
+                        "lost); use bioplastic.BioRule or make_optimizer('eg')",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+            self._signs = signs
 
     def clone(
         self,
@@ -174,6 +213,7 @@ class BioMAML(BaseLearner):
         Gradients of losses computed with the clone flow back to this module's parameters
         (learn2learn's ``clone_module``).
         """
+        self._check_outer_signs()
         return BioMAML(
             clone_module(self.module),
             lr=self.lr,
@@ -182,4 +222,7 @@ class BioMAML(BaseLearner):
             allow_nograd=self.allow_nograd if allow_nograd is None else allow_nograd,
             max_step=self.max_step,
             other_lr=self.other_lr,
+            normalize=self.normalize,
+            fan_in_exponent=self.fan_in_exponent,
+            _check_signs=False,
         )

@@ -1,0 +1,103 @@
+"""BioMetaSGD (a learned bio rate per synapse) and the outer-optimizer sign check of BioMAML."""
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("learn2learn")
+
+from bioplastic import dalify, make_optimizer  # noqa: E402
+from bioplastic.experiments.metatrain import make_maml  # noqa: E402
+from strategies.fewshot import BioMAML, BioMetaSGD  # noqa: E402
+
+
+def _net():
+    torch.manual_seed(0)
+    return dalify(nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)), connectivity=0.7)
+
+
+def _task(seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(6, 6, generator=g), torch.randint(0, 3, (6,), generator=g),
+            torch.randn(9, 6, generator=g), torch.randint(0, 3, (9,), generator=g))  # fmt: skip
+
+
+def _query_loss(meta, task):
+    xs, ys, xq, yq = task
+    learner = meta.clone()
+    learner.adapt(nn.functional.cross_entropy(learner(xs), ys))
+    return nn.functional.cross_entropy(learner(xq), yq), learner
+
+
+def test_rates_start_at_lr_and_match_biomaml_there():
+    net = _net()
+    meta = BioMetaSGD(net, lr=0.8, other_lr=0.3)
+    assert [tuple(r.shape) for r in meta.lrs] == [tuple(p.shape) for p in net.parameters()]
+    assert all(float(r.detach().min()) == float(r.detach().max()) for r in meta.lrs)
+    assert float(meta.lrs[0][0, 0]) == pytest.approx(0.8)
+    assert float(meta.lrs[1][0]) == pytest.approx(0.3)
+    task = _task()
+    loss, _ = _query_loss(meta, task)
+    reference, _ = _query_loss(BioMAML(net, lr=0.8, other_lr=0.3), task)
+    torch.testing.assert_close(loss, reference)
+
+
+def test_rates_are_meta_learned_and_signs_survive():
+    net = _net()
+    signs = [torch.sign(p).clone() for p in net.parameters() if p.dim() >= 2]
+    meta = BioMetaSGD(net, lr=2.0, other_lr=0.3)
+    outer = make_optimizer("bio", meta.param_groups(), warmup=0, seed=0)
+    rates_before = [r.detach().clone() for r in meta.lrs]
+    for step in range(3):
+        loss, learner = _query_loss(meta, _task(seed=step))
+        adapted = [p for p in learner.parameters() if p.dim() >= 2]
+        assert all(torch.equal(torch.sign(a), s) for a, s in zip(adapted, signs, strict=True))
+        outer.zero_grad()
+        loss.backward()
+        assert float(meta.lrs[0].grad.abs().sum()) > 0  # the rates get meta-gradients
+        outer.step()
+    assert any(not torch.equal(r, b) for r, b in zip(meta.lrs, rates_before, strict=True))
+    weights = [p for p in net.parameters() if p.dim() >= 2]
+    for s, w in zip(signs, weights, strict=True):  # the bio outer step keeps Dale's law
+        assert torch.all((torch.sign(w) == s) | (w == 0))
+    # the rates are an additive (non-synapse) group: never Dale-typed or eliminated
+    assert outer.param_groups[1]["synapse"] is False
+
+
+def test_make_maml_builds_both_meta_sgds():
+    learner, outer = make_maml(_net(), "bio", meta_sgd=True)
+    assert isinstance(learner, BioMetaSGD) and len(outer.param_groups) == 2
+    import learn2learn as l2l
+
+    learner, _ = make_maml(nn.Linear(6, 3), "adam", meta_sgd=True)
+    assert isinstance(learner, l2l.algorithms.MetaSGD)
+
+
+def test_clone_warns_once_when_the_outer_optimizer_flips_signs():
+    net = _net()
+    meta = BioMAML(net, lr=1.0)
+    outer = torch.optim.Adam(meta.parameters(), lr=0.5)  # additive: crosses zero
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss, _ = _query_loss(meta, _task())  # the first clone only records the signs
+    loss.backward()
+    outer.step()
+    with pytest.warns(RuntimeWarning, match="changed sign.*not sign-preserving"):
+        _query_loss(meta, _task())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _query_loss(meta, _task())  # once
+
+
+def test_no_warning_with_the_bio_outer_optimizer():
+    meta = BioMAML(_net(), lr=1.0)
+    outer = make_optimizer("bio", meta.parameters(), warmup=0, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for step in range(3):
+            loss, _ = _query_loss(meta, _task(seed=step))
+            outer.zero_grad()
+            loss.backward()
+            outer.step()
