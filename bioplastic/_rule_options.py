@@ -27,7 +27,7 @@ GROUP_KEYS = frozenset(
     """lr momentum grad_beta decay cost fan_in_exponent normalize_by noise noise_halflife
     noise_reuse max_step prune_threshold prune_mode budget_rate warmup grow_every grow_fraction
     grow_mode grow_scale max_connectivity other other_lr betas eps weight_decay synapse
-    normalize homeostasis track_importance protect_consolidated foreach""".split()
+    normalize homeostasis track_importance protect_consolidated foreach fused""".split()
 )
 _TORCH_GROUP_KEYS = frozenset({"params", "param_names", "initial_lr"})
 
@@ -88,6 +88,13 @@ def validate_group(group: dict) -> None:
     check_number("weight_decay", group["weight_decay"], 0.0, _MAX_ADDITIVE)
     if not (group["synapse"] is None or isinstance(group["synapse"], bool)):
         raise ValueError(f"synapse must be None, True or False, got {group['synapse']!r}")
-    for key in ("normalize", "homeostasis", "track_importance", "protect_consolidated", "foreach"):
+    for key in (
+        "normalize",
+        "homeostasis",
+        "track_importance",
+        "protect_consolidated",
+        "foreach",
+        "fused",
+    ):
         if not isinstance(group[key], bool):
             raise ValueError(f"{key} must be a bool, got {group[key]!r}")

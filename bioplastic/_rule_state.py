@@ -51,32 +51,36 @@ class RuleStateMixin:
                     continue
                 state = self._init_synapse_state(group, p)
                 present = p != 0
-                n_present = int(present.sum())
-                k = round(fraction * n_present)
-                plasticity = state.get("plasticity")
-                if plasticity is None:
-                    plasticity = state["plasticity"] = torch.ones_like(p)
+                k = round(fraction * int(present.sum()))
                 if by == "importance" and "importance" not in state:
                     state["importance"] = torch.zeros_like(p)  # no step taken yet
                 if k > 0:
                     score = p.abs() if by == "magnitude" else state["importance"].clone()
                     score = score.masked_fill(~present, -math.inf).reshape(-1)
-                    idx = torch.topk(score, k, sorted=False).indices
-                    plasticity.view(-1)[idx] *= factor
+                    _lower_plasticity_(state, p, torch.topk(score, k, sorted=False).indices, factor)
                     now += k
+                elif "plasticity" not in state and "plasticity_code" not in state:
+                    _lower_plasticity_(state, p, None, factor)  # fully plastic, but present
                 if by == "importance":
                     state["importance"].zero_()
-                total += int((plasticity < 1).sum())
+                total += int(_consolidated(state).sum())
         return {"consolidated": now, "consolidated_total": total}
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         """The usual optimizer state plus the seed and generator states (noise, growth)."""
         state = super().state_dict()
+        # plasticity is kept as a code per synapse and a table of levels; checkpoints hold the
+        # float values (the format of earlier versions), so they load anywhere
+        state["state"] = {
+            idx: _with_float_plasticity(st) if "plasticity_code" in st else st
+            for idx, st in state["state"].items()
+        }
         state["bio"] = {
             "seed": self._seed,
             "nonfinite_skips": self.nonfinite_skips,
             "rng": {key: gen.get_state() for key, gen in self._generators.items()},
+            "group_steps": list(self._group_steps),
         }
         return state
 
@@ -85,7 +89,7 @@ class RuleStateMixin:
         bio = state_dict.pop("bio", None)
         # Optimizer.load_state_dict casts every floating tensor to its parameter's dtype; the
         # float64 gradient statistics must survive that exactly for bit-exact resumption.
-        exact_keys = ("grad_sq", "grad_sq_row", "grad_sq_col")
+        exact_keys = ("grad_sq", "grad_sq_col")
         exact = {
             (idx, key): st[key]
             for idx, st in state_dict["state"].items()
@@ -108,6 +112,17 @@ class RuleStateMixin:
                 state["step"] = int(state["step"])
             if "unit_sign" in state:
                 state["unit_sign"] = state["unit_sign"].to(torch.int8)
+            _upgrade_state_(state)
+        self._plans = {}
+        steps = bio.get("group_steps") if bio is not None else None
+        if steps is None or len(steps) != len(self.param_groups):
+            # an older state dict: the groups' step counts are their parameters' largest
+            steps = [
+                max((int(self.state[p].get("step", 0)) for p in g["params"] if p in self.state),
+                    default=0)
+                for g in self.param_groups
+            ]  # fmt: skip
+        self._group_steps = [int(n) for n in steps]
         if bio is not None:
             self._seed = int(bio["seed"])
             self.nonfinite_skips = int(bio["nonfinite_skips"])
@@ -177,7 +192,8 @@ class RuleStateMixin:
         ``None`` while every synapse of ``p`` is fully plastic (no :meth:`consolidate` yet) or
         when ``p`` is not a synapse parameter of this rule.
         """
-        value = self.state.get(p, {}).get("plasticity")
+        state = self.state.get(p, {})
+        value = self._plasticity_of(state, p)
         return None if value is None else value.detach().clone()
 
     def presynaptic_sign(self, p: Tensor) -> Tensor | None:
@@ -194,10 +210,22 @@ class RuleStateMixin:
         total = 0
         for group in self.param_groups:
             for p in group["params"]:
-                plasticity = self.state.get(p, {}).get("plasticity")
-                if plasticity is not None:
-                    total += int((plasticity < 1).sum())
+                total += int(_consolidated(self.state.get(p, {})).sum())
         return total
+
+    @staticmethod
+    def _plasticity_of(state: dict, p: Tensor) -> Tensor | None:
+        """The per-synapse plasticity as a float tensor shaped like ``p`` (``None``: all 1)."""
+        code = state.get("plasticity_code")
+        if code is None:
+            return state.get("plasticity")
+        levels = state["plasticity_levels"]
+        return levels.index_select(0, code.reshape(-1).int()).view(p.shape)
+
+    @staticmethod
+    def _consolidated_mask(state: dict) -> Tensor | None:
+        mask = _consolidated(state)
+        return None if mask.dim() == 0 else mask
 
     def adopt_state(self, source: RuleStateMixin | Mapping[Tensor, Mapping[str, Any]]) -> int:
         """Take over rule state, e.g. when another component rebuilt or reset the optimizer.
@@ -220,6 +248,7 @@ class RuleStateMixin:
             if len(source.param_groups) == len(self.param_groups):
                 for theirs, ours in zip(source.param_groups, self.param_groups, strict=True):
                     ours.update({k: v for k, v in theirs.items() if k != "params"})
+                self._group_steps = list(source._group_steps)
             self._seed = source._seed
             self.nonfinite_skips = source.nonfinite_skips
             self._generators = {}
@@ -238,3 +267,95 @@ class RuleStateMixin:
                     self.state[p] = state
                     adopted += 1
         return adopted
+
+
+# ------------------------------------------------------------------------------ plasticity
+# A synapse's plasticity is a product of consolidation factors, so a tensor holds few distinct
+# values: they are stored as a uint8 code per synapse and a table of levels (code 0 = 1.0),
+# 1 byte per synapse instead of 4, with the exact float32 values. A tensor whose values do not
+# fit 256 levels keeps a float tensor ("plasticity"), as before.
+_MAX_LEVELS = 256
+
+
+def _consolidated(state: dict) -> Tensor:
+    """Bool mask of the consolidated synapses (plasticity < 1), or a 0-dim False."""
+    if "plasticity_code" in state:
+        return state["plasticity_code"] != 0
+    if "plasticity" in state:
+        return state["plasticity"] < 1
+    return torch.tensor(False)
+
+
+def _encode(plasticity: Tensor) -> tuple[Tensor, Tensor] | None:
+    """``(code, levels)`` of a float plasticity tensor, or ``None`` if it needs the floats."""
+    values, inverse = torch.unique(plasticity.reshape(-1), return_inverse=True)
+    table = values.tolist()
+    if len(table) > _MAX_LEVELS or max(table, default=1.0) > 1.0:
+        return None
+    order = [1.0] + [v for v in table if v != 1.0]
+    lookup = torch.tensor([order.index(v) for v in table], dtype=torch.uint8)
+    code = lookup.to(plasticity.device)[inverse].view(plasticity.shape)
+    return code, torch.tensor(order, dtype=plasticity.dtype, device=plasticity.device)
+
+
+def _lower_plasticity_(state: dict, p: Tensor, idx: Tensor | None, factor: float) -> None:
+    """Multiply the plasticity of the synapses ``idx`` (flat indices) by ``factor``."""
+    if "plasticity" not in state and "plasticity_code" not in state:
+        state["plasticity_code"] = torch.zeros(p.shape, dtype=torch.uint8, device=p.device)
+        state["plasticity_levels"] = torch.ones(1, dtype=p.dtype, device=p.device)
+    if idx is None:
+        return
+    if "plasticity_code" in state and len(state["plasticity_levels"]) * 2 > _MAX_LEVELS:
+        _compact_levels_(state)
+        if len(state["plasticity_levels"]) * 2 > _MAX_LEVELS:  # too many: back to floats
+            state["plasticity"] = RuleStateMixin._plasticity_of(state, p).clone()
+            del state["plasticity_code"], state["plasticity_levels"]
+    if "plasticity" in state:
+        state["plasticity"].view(-1)[idx] *= factor
+        return
+    levels = state["plasticity_levels"]
+    table = levels.tolist()
+    lookup = {v: i for i, v in enumerate(table)}
+    mapping = []
+    for v in (levels * factor).tolist():  # the same float32 products as floats would hold
+        if v not in lookup:
+            lookup[v] = len(table)
+            table.append(v)
+        mapping.append(lookup[v])
+    code = state["plasticity_code"].view(-1)
+    mapped = torch.tensor(mapping, dtype=torch.uint8, device=p.device)
+    code[idx] = mapped[code[idx].long()]
+    state["plasticity_levels"] = torch.tensor(table, dtype=levels.dtype, device=levels.device)
+    _compact_levels_(state)
+
+
+def _compact_levels_(state: dict) -> None:
+    code, levels = state["plasticity_code"], state["plasticity_levels"]
+    used = torch.bincount(code.reshape(-1), minlength=len(levels)).cpu() > 0
+    used[0] = True
+    if bool(used.all()):
+        return
+    renumber = (used.cumsum(0) - 1).to(torch.uint8).to(code.device)
+    state["plasticity_code"] = renumber[code.long()]
+    state["plasticity_levels"] = levels[used.to(levels.device)]
+
+
+def _with_float_plasticity(state: dict) -> dict:
+    out = {k: v for k, v in state.items() if k not in ("plasticity_code", "plasticity_levels")}
+    levels = state["plasticity_levels"]
+    out["plasticity"] = levels.index_select(0, state["plasticity_code"].reshape(-1).int()).view(
+        state["plasticity_code"].shape
+    )
+    return out
+
+
+def _upgrade_state_(state: dict) -> None:
+    """Bring a loaded per-parameter state to the current layout (older checkpoints too)."""
+    if "budget_exc" in state:
+        state["budgets"] = torch.stack([state.pop("budget_exc"), state.pop("budget_inh")])
+    state.pop("type_masks", None)  # derived from unit_sign; cached outside the state
+    if "plasticity" in state:
+        encoded = _encode(state["plasticity"])
+        if encoded is not None:
+            del state["plasticity"]
+            state["plasticity_code"], state["plasticity_levels"] = encoded

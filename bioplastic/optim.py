@@ -14,7 +14,9 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from bioplastic import _fast_step as fast
 from bioplastic import functional as F
+from bioplastic._fast_step import DalePlan
 from bioplastic._rule_options import validate_group
 from bioplastic._rule_state import RuleStateMixin
 
@@ -165,6 +167,7 @@ class BioRule(RuleStateMixin, Optimizer):
         synapse: bool | None = None,
         seed: int | None = None,
         foreach: bool = True,
+        fused: bool = False,
     ):
         defaults = dict(
             lr=lr, normalize=normalize, normalize_by=normalize_by,
@@ -176,7 +179,7 @@ class BioRule(RuleStateMixin, Optimizer):
             grow_mode=grow_mode, grow_scale=grow_scale, max_connectivity=max_connectivity,
             track_importance=track_importance, protect_consolidated=protect_consolidated,
             other=other, other_lr=other_lr, betas=betas, eps=eps, weight_decay=weight_decay,
-            synapse=synapse, foreach=foreach,
+            synapse=synapse, foreach=foreach, fused=fused,
         )  # fmt: skip
         if seed is None:
             seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
@@ -185,6 +188,8 @@ class BioRule(RuleStateMixin, Optimizer):
             raise ValueError(f"seed must be an int in [0, 2**63 - 1] or None, got {seed!r}")
         self._seed = seed
         self._generators: dict[str, torch.Generator] = {}
+        self._group_steps: list[int] = []  # steps taken per param group (warm-up, noise decay)
+        self._plans: dict[Tensor, DalePlan] = {}  # constants derived from the unit signs
         self.nonfinite_skips = 0
         self._warned_nonfinite = False
         super().__init__(params, defaults)
@@ -195,6 +200,7 @@ class BioRule(RuleStateMixin, Optimizer):
             param_group.setdefault(key, value)
         validate_group(param_group)
         super().add_param_group(param_group)
+        self._group_steps.append(0)
 
     # ---------------------------------------------------------------- helpers
     def _generator(self, device: torch.device) -> torch.Generator:
@@ -240,28 +246,44 @@ class BioRule(RuleStateMixin, Optimizer):
             state["n_nonfinite"] = 0
         return state
 
-    def _types(self, p: Tensor, state: dict) -> Tensor | None:
-        if not state["dale"]:
-            return None
-        if "type_masks" not in state:  # small ([2, fan_in]); kept in the state
-            state["type_masks"] = F.type_masks(state["unit_sign"].to(p.dtype), p)
-        return state["type_masks"]
+    def _plan(self, p: Tensor, state: dict) -> DalePlan:
+        plan = self._plans.get(p)
+        unit_sign = state["unit_sign"]
+        if plan is None or plan.unit_sign is not unit_sign or plan.types.dtype != p.dtype:
+            plan = self._plans[p] = DalePlan.build(unit_sign.to(p.device), p)
+        return plan
 
-    def _finite_mask(self, params: list[Tensor]) -> tuple[list[bool], list[Tensor]]:
-        """Which gradients are finite, and their L2 norms (reused for normalisation)."""
+    def _types(self, p: Tensor, state: dict) -> Tensor | None:
+        return self._plan(p, state).types if state["dale"] else None
+
+    def _row_norms(self, group: dict, p: Tensor) -> Tensor | None:
+        """L2 norm of each row of ``p.grad`` (float32): the finite check and the row statistics."""
+        if not (group["normalize"] and group["normalize_by"] == "row" and p.numel()):
+            return None
+        if not self._is_synapse(group, p) or p.dim() < 2:
+            return None
+        return torch.linalg.vector_norm(p.grad.reshape(p.shape[0], -1), dim=1)
+
+    def _finite_mask(self, params: list[Tensor], row_norms: list) -> tuple[list[bool], list]:
+        """Which gradients are finite, and per tensor its row norms or its L2 norm."""
         if not params:
             return [], []
-        norms = list(torch._foreach_norm([p.grad for p in params]))
-        if len({n.device for n in norms}) == 1:  # one transfer to the host, not one per tensor
-            finite = torch.isfinite(torch.stack([n.float() for n in norms])).cpu()
+        rest = [i for i, r in enumerate(row_norms) if r is None]
+        norms = list(row_norms)
+        if rest:
+            for i, n in zip(rest, torch._foreach_norm([params[i].grad for i in rest]), strict=True):
+                norms[i] = n
+        totals = torch._foreach_norm([n.reshape(-1) for n in norms])
+        if len({n.device for n in totals}) == 1:  # one transfer to the host, not one per tensor
+            finite = torch.isfinite(torch.stack([n.float() for n in totals])).cpu()
         else:
-            finite = torch.isfinite(torch.stack([n.float().cpu() for n in norms]))
+            finite = torch.isfinite(torch.stack([n.float().cpu() for n in totals]))
         result = finite.tolist()
         for i, ok in enumerate(result):
             # A huge but finite gradient can overflow the norm; confirm element-wise.
             if not ok and torch.isfinite(params[i].grad).all():
                 result[i] = True
-                norms[i] = params[i].grad.double().norm()
+                norms[i] = None if row_norms[i] is not None else params[i].grad.double().norm()
         return result, norms
 
     def _skip(self, p: Tensor) -> None:
@@ -285,11 +307,12 @@ class BioRule(RuleStateMixin, Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for index, group in enumerate(self.param_groups):
             with_grad = [p for p in group["params"] if p.grad is not None]
             if any(p.grad.is_sparse for p in with_grad):
                 raise ValueError("BioRule does not support sparse gradients")
-            finite, norms = self._finite_mask(with_grad)
+            row_norms = [self._row_norms(group, p) for p in with_grad]
+            finite, norms = self._finite_mask(with_grad, row_norms)
             synapses, synapse_norms, others = [], [], []
             for p, ok, norm in zip(with_grad, finite, norms, strict=True):
                 if not ok:
@@ -301,7 +324,9 @@ class BioRule(RuleStateMixin, Optimizer):
                     synapse_norms.append(norm)
                 else:
                     others.append(p)
-            self._step_synapses(group, synapses, synapse_norms)
+            if synapses:
+                self._step_synapses(group, self._group_steps[index], synapses, synapse_norms)
+                self._group_steps[index] += 1
             self._step_others(group, others)
             _keep_finite_(others)
         return loss
@@ -312,7 +337,8 @@ class BioRule(RuleStateMixin, Optimizer):
         ``normalize_by="tensor"``: ``1 / RMS`` of the tensor's gradient (0-dim);
         ``"row"``: ``1 / sqrt(r_i + 0.1 mean(r))`` with ``r_i`` the mean squared gradient of
         postsynaptic unit ``i`` (shape ``[out, 1, ...]``; the floor keeps a unit with almost no
-        gradient from being amplified);
+        gradient from being amplified; ``r`` is kept in float32 and saturates at the largest
+        float32 for gradients beyond ~1e19);
         ``"factored"``: Adafactor's rank-1 estimate ``1 / sqrt(r_i k_j / mean(r))`` of the
         per-synapse RMS from row and column means (weight-shaped, a temporary). All statistics
         are exponential averages with ``grad_beta`` (bias-corrected), so the state is one scalar,
@@ -324,7 +350,6 @@ class BioRule(RuleStateMixin, Optimizer):
         mode = group["normalize_by"]
         scales = []
         for p, state, norm in zip(params, states, norms, strict=True):
-            fan = p[0].numel()
             debias = 1 - beta ** (state["step"] + 1)
             if mode == "tensor":
                 # float64: the square of a huge but finite float32 norm must not overflow
@@ -333,50 +358,62 @@ class BioRule(RuleStateMixin, Optimizer):
                     state["grad_sq"] = torch.zeros((), dtype=torch.float64, device=p.device)
                 state["grad_sq"].mul_(beta).add_(mean_sq, alpha=1 - beta)
                 debiased = state["grad_sq"] / debias
-                scale = (1.0 / (debiased.sqrt() + group["eps"])).to(p.dtype)
-            else:
+                scales.append((1.0 / (debiased.sqrt() + group["eps"])).to(p.dtype))
+                continue
+            if "grad_sq_row" not in state:
+                state["grad_sq_row"] = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
+            r = state["grad_sq_row"]
+            if mode == "row" and norm is not None:  # float32 row norms from the finite check
+                r.mul_(beta).add_(norm.square_().div_(p[0].numel()), alpha=1 - beta)
+            else:  # huge gradients (or "factored"): float64 squares, saturating in float32
                 g2 = p.grad.reshape(p.shape[0], -1).double().square()
-                if "grad_sq_row" not in state:
-                    state["grad_sq_row"] = torch.zeros(p.shape[0], dtype=torch.float64,
-                                                       device=p.device)  # fmt: skip
-                state["grad_sq_row"].mul_(beta).add_(g2.mean(1), alpha=1 - beta)
-                row = state["grad_sq_row"] / debias
-                # a relative floor: a unit with (almost) no gradient is not amplified
-                floor = _ROW_FLOOR * row.mean() + group["eps"] ** 2
-                if mode == "row":
-                    shape = [p.shape[0]] + [1] * (p.dim() - 1)
-                    scale = (row + floor).rsqrt().to(p.dtype).reshape(shape)
-                else:
-                    if "grad_sq_col" not in state:
-                        state["grad_sq_col"] = torch.zeros(fan, dtype=torch.float64,
-                                                           device=p.device)  # fmt: skip
-                    state["grad_sq_col"].mul_(beta).add_(g2.mean(0), alpha=1 - beta)
-                    col = state["grad_sq_col"] / debias
-                    v = torch.outer(row, col) / (row.mean() + group["eps"] ** 2)
-                    scale = (v + floor).rsqrt().to(p.dtype).reshape(p.shape)
-            scales.append(scale)
+                big = torch.finfo(r.dtype).max
+                r.copy_((r.double() * beta + g2.mean(1) * (1 - beta)).clamp_(max=big))
+            row = r / debias
+            # a relative floor: a unit with (almost) no gradient is not amplified
+            floor = _ROW_FLOOR * row.mean() + group["eps"] ** 2
+            if mode == "row":
+                scales.append((row + floor).rsqrt_().reshape([-1] + [1] * (p.dim() - 1)))
+                continue
+            if "grad_sq_col" not in state:
+                state["grad_sq_col"] = torch.zeros(p[0].numel(), dtype=torch.float64,
+                                                   device=p.device)  # fmt: skip
+            state["grad_sq_col"].mul_(beta).add_(g2.mean(0), alpha=1 - beta)
+            col = state["grad_sq_col"] / debias
+            v = torch.outer(row.double(), col) / (row.mean() + group["eps"] ** 2)
+            scales.append((v + floor).rsqrt().to(p.dtype).reshape(p.shape))
         return scales
 
-    def _step_synapses(self, group: dict, params: list[Tensor], norms: list[Tensor]) -> None:
-        if not params:
-            return
+    def _step_synapses(self, group: dict, t: int, params: list[Tensor], norms: list) -> None:
+        """One step of the group's synapses; ``t`` is the group's step count before it."""
         states = [self._prepare_state(group, p) for p in params]
         grads = [p.grad for p in params]
         before = [p.clone() for p in params] if group["track_importance"] else None
-        noise = self._noise_now(group, states[0]["step"])
+        noise = self._noise_now(group, t)
         grad_scales = self._grad_scales(group, params, states, norms)
+        rate = group["lr"] * self._warmup_factor(group, t)
+        grow_due = bool(group["grow_every"]) and (t + 1) % group["grow_every"] == 0
         by_device: dict[torch.device, list[int]] = {}
         for i, p in enumerate(params):
             by_device.setdefault(p.device, []).append(i)
+        pending, fused = [], []  # fast paths: elimination pending, or done (fused)
         for device, idx in by_device.items():
-            pick = [params[i] for i in idx], [grads[i] for i in idx], [states[i] for i in idx]
-            self._plastic_step(group, device, *pick, [grad_scales[i] for i in idx], noise)
-        _keep_finite_(params, [s.get("momentum_buffer") for s in states])
+            self._generator(device)  # created now even without noise: its state round-trips
+            for i in idx:  # one tensor at a time: the same noise stream on every path
+                args = group, params[i], grads[i], states[i], grad_scales[i], rate, noise
+                result = fast.step_tensor(self, *args, eliminate=not grow_due)
+                if isinstance(result, tuple):
+                    pending.append((i, *result))
+                elif result is not None:  # fused: done; was the weight finite before?
+                    fused.append((i, result))
+        done = fast.finish(self, group, params, states, pending, fused)
+        rest = [i for i in range(len(params)) if i not in done]
+        _keep_finite_([params[i] for i in rest], [states[i].get("momentum_buffer") for i in rest])
         for i, (p, state) in enumerate(zip(params, states, strict=True)):
             state["step"] += 1
-            if group["grow_every"] and state["step"] % group["grow_every"] == 0:
+            if grow_due:
                 self._grow(group, p, state)
-            if group["prune_threshold"]:
+            if group["prune_threshold"] and i not in done:
                 self._eliminate(group, p, state)
             if before is not None:
                 state["importance"].addcmul_(grads[i], p - before[i], value=-1.0)
@@ -388,41 +425,30 @@ class BioRule(RuleStateMixin, Optimizer):
             state["momentum_buffer"] = torch.zeros_like(p)
         if group["track_importance"] and "importance" not in state:
             state["importance"] = torch.zeros_like(p)
-        if group["homeostasis"] and "budget_exc" not in state:
-            state["budget_exc"], state["budget_inh"] = F.row_budgets(p, self._types(p, state))
+        if group["homeostasis"] and "budgets" not in state:
+            state["budgets"] = torch.stack(F.row_budgets(p, self._types(p, state)))  # E, I
         return state
 
-    def _plastic_step(self, group, device, params, grads, states, grad_scales, noise) -> None:
-        """Equation 1 (plasticity and homeostasis) on the tensors of one device."""
-        self._generator(device)  # created now even without noise: its state round-trips
+    def _reference_step(self, group, p, state, scale, rate, noise) -> None:
+        """Equation 1 (plasticity and homeostasis) of one tensor on the reference path."""
         # Scalars beyond the dtype's range make torch raise; these substitutes give the same
         # result (exp of such a step overflows or underflows either way).
-        cap = min(torch.finfo(p.dtype).max for p in params)
+        cap = torch.finfo(p.dtype).max
         max_step = group["max_step"]
         if max_step is not None and max_step >= cap:
             max_step = None
-        unit_signs, homeostasis = [], []
-        for p, state in zip(params, states, strict=True):
-            types = self._types(p, state)
-            shape = F.presynaptic_shape(p)
-            unit_signs.append(
-                None if types is None else state["unit_sign"].to(p.dtype).reshape(shape)
-            )
-            homeostasis.append(
-                (state["budget_exc"], state["budget_inh"], types, group["budget_rate"])
-                if group["homeostasis"] else None
-            )  # fmt: skip
-        rates = [
-            group["lr"] * self._warmup_factor(group, state["step"])
-            * p[0].numel() ** -group["fan_in_exponent"]
-            for p, state in zip(params, states, strict=True)
-        ]  # fmt: skip
+        types = self._types(p, state)
+        unit_sign = None if types is None else state["unit_sign"].to(p.dtype)
+        homeostasis = None
+        if group["homeostasis"]:
+            homeostasis = (*state["budgets"].unbind(0), types, group["budget_rate"])
+        generator = self._generator(p.device) if noise else None
         F.bio_step(
-            params, grads, [s.get("momentum_buffer") for s in states],
-            [s.get("plasticity") for s in states], unit_signs, homeostasis, grad_scales,
-            lr=rates, momentum=group["momentum"], decay=group["decay"], noise=min(noise, cap),
-            max_step=max_step, generator=self._generator(device) if noise else None,
-            noise_reuse=group["noise_reuse"],
+            [p], [p.grad], [state.get("momentum_buffer")], [self._plasticity_of(state, p)],
+            [None if unit_sign is None else unit_sign.reshape(F.presynaptic_shape(p))],
+            [homeostasis], [scale], lr=rate * p[0].numel() ** -group["fan_in_exponent"],
+            momentum=group["momentum"], decay=group["decay"], noise=min(noise, cap),
+            max_step=max_step, generator=generator, noise_reuse=group["noise_reuse"],
             offset_generator=self._generator(torch.device("cpu")) if noise else None,
             cost=group["cost"], foreach=group["foreach"],
         )  # fmt: skip
@@ -436,14 +462,14 @@ class BioRule(RuleStateMixin, Optimizer):
             if group["prune_mode"] == "relative":
                 threshold *= state["ref_magnitude"]
             threshold = min(threshold, torch.finfo(p.dtype).max)
-        plasticity = state.get("plasticity")
         protected = None
-        if group["protect_consolidated"] and plasticity is not None:
-            protected = plasticity < 1
+        if group["protect_consolidated"]:
+            protected = self._consolidated_mask(state)
         F.eliminate_(p, threshold, protected)
 
     @staticmethod
     def _warmup_factor(group: dict, step: int) -> float:
+        """Warm-up by the group's step count: a parameter added later gets the current rate."""
         return min(1.0, (step + 1) / group["warmup"]) if group["warmup"] else 1.0
 
     @staticmethod
@@ -478,8 +504,8 @@ class BioRule(RuleStateMixin, Optimizer):
         n_grown = int(grown.sum())
         state["n_grown"] += n_grown
         state["n_present"] += n_grown
-        for key in ("plasticity", "momentum_buffer", "importance"):
-            if key in state:
+        for key in ("plasticity", "plasticity_code", "momentum_buffer", "importance"):
+            if key in state:  # a grown synapse is fully plastic (code 0: plasticity 1)
                 fill = 1.0 if key == "plasticity" else 0.0
                 state[key].masked_fill_(grown, fill)
 

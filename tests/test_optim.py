@@ -315,7 +315,7 @@ def test_consolidation_lowers_plasticity_and_protects():
                   noise=0.0, lr=1e-6)  # fmt: skip
     counts = opt.consolidate(fraction=0.5, factor=0.25)
     assert counts == {"consolidated": 2, "consolidated_total": 2}
-    p = opt.state[w]["plasticity"]
+    p = opt.plasticity(w)
     assert torch.equal(p, torch.tensor([[1.0, 1.0, 0.25, 0.25]]))
     w.grad = torch.zeros_like(w)
     opt.step()  # everything is below 10.0, but the consolidated synapses are protected

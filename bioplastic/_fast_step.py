@@ -1,0 +1,344 @@
+"""The fast path of ``BioRule``'s step for Dale-typed weights (eager, and ``fused=True``).
+
+It computes the same equations as :func:`bioplastic.functional.bio_step` followed by
+``prune_mode="unit"`` elimination (the reference path, kept for everything this path does not
+cover), in fewer passes over the weight:
+
+- the row sums of excitatory and inhibitory magnitudes are one ``[2, fan_in] @ w.T`` product
+  with signed type masks (no ``abs``), shared by the metabolic cost and homeostasis;
+- the metabolic cost ``cost * mbar / |w|`` is ``cost * mbar * s / w`` (``w = s * m``), added to
+  the momentum in one ``addcdiv`` (absent synapses get an infinite drive that the ``max_step``
+  clip bounds, and ``0 * exp(bounded) = 0``: they stay absent);
+- the log-step is taken in base 2 (``m * 2 ** (dlog m / ln 2)``): ``exp2`` costs a fifth of
+  ``exp`` on CPUs; the homeostatic factors ``log2(budget / sum)`` are added with one ``addmm``
+  that also applies ``-lr / ln 2``;
+- elimination compares magnitudes with per-row thresholds using float masks (``torch.gt`` into
+  a float tensor, a multiply), not boolean indexing.
+
+The results equal the reference path up to float rounding (the summation order of the row
+sums, ``exp2(x / ln 2)`` against ``exp(x)``): ``tests/test_perf_step.py`` checks this against a
+plain per-tensor implementation. :func:`fused_update_` and :func:`fused_eliminate_` are the same
+math written for
+``torch.compile`` (``BioRule(fused=True)``); random draws stay outside it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from bioplastic import functional as F
+
+__all__ = [
+    "DalePlan",
+    "dale_log2_step",
+    "dale_eliminate_",
+    "fused_update_",
+    "fused_eliminate_",
+    "LOG2E",
+]
+
+LOG2E = 1.0 / math.log(2.0)
+
+
+@dataclass
+class DalePlan:
+    """Constants of one Dale-typed weight, derived from its presynaptic signs (a cache).
+
+    ``types`` ``[2, fan_in]``: 1.0 on excitatory (row 0) and inhibitory (row 1) entries of a
+    weight row; ``signed``: the same with the inhibitory row negated (so ``signed @ w.T`` gives
+    both sums as positive magnitudes); ``sign_row`` ``[1, fan_in]``: each entry's sign;
+    ``n_types`` ``[2, 1]``: entries per type (at least 1).
+    """
+
+    unit_sign: Tensor
+    types: Tensor
+    signed: Tensor
+    sign_row: Tensor
+    n_types: Tensor
+
+    @classmethod
+    def build(cls, unit_sign: Tensor, weight: Tensor) -> DalePlan:
+        per_input = weight[0].numel() // weight.shape[1]
+        exc = (unit_sign > 0).to(weight.dtype).repeat_interleave(per_input)
+        types = torch.stack([exc, 1.0 - exc])
+        signed = torch.stack([exc, exc - 1.0])
+        sign_row = (2.0 * exc - 1.0).unsqueeze(0)
+        n_types = types.sum(1, keepdim=True).clamp_(min=1)
+        return cls(unit_sign, types, signed, sign_row, n_types)
+
+
+def _log2_budget_factors(sums: Tensor, budgets: Tensor, rate: float) -> Tensor:
+    """``log2(budget / sum)`` per row and type (``[2, rows]``), 0 where the sum is 0.
+
+    ``budgets`` (``[2, rows]`` view of the excitatory and inhibitory budgets) first moves
+    towards the sums by ``rate``, in place.
+    """
+    if rate:
+        budgets.lerp_(sums, rate)
+    tiny = torch.finfo(sums.dtype).tiny
+    logs = budgets.clamp(min=tiny).log2_().sub_(sums.clamp(min=tiny).log2_())
+    return logs.mul_(sums > tiny)
+
+
+def _metabolic_rows(sums: Tensor, plan: DalePlan, cost: float) -> Tensor:
+    """``cost * mbar`` per row and type (``[2, rows]``), kept within ``[tiny, max]``."""
+    big = torch.finfo(sums.dtype).max
+    return (sums / plan.n_types).mul_(cost).clamp_(min=torch.finfo(sums.dtype).tiny, max=big)
+
+
+def dale_log2_step(
+    w: Tensor,
+    g: Tensor,
+    buf: Tensor | None,
+    plan: DalePlan,
+    scale: Tensor | None,
+    plasticity: Tensor | None,
+    budgets: tuple[Tensor, float] | None,
+    *,
+    lr: float,
+    momentum: float,
+    cost: float,
+    decay: float,
+    max_step: float,
+) -> Tensor:
+    """Return ``dlog2 m`` of one step of the rule (a new ``[rows, fan_in]`` tensor).
+
+    ``w``, ``g``, ``buf`` are ``[rows, fan_in]`` views; ``scale`` is the gradient normalisation
+    (``[rows, 1]``, 0-dim or weight-shaped) or ``None``; ``budgets`` is ``([2, rows] budgets,
+    budget_rate)`` or ``None`` (no homeostasis). Updates ``buf`` (momentum) and the budgets in
+    place. Noise is added by the caller (in base 2: ``noise * LOG2E``).
+    """
+    # x: the one weight-sized temporary (c * g first, then the drive, then dlog2 m)
+    x = g.clone() if scale is None else torch.mul(g, scale)
+    if momentum:
+        buf.mul_(momentum).addcmul_(x, plan.sign_row)  # + c * s * g, as the reference path
+    else:
+        x.mul_(plan.sign_row)
+    sums = plan.signed @ w.T if cost or budgets is not None else None
+    if cost:
+        mbar = _metabolic_rows(sums, plan, cost)
+        metabolic = torch.mm(mbar.T, plan.signed, out=x) if momentum else mbar.T @ plan.signed
+        torch.addcdiv(buf if momentum else x, metabolic, w, out=x)  # + cost * mbar / |w|
+    elif momentum:
+        x.copy_(buf)
+    if decay:
+        x.add_(decay)
+    if plasticity is not None:
+        x.mul_(plasticity)
+    bound = max_step / lr
+    x.clamp_(-bound, bound)  # |lr * x| <= max_step
+    if budgets is not None:
+        logs = _log2_budget_factors(sums, *budgets)
+        x.addmm_(logs.T, plan.types, beta=-lr * LOG2E)
+    else:
+        x.mul_(-lr * LOG2E)
+    return x
+
+
+def dale_eliminate_(
+    w: Tensor, scratch: Tensor, sums: Tensor, plan: DalePlan, prune: float,
+    protected: Tensor | None,
+) -> None:  # fmt: skip
+    """Set every synapse of ``w`` (``[rows, fan_in]``, finite) at or below ``prune`` times its
+    row's mean present same-type magnitude to 0 (unless ``protected``, a float 0/1 mask, is 1).
+
+    ``sums`` is ``plan.signed @ w.T``; ``scratch`` (weight-sized) is overwritten.
+    """
+    present = torch.sign(w, out=scratch)
+    counts = plan.signed @ present.T  # present synapses per row and type
+    thr = sums.div(counts.clamp_(min=1)).mul_(prune)
+    margin = present.mul_(w).addmm_(thr.T, plan.types, alpha=-1)  # |w| - threshold
+    keep = torch.gt(margin, 0, out=margin)
+    if protected is not None:
+        torch.maximum(keep, protected, out=keep)
+    w.mul_(keep)
+
+
+def fused_update_(
+    w: Tensor,
+    g: Tensor,
+    buf: Tensor,
+    scale: Tensor,
+    rows: Tensor,
+    exc: Tensor,
+    plasticity: Tensor | None,
+    noise: Tensor | None,
+    hp: Tensor,
+) -> None:
+    """The weight-sized part of :func:`dale_log2_step` and the multiplication, written for
+    ``torch.compile`` (``BioRule(fused=True)``): inductor makes one vectorised loop of it.
+
+    ``rows`` ``[rows, 4]`` holds per unit ``cost * mbar`` (E, I) and ``log2(budget / sum)``
+    (E, I), computed eagerly from one matrix product; ``exc`` is ``plan.types[0]``; ``hp`` is
+    ``[lr, momentum, max_step, decay]`` (a tensor: changing rates does not recompile);
+    ``noise`` is ``noise_std * xi`` drawn by the caller, or ``None``. Updates ``w`` and ``buf``.
+    """
+    lr, momentum, max_step, decay = hp.unbind(0)
+    exc = exc > 0
+    new_buf = buf * momentum + g * scale * torch.where(exc, 1.0, -1.0)
+    mbar_e, mbar_i, log_e, log_i = rows.unsqueeze(2).unbind(1)
+    x = new_buf + torch.where(exc, mbar_e, -mbar_i) / w + decay  # + cost * mbar / |w|
+    if plasticity is not None:
+        x = x * plasticity
+    bound = max_step / lr
+    x = x.clamp(-bound, bound) * (-lr * LOG2E) + torch.where(exc, log_e, log_i)
+    if noise is not None:
+        x = x + noise * LOG2E
+    w.mul_(torch.exp2(x))
+    buf.copy_(new_buf)
+
+
+def fused_eliminate_(w: Tensor, exc: Tensor, protected: Tensor | None, prune: Tensor) -> Tensor:
+    """:func:`dale_eliminate_` for ``torch.compile``, after making ``w`` finite as the reference
+    path does (``inf`` to the largest value, NaN to 0; the identity on a finite weight).
+
+    Returns a 0-dim bool: whether ``w`` was finite before (if not, the caller cleans the
+    momentum buffer, as ``_keep_finite_`` does).
+    """
+    big = torch.finfo(w.dtype).max
+    finite = (w.abs() <= big).all(1).all()  # per row first: one loop with the sums below
+    clean = torch.where(w == w, w, 0.0).clamp(-big, big)  # nan_to_num, in vector instructions
+    inh = 1.0 - exc
+    magnitude = clean * (2.0 * exc - 1.0)
+    present = (clean != 0).to(w.dtype)
+    count_e = (present * exc).sum(1, keepdim=True).clamp(min=1)
+    count_i = (present * inh).sum(1, keepdim=True).clamp(min=1)
+    thr_e = (magnitude * exc).sum(1, keepdim=True) / count_e * prune
+    thr_i = (magnitude * inh).sum(1, keepdim=True) / count_i * prune
+    keep = magnitude > torch.where(exc > 0, thr_e, thr_i)
+    if protected is not None:
+        keep = keep | (protected > 0)
+    w.copy_(torch.where(keep, clean, 0.0))
+    return finite
+
+
+# --------------------------------------------------------------------------------------------
+# dispatch (called by BioRule for each synapse tensor, in order)
+# --------------------------------------------------------------------------------------------
+
+_COMPILED: dict = {}
+
+
+def compiled(fn):
+    """``torch.compile(fn)``, built on first use (one graph per weight shape)."""
+    if fn not in _COMPILED:
+        _COMPILED[fn] = torch.compile(fn, dynamic=False)
+    return _COMPILED[fn]
+
+
+def _fast_ok(group: dict, p: Tensor, state: dict, lr: float) -> bool:
+    """Whether the fast path covers this tensor (otherwise: the reference path)."""
+    if not (group["foreach"] or group["fused"]) or not state["dale"] or not p.is_contiguous():
+        return False
+    if group["max_step"] is None:
+        return False
+    cap = torch.finfo(p.dtype).max / 16  # scalars that torch's float kernels accept, with room
+    scalars = (lr * LOG2E, group["max_step"] / lr, group["cost"], group["decay"])
+    return all(0 <= abs(v) < cap for v in scalars) and group["max_step"] < cap
+
+
+def protected_mask(group: dict, state: dict, like: Tensor) -> Tensor | None:
+    """Float 0/1 mask of the synapses exempt from elimination (consolidated), or ``None``."""
+    if not group["protect_consolidated"]:
+        return None
+    if "plasticity_code" in state:
+        return torch.gt(state["plasticity_code"].view_as(like), 0, out=torch.empty_like(like))
+    if "plasticity" in state:
+        return (state["plasticity"].view_as(like) < 1).to(like.dtype)
+    return None
+
+
+def _fused_ok(group: dict, scale: Tensor | None, eliminate: bool) -> bool:
+    unit = group["prune_mode"] == "unit" or not group["prune_threshold"]
+    return (
+        group["fused"] and eliminate and unit and group["momentum"] > 0 and group["cost"] > 0
+        and group["homeostasis"] and scale is not None and scale.dim() == 2
+    )  # fmt: skip
+
+
+def step_tensor(opt, group, p, g, state, scale, rate, noise, *, eliminate: bool):
+    """Step one synapse tensor of ``opt`` (a :class:`~bioplastic.BioRule`).
+
+    Returns ``(scratch, sums)`` when the update is written and ``"unit"`` elimination is
+    pending (:func:`dale_eliminate_`, after one finiteness check for all tensors), a 0-dim bool
+    when the fused path did both (whether the weight was finite before elimination: if not,
+    the caller cleans the momentum buffer), or ``None`` when the update is written and the
+    reference order follows (keep finite, grow, eliminate).
+    """
+    lr = rate * p[0].numel() ** -group["fan_in_exponent"]
+    if not _fast_ok(group, p, state, lr):
+        opt._reference_step(group, p, state, scale, rate, noise)
+        return None
+    plan = opt._plan(p, state)
+    rows = p.shape[0]
+    w, g2 = p.detach().view(rows, -1), g.reshape(rows, -1)
+    buf = state.get("momentum_buffer")
+    buf = None if buf is None else buf.view(rows, -1)
+    if scale is not None and scale.dim():
+        scale = scale.reshape(rows, -1)
+    plasticity = opt._plasticity_of(state, p)
+    plasticity = None if plasticity is None else plasticity.view(rows, -1)
+    generator = opt._generator(p.device) if noise else None
+    offsets = opt._generator(torch.device("cpu")) if noise else None
+    if _fused_ok(group, scale, eliminate):
+        xi = None
+        if noise:
+            xi = torch.zeros_like(w)
+            F.add_noise_(xi, noise, generator, group["noise_reuse"], offsets)
+        sums = plan.signed @ w.T
+        rows = torch.cat(
+            [
+                _metabolic_rows(sums, plan, group["cost"]),
+                _log2_budget_factors(sums, state["budgets"], group["budget_rate"]),
+            ]
+        )
+        hp = [lr, group["momentum"], group["max_step"], group["decay"], group["prune_threshold"]]
+        hp = torch.tensor(hp, dtype=p.dtype, device=p.device)
+        compiled(fused_update_)(w, g2, buf, scale, rows.T, plan.types[0], plasticity, xi, hp[:4])
+        protected = protected_mask(group, state, w)
+        return compiled(fused_eliminate_)(w, plan.types[0], protected, hp[4])
+    budgets = (state["budgets"], group["budget_rate"]) if group["homeostasis"] else None
+    x = dale_log2_step(
+        w, g2, buf, plan, scale, plasticity, budgets, lr=lr, momentum=group["momentum"],
+        cost=group["cost"], decay=group["decay"], max_step=group["max_step"],
+    )  # fmt: skip
+    if noise:
+        std = min(noise * LOG2E, torch.finfo(p.dtype).max)
+        F.add_noise_(x, std, generator, group["noise_reuse"], offsets)
+    w.mul_(x.exp2_())
+    if eliminate and group["prune_mode"] == "unit" and group["prune_threshold"]:
+        return x, plan.signed @ w.T
+    return None
+
+
+def finish(opt, group: dict, params: list, states: list, pending: list, fused: list) -> set[int]:
+    """Complete the fast paths of one step; return the indices whose elimination is done.
+
+    ``pending`` holds ``(index, scratch, sums)`` from :func:`step_tensor`: one synchronisation
+    checks all sums; a weight that overflowed keeps the reference order (made finite, then
+    eliminated by the caller). ``fused`` holds ``(index, finite)``: the momentum of a weight that
+    overflowed is cleaned, as ``_keep_finite_`` does.
+    """
+    done = set()
+    if pending:
+        totals = torch.stack([sums.sum().float().cpu() for _, _, sums in pending])
+        for (i, x, sums), ok in zip(pending, torch.isfinite(totals).tolist(), strict=True):
+            if ok:
+                p = params[i]
+                protected = protected_mask(group, states[i], x)
+                plan = opt._plan(p, states[i])
+                dale_eliminate_(p.detach().view(p.shape[0], -1), x, sums, plan,
+                                group["prune_threshold"], protected)  # fmt: skip
+                done.add(i)
+    if fused:
+        finite = torch.stack([ok.cpu() for _, ok in fused]).tolist()
+        for (i, _), ok in zip(fused, finite, strict=True):
+            done.add(i)
+            if not ok and "momentum_buffer" in states[i]:
+                big = torch.finfo(params[i].dtype).max
+                torch.nan_to_num_(states[i]["momentum_buffer"], nan=0.0, posinf=big, neginf=-big)
+    return done

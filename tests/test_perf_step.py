@@ -1,0 +1,224 @@
+"""The fast and fused paths of BioRule's step (issue 12) against a plain implementation of the
+rule's equations, the state memory per parameter, noise statistics and the group warm-up."""
+
+import io
+
+import pytest
+import torch
+from torch import nn
+
+import bioplastic as bp
+from bioplastic.optim import BioRule
+
+BETA, MU, COST, MAX_STEP, PRUNE, RATE, WARMUP, LR, EPS = (
+    0.99,
+    0.9,
+    0.4,
+    0.2,
+    0.1,
+    0.01,
+    200,
+    0.08,
+    1e-8,
+)  # fmt: skip  (BioRule's defaults, written out: the reference below must not read them)
+
+
+def _reference_run(weights, signs, grads, steps):
+    """Rule v2 (defaults, noise 0) written out per tensor, in float64 where it is cheap."""
+    state = [None] * len(weights)
+    for t in range(steps):
+        for k, (w, s) in enumerate(zip(weights, signs, strict=True)):
+            rows = w.view(w.shape[0], -1)
+            g = grads[t][k].view(w.shape[0], -1)
+            fan = rows.shape[1]
+            e = (s.repeat_interleave(fan // len(s)) > 0).to(w.dtype)  # excitatory entries
+            sign = 2 * e - 1
+            mag = rows.abs()
+            sums = torch.stack([(mag * e).sum(1), (mag * (1 - e)).sum(1)], 1)
+            if state[k] is None:
+                zeros = torch.zeros(rows.shape[0], dtype=torch.float64)
+                state[k] = {"r": zeros, "buf": torch.zeros_like(rows), "b": sums.clone()}
+            st = state[k]
+            st["r"] = BETA * st["r"] + (1 - BETA) * (g.double() ** 2).mean(1)
+            rhat = st["r"] / (1 - BETA ** (t + 1))
+            c = (1 / torch.sqrt(rhat + 0.1 * rhat.mean() + EPS**2)).float()
+            st["buf"] = MU * st["buf"] + c[:, None] * sign * g
+            n = torch.stack([e.sum(), (1 - e).sum()]).clamp(min=1)
+            mbar = torch.where(e > 0, (sums[:, 0] / n[0])[:, None], (sums[:, 1] / n[1])[:, None])
+            metabolic = torch.where(mag > 0, COST * mbar / mag.clamp(min=1e-38), 0.0)
+            lr = LR * min(1.0, (t + 1) / WARMUP) * fan**-0.5
+            step = (-lr * (st["buf"] + metabolic)).clamp(-MAX_STEP, MAX_STEP)
+            st["b"] = st["b"] + RATE * (sums - st["b"])
+            logs = torch.where(sums > 0, st["b"].log() - sums.log(), 0.0)
+            step = step + torch.where(e > 0, logs[:, :1], logs[:, 1:])
+            new = rows * torch.exp(step)
+            mag = new.abs()
+            present = (new != 0).to(w.dtype)
+            mean = [
+                ((mag * m).sum(1) / (present * m).sum(1).clamp(min=1))[:, None] for m in (e, 1 - e)
+            ]
+            new[mag <= PRUNE * torch.where(e > 0, mean[0], mean[1])] = 0.0
+            w.view(w.shape[0], -1).copy_(new)
+
+
+def _model():
+    torch.manual_seed(0)
+    layers = [nn.Conv2d(5, 6, 3, bias=False), nn.Flatten(), nn.Linear(96, 12, bias=False),
+              nn.Linear(12, 5, bias=False)]  # fmt: skip
+    model = bp.dalify(nn.Sequential(*layers), seed=0)
+    with torch.no_grad():  # some weak synapses, below the elimination threshold
+        for p in model.parameters():
+            p.view(-1)[::7] *= 0.01
+    return model
+
+
+def _grads(model, steps):
+    g = torch.Generator().manual_seed(1)
+    return [
+        [torch.randn(p.shape, generator=g) * 0.01 for p in model.parameters()] for _ in range(steps)
+    ]
+
+
+def _run(model, grads, steps, **kwargs):
+    opt = BioRule(model.parameters(), seed=0, **kwargs)
+    for t in range(steps):
+        for p, g in zip(model.parameters(), grads[t], strict=True):
+            p.grad = g.clone()
+        opt.step()
+    return [p.detach().clone() for p in model.parameters()], opt
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_fast_and_reference_paths_equal_the_written_out_rule(foreach):
+    steps = 40
+    model = _model()
+    grads = _grads(model, steps)
+    signs = [m.dale_sign for m in model if hasattr(m, "dale_sign")]
+    expected = [p.detach().clone() for p in model.parameters()]
+    _reference_run(expected, signs, grads, steps)
+    got, _ = _run(_model(), grads, steps, foreach=foreach)
+    for a, b in zip(got, expected, strict=True):
+        assert torch.equal(a != 0, b != 0)  # the same synapses eliminated
+        torch.testing.assert_close(a, b, rtol=2e-5, atol=1e-8)
+    assert any((a == 0).any() for a in got)  # elimination ran
+
+
+def test_fast_path_draws_the_reference_noise_stream():
+    steps = 10
+    grads = _grads(_model(), steps)
+    kwargs = dict(noise=0.18, noise_halflife=0.0)
+    fast, _ = _run(_model(), grads, steps, **kwargs)
+    reference, _ = _run(_model(), grads, steps, foreach=False, **kwargs)
+    for a, b in zip(fast, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-8)
+
+
+def test_fused_path_equals_the_reference():
+    if not hasattr(torch, "compile"):
+        pytest.skip("torch.compile is not available")
+    torch.manual_seed(0)
+    layer = bp.dalify(nn.Sequential(nn.Linear(16, 8, bias=False)), seed=0)
+    grads = _grads(layer, 6)
+    try:
+        fused, _ = _run(layer, grads, 6, fused=True, noise=0.1)
+    except Exception as error:  # no C++ compiler or inductor backend on this machine
+        pytest.skip(f"torch.compile failed: {type(error).__name__}")
+    layer = bp.dalify(nn.Sequential(nn.Linear(16, 8, bias=False)), seed=0)
+    reference, _ = _run(layer, grads, 6, foreach=False, noise=0.1)
+    torch.testing.assert_close(fused[0], reference[0], rtol=1e-4, atol=1e-8)
+
+
+def test_noise_per_synapse_is_white_with_the_set_variance():
+    """log|w| of each synapse moves by noise * xi per step: mean 0, variance noise^2, no
+    correlation between consecutive steps (checked over 200 steps x 4096 synapses)."""
+    w = nn.Parameter(torch.ones(64, 64))
+    opt = BioRule([w], noise=0.18, noise_halflife=0.0, cost=0.0, homeostasis=False,
+                  prune_threshold=0.0, momentum=0.0, seed=3)  # fmt: skip
+    logs = [w.detach().log().clone()]
+    for _ in range(200):
+        w.grad = torch.zeros_like(w)
+        opt.step()
+        logs.append(w.detach().log().clone())
+    steps = torch.diff(torch.stack(logs), dim=0).reshape(200, -1)  # [step, synapse]
+    assert abs(steps.mean().item()) < 0.002
+    assert steps.var().item() == pytest.approx(0.18**2, rel=0.02)
+    lag1 = ((steps[1:] * steps[:-1]).mean() / steps.var()).item()
+    assert abs(lag1) < 0.01
+
+
+def _bytes_per_param(opt, model):
+    total = sum(
+        v.numel() * v.element_size()
+        for s in opt.state.values()
+        for v in s.values()
+        if torch.is_tensor(v)
+    )
+    return total / sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ["mlp", "conv"])
+def test_state_memory_per_parameter(name):
+    torch.manual_seed(0)
+    if name == "mlp":
+        layers = [nn.Linear(784, 1000), nn.ReLU(), nn.Linear(1000, 1000), nn.ReLU()]
+        model = bp.dalify(nn.Sequential(*layers, nn.Linear(1000, 10)))
+        x = torch.rand(8, 784)
+    else:
+        model = bp.BioConvNet(1, 10, channels=(32, 64), on_off=True)
+        x = torch.rand(8, 1, 28, 28)
+    opt = BioRule(model.parameters())
+    nn.functional.cross_entropy(model(x), torch.zeros(8, dtype=torch.long)).backward()
+    opt.step()
+    assert _bytes_per_param(opt, model) <= 4.1
+    opt.consolidate(fraction=0.3, factor=0.1)
+    opt.consolidate(fraction=0.3, factor=0.5)
+    opt.step()
+    assert _bytes_per_param(opt, model) <= 6.1
+
+
+def test_compact_plasticity_is_exact_and_round_trips():
+    w = nn.Parameter(torch.arange(1.0, 13.0).reshape(3, 4))
+    opt = BioRule([w])
+    opt.consolidate(fraction=0.5, factor=0.1)
+    opt.consolidate(fraction=0.25, factor=0.3)
+    expected = torch.ones(12)
+    expected[6:] *= 0.1  # float32 products, in the order consolidation applies them
+    expected[9:] *= 0.3
+    assert torch.equal(opt.plasticity(w).reshape(-1), expected)
+    saved = opt.state_dict()
+    assert torch.equal(saved["state"][0]["plasticity"].reshape(-1), expected)  # floats on disk
+    buf = io.BytesIO()
+    torch.save(saved, buf)
+    buf.seek(0)
+    other = BioRule([w])
+    other.load_state_dict(torch.load(buf, weights_only=True))
+    assert torch.equal(other.plasticity(w).reshape(-1), expected)
+    assert other.state[w]["plasticity_code"].dtype == torch.uint8
+    assert other.consolidated_count() == 6
+
+
+def test_warmup_counts_group_steps_so_a_new_parameter_gets_the_full_rate():
+    torch.manual_seed(0)
+    old = nn.Parameter(torch.rand(4, 6) + 0.1)
+    head = nn.Parameter(torch.rand(3, 6) + 0.1)
+    twin = nn.Parameter(head.detach().clone())
+    opt = BioRule([old], seed=0)
+    for _ in range(300):
+        old.grad = torch.randn(4, 6)
+        opt.step()
+    opt.param_groups[0]["params"].append(head)  # a new task head, mid-run
+    fresh = BioRule([twin], warmup=0, seed=0)
+    g = torch.randn(3, 6)
+    head.grad, twin.grad, old.grad = g.clone(), g.clone(), torch.randn(4, 6)
+    start = head.detach().clone()
+    opt.step()
+    fresh.step()
+    torch.testing.assert_close(head.detach(), twin.detach())
+    assert not torch.equal(head.detach(), start)
+    # the count travels with the state dict; an older state dict derives it from the steps
+    state = opt.state_dict()
+    assert state["bio"]["group_steps"] == [301]
+    del state["bio"]["group_steps"]
+    again = BioRule([old, head])
+    again.load_state_dict(state)
+    assert again._group_steps == [301]
