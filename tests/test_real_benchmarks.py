@@ -235,3 +235,63 @@ def test_synthetic_cifar_is_in_cifars_format_and_matches_avalanches_transform():
     same_class = (x[3] - x[4]).abs().mean()
     other_class = (x[3] - x[9]).abs().mean()
     assert same_class < other_class  # classes differ by their templates
+
+
+# ----------------------------------------------------------------- the stream comparison / CLI
+def test_the_cli_lists_every_avalanche_stream():
+    from bioplastic.cli.stream import AVALANCHE_STREAMS as CLI_NAMES
+    from bioplastic.experiments.stream.real import AVALANCHE_STREAMS
+
+    assert (
+        CLI_NAMES == AVALANCHE_STREAMS == tuple(f"avalanche-{n}" for n in sorted(REAL_BENCHMARKS))
+    )
+
+
+def test_stream_cli_runs_avalanches_split_mnist_from_a_root(tmp_path, capsys):
+    from bioplastic.cli import main
+
+    _write_mnist(tmp_path / "data", "MNIST")
+    logdir = tmp_path / "runs"
+    code = main(["stream", "--stream", "avalanche-split-mnist", "--root", str(tmp_path / "data"),
+                 "--scenario", "class", "--strategies", "bio,naive", "--epochs", "1",
+                 "--seeds", "1", "--logdir", str(logdir), "--no-progress"])  # fmt: skip
+    assert code == 0
+    results = (logdir / "avalanche-split-mnist-class" / "results.json").read_text()
+    for name in ("bio", "naive"):
+        assert f'"{name}"' in results
+    assert "avalanche-split-mnist" in capsys.readouterr().out
+
+
+def test_stream_cli_refuses_a_root_without_the_files_before_any_work(tmp_path, capsys):
+    from bioplastic.cli import main
+
+    (tmp_path / "empty").mkdir()
+    empty, logdir = str(tmp_path / "empty"), str(tmp_path / "runs")
+    code = main(["stream", "--stream", "avalanche-split-cifar10", "--root", empty,
+                 "--scenario", "class", "--logdir", logdir, "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "cifar-10" in err.lower() and "Traceback" not in err
+    assert not (tmp_path / "runs" / "avalanche-split-cifar10-class" / "bio").exists()
+
+
+def test_task_incremental_cifar_is_refused_before_any_work(tmp_path):
+    from bioplastic.experiments.stream import run_stream_comparison
+
+    _write_cifar10(tmp_path / "data")
+    with pytest.raises(ValueError, match="single-head"):
+        run_stream_comparison("avalanche-split-cifar10", "task", strategies=("bio",), seeds=1,
+                              logdir=tmp_path / "runs",
+                              stream_kwargs={"root": tmp_path / "data"})  # fmt: skip
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cifar_streams_get_a_resnet_dale_typed_only_for_dale_strategies(tmp_path, monkeypatch):
+    from bioplastic.experiments.stream.real import avalanche_model, make_avalanche_stream
+
+    _accept_any_file(monkeypatch)
+    _write_cifar10(tmp_path)
+    stream = make_avalanche_stream("avalanche-split-cifar10", "class", 0, tmp_path)
+    assert (stream.n_experiences, stream.n_classes, stream.is_image) == (5, 10, True)
+    bio, naive = avalanche_model(stream, "bio"), avalanche_model(stream, "naive")
+    assert bio.fc.out_features == 10 and hasattr(bio.conv1, "dale_sign")
+    assert not hasattr(naive.conv1, "dale_sign")

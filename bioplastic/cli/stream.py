@@ -41,7 +41,7 @@ from bioplastic.cli._args import (
 )
 from bioplastic.data import SCENARIOS, available_streams
 
-__all__ = ["STRATEGY_CHOICES", "add_parser"]
+__all__ = ["AVALANCHE_STREAMS", "STRATEGY_CHOICES", "add_parser"]
 
 #: The names of ``strategies.avalanche.STRATEGY_NAMES``, repeated here so that parsing (and
 #: ``--help``) does not import Avalanche; a test keeps the two equal.
@@ -52,6 +52,13 @@ STRATEGY_CHOICES: tuple[str, ...] = (
 DEFAULT_STRATEGIES = "bio,naive,ewc,si,mas,lwf,replay,packnet,eg,enforced"
 #: Streams read from local IDX files: they need ``--root``.
 _FILE_STREAMS = ("mnist", "fashion-mnist")
+#: Avalanche's own benchmarks (``bioplastic.experiments.stream.real.AVALANCHE_STREAMS``),
+#: repeated so that parsing does not import Avalanche; a test keeps the two equal. They read
+#: torchvision's files from ``--root`` and never download.
+AVALANCHE_STREAMS: tuple[str, ...] = (
+    "avalanche-permuted-mnist", "avalanche-split-cifar10", "avalanche-split-cifar100",
+    "avalanche-split-fmnist", "avalanche-split-mnist",
+)  # fmt: skip
 
 
 def add_parser(subparsers: Any) -> None:
@@ -64,7 +71,14 @@ def add_parser(subparsers: Any) -> None:
         "(Avalanche's and the max-based one), "
         "BWT, connectivity and Dale violations, with TensorBoard logs.",
     )
-    p.add_argument("--stream", choices=available_streams(), default="split-digits", help="stream")
+    p.add_argument(
+        "--stream",
+        choices=(*available_streams(), *AVALANCHE_STREAMS),
+        default="split-digits",
+        help="an offline stream, or avalanche-* for Avalanche's own benchmark classes "
+        "(SplitMNIST, PermutedMNIST, SplitFMNIST, SplitCIFAR10/100) read from --root "
+        "(default: %(default)s)",
+    )
     p.add_argument(
         "--scenario",
         choices=SCENARIOS,
@@ -112,8 +126,9 @@ def add_parser(subparsers: Any) -> None:
         "--root",
         type=out_path,
         default=None,
-        help="folder of the MNIST IDX files (default: none; needed by the MNIST and "
-        "Fashion-MNIST streams)",
+        help="folder of the dataset files (default: none; needed by the MNIST and "
+        "Fashion-MNIST streams (IDX files) and the avalanche-* streams (torchvision's layout: "
+        "ROOT/MNIST/raw, ROOT/FashionMNIST/raw, ROOT/cifar-10-batches-py, ROOT/cifar-100-python))",
     )
     add_device_argument(p)
     add_progress_argument(p)
@@ -121,11 +136,15 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    needs_root = args.stream.removeprefix("split-").removeprefix("permuted-") in _FILE_STREAMS
+    needs_root = args.stream in AVALANCHE_STREAMS or (
+        args.stream.removeprefix("split-").removeprefix("permuted-") in _FILE_STREAMS
+    )
     if needs_root and args.root is None:
-        raise CLIError(f"--stream {args.stream} needs --root (IDX files)")
+        raise CLIError(f"--stream {args.stream} needs --root (the dataset files)")
+    if args.stream in AVALANCHE_STREAMS and args.scenario == "domain":
+        raise CLIError(f"--stream {args.stream} supports --scenario class or task")
     if not needs_root and args.root is not None:
-        raise CLIError(f"--root only applies to MNIST streams, not {args.stream}")
+        raise CLIError(f"--root only applies to MNIST and avalanche-* streams, not {args.stream}")
     if needs_root and not args.root.is_dir():
         raise CLIError(f"--root {args.root} is not a folder")
     if args.resume and args.overwrite:

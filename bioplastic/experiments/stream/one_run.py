@@ -27,6 +27,7 @@ from bioplastic.experiments.stream.metrics import (
     continual_metrics,
     forgetting_max,
 )
+from bioplastic.experiments.stream.real import AvalancheStream, avalanche_model
 from strategies.avalanche.benchmarks import avalanche_benchmark
 from strategies.avalanche.checkpoint import load_checkpoint, save_checkpoint
 from strategies.avalanche.config import strategy_defaults
@@ -81,7 +82,7 @@ def _run_one(
     comparison: _Comparison,
     name: str,
     seed: int,
-    stream: Stream,
+    stream: Stream | AvalancheStream,
     *,
     epochs: int,
     resume: bool,
@@ -112,11 +113,15 @@ def _run_one(
     if not (resume and ckpt.exists()) and run_dir.exists():
         shutil.rmtree(run_dir)  # a fresh start: no stale events or checkpoints
 
-    benchmark = avalanche_benchmark(stream)
+    real = isinstance(stream, AvalancheStream)
+    benchmark = stream.benchmark if real else avalanche_benchmark(stream)
 
     def build() -> SupervisedTemplate:
         torch.manual_seed(seed)
-        model = make_model(stream, **model_kwargs)
+        if real:
+            model = avalanche_model(stream, name, **model_kwargs)
+        else:
+            model = make_model(stream, **model_kwargs)
         evaluator = make_evaluator(
             tensorboard_dir=run_dir, json_path=run_dir / "metrics.json", metadata=run_config
         )

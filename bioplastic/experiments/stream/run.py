@@ -22,6 +22,12 @@ from bioplastic.experiments.stream.one_run import (
     _normal,
     _run_one,
 )
+from bioplastic.experiments.stream.real import (
+    AVALANCHE_STREAMS,
+    AvalancheStream,
+    check_avalanche_stream,
+    make_avalanche_stream,
+)
 from bioplastic.experiments.stream.summary import _aggregate, check_targets
 from strategies.avalanche.config import COMMON, STRATEGY_NAMES, strategy_defaults
 
@@ -147,7 +153,9 @@ def run_stream_comparison(
     device = resolve_device(device)
     report: Progress = progress if progress is not None else logger.info
 
-    def build_stream(seed: int) -> Stream:
+    def build_stream(seed: int) -> Stream | AvalancheStream:
+        if stream in AVALANCHE_STREAMS:
+            return make_avalanche_stream(stream, scenario, seed, **kwargs)
         return make_stream(stream, scenario=scenario, **{"seed": seed, **kwargs})
 
     streams = {seed_list[0]: build_stream(seed_list[0])}  # checks the stream arguments
@@ -239,10 +247,9 @@ def _check_arguments(
 ) -> tuple[list[str], list[int], int, dict[str, Any], dict[str, dict[str, Any]]]:
     """The checked arguments of :func:`run_stream_comparison`, defaults filled in:
     ``(names, seeds, epochs, stream_kwargs, overrides)``; raises what it documents."""
-    if stream not in available_streams():
-        raise ValueError(
-            f"unknown stream {stream!r}; valid names: {', '.join(available_streams())}"
-        )
+    if stream not in (*available_streams(), *AVALANCHE_STREAMS):
+        valid = ", ".join((*available_streams(), *AVALANCHE_STREAMS))
+        raise ValueError(f"unknown stream {stream!r}; valid names: {valid}")
     if scenario not in SCENARIOS:
         raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}")
     names = _strategy_list(strategies)
@@ -259,7 +266,9 @@ def _check_arguments(
     kwargs = dict(stream_kwargs or {})
     if "scenario" in kwargs:
         raise ValueError("give the scenario as scenario=, not in stream_kwargs")
-    if quick:
+    if stream in AVALANCHE_STREAMS:
+        check_avalanche_stream(stream, scenario, kwargs)  # quick shortens only the epochs
+    elif quick:
         kwargs = {**{k: v for k, v in QUICK.items() if k != "epochs"}, **kwargs}
     if not isinstance(logdir, (str, Path)):
         raise ValueError(f"logdir must be a path, got {type(logdir).__name__}")
