@@ -1,25 +1,32 @@
 """Optimizer step time and state memory: BioRule against torch.optim.Adam and SGD.
 
-Measures, in one run and on the same model and gradients, the median wall time of
-``optimizer.step()`` (gradients fixed, so only the update is timed; 50 steps, so the noise is
-still on and elimination runs every step) for
+Measures, in one run and on the same models and gradients, the median wall time of
+``optimizer.step()`` (gradients fixed, so only the update is timed; elimination runs every
+step, as with the defaults) for
 
-- ``bio``: BioRule with its defaults (noise, homeostasis, elimination active),
-- ``bio+consolidated``: the same after a ``consolidate()`` (adds the per-synapse plasticity),
-- ``adam``: ``torch.optim.Adam(foreach=True)``, ``sgd``: ``torch.optim.SGD(momentum=0.9,
-  foreach=True)``,
+- ``adam()``: ``torch.optim.Adam()`` with its defaults (on CPU tensors: the for-loop path),
+  ``adam-foreach``: ``Adam(foreach=True)``, ``adam-fused``: ``Adam(fused=True)``,
+- ``sgd``: ``torch.optim.SGD(momentum=0.9)`` (defaults otherwise),
+- ``bio``: ``BioRule()`` with its defaults (rule v2: noise 0),
+- ``bio-noise``: ``BioRule(noise=0.18, noise_halflife=0)`` (constant noise, every step),
+- ``bio-consolidated``: the defaults after two ``consolidate()`` calls (plasticity per synapse),
+- ``bio-fused``: ``BioRule(fused=True)`` (the first step, which compiles, is timed apart),
 
-on an MLP 784-1000-1000-10 and a small conv net (BioConvNet, 1x28x28), and the optimizer
-state in bytes per parameter. Prints a table with the ratios and writes
-``benchmarks/results/optimizer_step.{json,md}``.
+on MLPs of about 1e5, 1e6 and 1e7 parameters (784-128-10, 784-1000-1000-10, 784-3000-3000-10)
+and a small conv net (BioConvNet, channels (32, 64), ON/OFF input, 1x28x28). The optimizers of
+one model are stepped in turn (round robin), so a change in machine load hits all of them alike
+and the ratios to ``Adam()`` compare like with like. Also reports the optimizer state in bytes
+per parameter (every tensor in ``optimizer.state``). Writes
+``benchmarks/results/optimizer_step.{json,md}`` and
+``benchmarks/results/figures/optimizer_step_scaling.png`` (time against parameters, log-log).
 
-    python benchmarks/optimizer_step.py [--device cuda] [--repeats 50] [--threads 1]
+    python benchmarks/optimizer_step.py [--device cuda] [--repeats 30] [--threads 1]
+        [--models mlp-1e5,mlp-1e6,mlp-1e7,conv] [--optimizers bio,adam(),...]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -29,47 +36,69 @@ import torch
 from torch import nn
 
 import bioplastic as bp
+from bioplastic._io import json_text, write_atomic
+from bioplastic.experiments._figures import new_figure, save_figure
 
 RESULTS = Path(__file__).resolve().parent / "results"
+MODELS = {
+    "mlp-1e5": (784, 128, 10),
+    "mlp-1e6": (784, 1000, 1000, 10),
+    "mlp-1e7": (784, 3000, 3000, 10),
+    "conv": None,
+}
+OPTIMIZERS = ("adam()", "adam-foreach", "adam-fused", "sgd", "bio", "bio-noise",
+              "bio-consolidated", "bio-fused")  # fmt: skip
+DESCRIPTIONS = {
+    "adam()": "torch.optim.Adam() (defaults)",
+    "adam-foreach": "torch.optim.Adam(foreach=True)",
+    "adam-fused": "torch.optim.Adam(fused=True)",
+    "sgd": "torch.optim.SGD(momentum=0.9)",
+    "bio": "BioRule() (defaults)",
+    "bio-noise": "BioRule(noise=0.18, noise_halflife=0)",
+    "bio-consolidated": "BioRule() after consolidate(0.3, 0.1) and consolidate(0.3, 0.5)",
+    "bio-fused": "BioRule(fused=True)",
+}
 
 
 def build(model_name: str, device: str) -> tuple[nn.Module, torch.Tensor]:
-    if model_name == "mlp-784-1000-1000-10":
-        model = bp.dalify(
-            nn.Sequential(
-                nn.Linear(784, 1000),
-                nn.ReLU(),
-                nn.Linear(1000, 1000),
-                nn.ReLU(),
-                nn.Linear(1000, 10),
-            )  # fmt: skip
-        )
-        x = torch.rand(64, 784)
-    else:
+    torch.manual_seed(0)
+    sizes = MODELS[model_name]
+    if sizes is None:
         model = bp.BioConvNet(1, 10, channels=(32, 64), on_off=True)
         x = torch.rand(64, 1, 28, 28)
+    else:
+        layers: list[nn.Module] = []
+        for a, b in zip(sizes[:-1], sizes[1:], strict=False):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        model = bp.dalify(nn.Sequential(*layers[:-1]))
+        x = torch.rand(64, sizes[0])
     return model.to(device), x.to(device)
 
 
 def make(name: str, params) -> torch.optim.Optimizer:
-    if name == "bio":
-        return bp.BioRule(params)
-    if name == "bio+consolidated":
-        opt = bp.BioRule(params)
+    params = list(params)
+    if name == "adam()":
+        return torch.optim.Adam(params)
+    if name == "adam-foreach":
+        return torch.optim.Adam(params, foreach=True)
+    if name == "adam-fused":
+        return torch.optim.Adam(params, fused=True)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=0.01, momentum=0.9)
+    if name == "bio-noise":
+        return bp.BioRule(params, noise=0.18, noise_halflife=0.0)
+    if name == "bio-fused":
+        return bp.BioRule(params, fused=True)
+    opt = bp.BioRule(params)
+    if name == "bio-consolidated":
         opt.consolidate(fraction=0.3, factor=0.1)
-        return opt
-    if name == "adam":
-        return torch.optim.Adam(params, lr=1e-3, foreach=True)
-    return torch.optim.SGD(params, lr=0.01, momentum=0.9, foreach=True)
+        opt.consolidate(fraction=0.3, factor=0.5)
+    return opt
 
 
 def state_bytes(opt: torch.optim.Optimizer) -> int:
-    total = 0
-    for state in opt.state.values():
-        for value in state.values():
-            if torch.is_tensor(value):
-                total += value.numel() * value.element_size()
-    return total
+    tensors = [v for state in opt.state.values() for v in state.values() if torch.is_tensor(v)]
+    return sum(v.numel() * v.element_size() for v in tensors)
 
 
 def sync(device: str) -> None:
@@ -77,42 +106,113 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(model_name: str, opt_name: str, device: str, repeats: int, warmup: int) -> dict:
-    torch.manual_seed(0)
-    model, x = build(model_name, device)
-    nn.functional.cross_entropy(model(x), torch.zeros(len(x), dtype=torch.long, device=device)
-                                ).backward()  # fmt: skip
-    grads = [p.grad.clone() for p in model.parameters()]
-    opt = make(opt_name, model.parameters())
-    times = []
-    for i in range(warmup + repeats):
-        for p, g in zip(model.parameters(), grads, strict=True):
-            p.grad = g  # same gradient every step: only the update is timed
-        sync(device)
-        t0 = time.perf_counter()
-        opt.step()
-        sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    n_params = sum(p.numel() for p in model.parameters())
-    return {
-        "median_ms": 1000 * statistics.median(times),
-        "state_bytes_per_param": state_bytes(opt) / n_params,
-        "n_params": n_params,
-    }
+def measure_model(model_name: str, names: list[str], args: argparse.Namespace) -> dict:
+    """Step every optimizer of ``names`` on its own copy of the model, in turn."""
+    runs = {}
+    for name in names:
+        model, x = build(model_name, args.device)
+        target = torch.zeros(len(x), dtype=torch.long, device=args.device)
+        nn.functional.cross_entropy(model(x), target).backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        runs[name] = {"model": model, "grads": grads, "opt": make(name, model.parameters())}
+        runs[name]["times"] = []
+    for i in range(args.warmup + args.repeats):
+        for run in runs.values():
+            for p, g in zip(run["model"].parameters(), run["grads"], strict=True):
+                p.grad = g  # the same gradient every step: only the update is timed
+            sync(args.device)
+            start = time.perf_counter()
+            run["opt"].step()
+            sync(args.device)
+            elapsed = time.perf_counter() - start
+            if i == 0:
+                run["first_step_s"] = elapsed  # includes torch.compile for bio-fused
+            if i >= args.warmup:
+                run["times"].append(elapsed)
+    rows = {}
+    for name, run in runs.items():
+        n_params = sum(p.numel() for p in run["model"].parameters())
+        rows[name] = {
+            "median_ms": 1000 * statistics.median(run["times"]),
+            "state_bytes_per_param": state_bytes(run["opt"]) / n_params,
+            "n_params": n_params,
+            "first_step_s": run["first_step_s"],
+        }
+    for row in rows.values():
+        for anchor in ("adam()", "adam-fused"):
+            if anchor in rows:
+                row[f"ratio_vs_{anchor}"] = row["median_ms"] / rows[anchor]["median_ms"]
+    return rows
+
+
+def table(results: dict) -> str:
+    lines = [
+        f"Optimizer step on {results['device']} ({results['device_name']}), "
+        f"{results['threads']} thread(s), torch {results['torch']}, median of "
+        f"{results['repeats']} steps (optimizers stepped in turn); "
+        "`python benchmarks/optimizer_step.py`",
+        "",
+        "| model | params | optimizer | step ms | vs Adam() | vs Adam(fused) | state bytes/param |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for model_name, rows in results["models"].items():
+        for name, row in rows.items():
+            fused = row.get("ratio_vs_adam-fused", float("nan"))
+            lines.append(
+                f"| {model_name} | {row['n_params']:,} | {name} | {row['median_ms']:.3f} "
+                f"| {row.get('ratio_vs_adam()', float('nan')):.2f} | {fused:.2f} "
+                f"| {row['state_bytes_per_param']:.2f} |"
+            )
+    lines += ["", "Optimizers:"] + [f"- `{k}`: {v}" for k, v in DESCRIPTIONS.items()]
+    first = {m: rows["bio-fused"]["first_step_s"] for m, rows in results["models"].items()
+             if "bio-fused" in rows}  # fmt: skip
+    if first:
+        lines.append(
+            "- first `bio-fused` step (torch.compile, in turn over the models): "
+            + ", ".join(f"{m} {s:.1f} s" for m, s in first.items())
+        )
+    return "\n".join(lines)
+
+
+def figure(results: dict, path: Path) -> Path:
+    fig = new_figure(6.0, 4.2)
+    ax = fig.add_subplot(1, 1, 1)
+    mlps = [m for m in results["models"] if m.startswith("mlp")]
+    names = list(next(iter(results["models"].values())))
+    for name in names:
+        xs = [results["models"][m][name]["n_params"] for m in mlps]
+        ys = [results["models"][m][name]["median_ms"] for m in mlps]
+        style = "-" if name.startswith("bio") else "--"
+        ax.plot(xs, ys, style, marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("parameters (MLP)")
+    ax.set_ylabel("step time, ms (median)")
+    ax.set_title(f"optimizer step on {results['device']}, {results['threads']} thread(s)")
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--optimizers", default=",".join(OPTIMIZERS))
     parser.add_argument("--out", default=str(RESULTS / "optimizer_step"))
+    parser.add_argument("--figure", default=str(RESULTS / "figures" / "optimizer_step_scaling.png"))
     args = parser.parse_args(argv)
+    models = [m for m in args.models.split(",") if m]
+    names = [n for n in args.optimizers.split(",") if n]
+    unknown = sorted(set(models) - set(MODELS)) + sorted(set(names) - set(OPTIMIZERS))
+    if unknown:
+        parser.error(f"unknown models/optimizers {unknown}; models: {list(MODELS)}, "
+                     f"optimizers: {list(OPTIMIZERS)}")  # fmt: skip
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no GPU")
     torch.set_num_threads(args.threads)
-    optimizers = ["bio", "bio+consolidated", "adam", "sgd"]
-    models = ["mlp-784-1000-1000-10", "bioconvnet-28x28"]
     results = {
         "device": args.device,
         "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else
@@ -120,34 +220,20 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": args.threads,
         "torch": torch.__version__,
         "repeats": args.repeats,
+        "optimizers": {n: DESCRIPTIONS[n] for n in names},
         "models": {},
     }  # fmt: skip
     for model_name in models:
-        rows = {name: measure(model_name, name, args.device, args.repeats, args.warmup)
-                for name in optimizers}  # fmt: skip
-        for row in rows.values():
-            row["ratio_vs_adam"] = row["median_ms"] / rows["adam"]["median_ms"]
-            row["ratio_vs_sgd"] = row["median_ms"] / rows["sgd"]["median_ms"]
-        results["models"][model_name] = rows
-    lines = [
-        f"Optimizer step on {results['device']} ({results['device_name']}), "
-        f"{args.threads} thread(s), torch {torch.__version__}, median of {args.repeats} steps",
-        "",
-        "| model | optimizer | step ms | vs Adam | vs SGD | state bytes/param |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for model_name, rows in results["models"].items():
-        for name, row in rows.items():
-            lines.append(
-                f"| {model_name} | {name} | {row['median_ms']:.3f} | {row['ratio_vs_adam']:.2f} "
-                f"| {row['ratio_vs_sgd']:.2f} | {row['state_bytes_per_param']:.2f} |"
-            )
-    table = "\n".join(lines)
-    print(table)
+        results["models"][model_name] = measure_model(model_name, names, args)
+        print(f"{model_name}: done", flush=True)
+    text = table(results)
+    print(text)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    out.with_suffix(".md").write_text(table + "\n")
+    write_atomic(out.with_suffix(".json"), json_text(results, indent=2) + "\n")
+    write_atomic(out.with_suffix(".md"), text + "\n")
+    if any(m.startswith("mlp") for m in models):
+        figure(results, Path(args.figure))
     return results
 
 

@@ -224,9 +224,9 @@ _COMPILED: dict = {}
 
 
 def compiled(fn):
-    """``torch.compile(fn)``, built on first use (one graph per weight shape)."""
+    """``torch.compile(fn)``, built on first use (dynamic shapes: one graph for all weights)."""
     if fn not in _COMPILED:
-        _COMPILED[fn] = torch.compile(fn, dynamic=False)
+        _COMPILED[fn] = torch.compile(fn, dynamic=True)
     return _COMPILED[fn]
 
 
@@ -269,7 +269,7 @@ def step_tensor(opt, group, p, g, state, scale, rate, noise, *, eliminate: bool)
     the caller cleans the momentum buffer), or ``None`` when the update is written and the
     reference order follows (keep finite, grow, eliminate).
     """
-    lr = rate * p[0].numel() ** -group["fan_in_exponent"]
+    lr = rate * (p.numel() // p.shape[0]) ** -group["fan_in_exponent"]
     if not _fast_ok(group, p, state, lr):
         opt._reference_step(group, p, state, scale, rate, noise)
         return None
@@ -315,6 +315,24 @@ def step_tensor(opt, group, p, g, state, scale, rate, noise, *, eliminate: bool)
     return None
 
 
+def multi_eliminate_(ws, scratch, sums, plans, prune, protected) -> None:
+    """:func:`dale_eliminate_` on lists (one ``torch._foreach_*`` call per operation where
+    torch has one)."""
+    for w, x in zip(ws, scratch, strict=True):
+        torch.sign(w, out=x)
+    counts = [plan.signed @ x.T for plan, x in zip(plans, scratch, strict=True)]
+    torch._foreach_clamp_min_(counts, 1.0)
+    thr = torch._foreach_div(sums, counts)
+    torch._foreach_mul_(thr, prune)
+    torch._foreach_mul_(scratch, ws)  # |w|
+    for x, t, plan, keep in zip(scratch, thr, plans, protected, strict=True):
+        x.addmm_(t.T, plan.types, alpha=-1)  # |w| - threshold
+        torch.gt(x, 0, out=x)
+        if keep is not None:
+            torch.maximum(x, keep, out=x)
+    torch._foreach_mul_(ws, scratch)
+
+
 def finish(opt, group: dict, params: list, states: list, pending: list, fused: list) -> set[int]:
     """Complete the fast paths of one step; return the indices whose elimination is done.
 
@@ -325,15 +343,17 @@ def finish(opt, group: dict, params: list, states: list, pending: list, fused: l
     """
     done = set()
     if pending:
-        totals = torch.stack([sums.sum().float().cpu() for _, _, sums in pending])
-        for (i, x, sums), ok in zip(pending, torch.isfinite(totals).tolist(), strict=True):
-            if ok:
-                p = params[i]
-                protected = protected_mask(group, states[i], x)
-                plan = opt._plan(p, states[i])
-                dale_eliminate_(p.detach().view(p.shape[0], -1), x, sums, plan,
-                                group["prune_threshold"], protected)  # fmt: skip
-                done.add(i)
+        totals = torch.stack(torch._foreach_norm([sums for _, _, sums in pending]))
+        ok = [item for item, good in zip(pending, torch.isfinite(totals).tolist(), strict=True)
+              if good]  # fmt: skip
+        if ok:
+            index = [i for i, _, _ in ok]
+            ws = [params[i].detach().view(len(params[i]), -1) for i in index]
+            plans = [opt._plan(params[i], states[i]) for i in index]
+            protected = [protected_mask(group, states[i], x) for i, x, _ in ok]
+            multi_eliminate_(ws, [x for _, x, _ in ok], [s for _, _, s in ok], plans,
+                             group["prune_threshold"], protected)  # fmt: skip
+            done.update(index)
     if fused:
         finite = torch.stack([ok.cpu() for _, ok in fused]).tolist()
         for (i, _), ok in zip(fused, finite, strict=True):
@@ -342,3 +362,83 @@ def finish(opt, group: dict, params: list, states: list, pending: list, fused: l
                 big = torch.finfo(params[i].dtype).max
                 torch.nan_to_num_(states[i]["momentum_buffer"], nan=0.0, posinf=big, neginf=-big)
     return done
+
+
+def _foreach_row_masks(sums: list[Tensor]) -> list[Tensor]:
+    """1.0 where a row sum is above the smallest normal float (``sum > tiny``), else 0.0."""
+    tiny = torch.finfo(sums[0].dtype).tiny
+    masks = torch._foreach_sub(sums, tiny)
+    torch._foreach_clamp_min_(masks, 0.0)
+    torch._foreach_sign_(masks)
+    return masks
+
+
+def multi_ok(opt, group, params, grads, states, rate) -> bool:
+    """Whether :func:`multi_step` covers all of these tensors (the eager fast path, with
+    momentum, cost, homeostasis and a gradient scale per row or tensor)."""
+    if group["fused"] or not (group["momentum"] and group["cost"] and group["homeostasis"]):
+        return False
+    if not group["normalize"] or group["normalize_by"] == "factored":
+        return False
+    for p, st in zip(params, states, strict=True):
+        lr = rate * (p.numel() // len(p)) ** -group["fan_in_exponent"]
+        if not _fast_ok(group, p, st, lr):
+            return False
+    return len({p.dtype for p in params}) == 1
+
+
+def multi_step(opt, group, params, grads, states, scales, rate, noise, *, eliminate: bool):
+    """:func:`step_tensor` for a list of tensors that the fast path covers, written with one
+    ``torch._foreach_*`` call per operation where torch has one (per tensor: the matrix
+    products, ``addcdiv`` and the threshold compare): the per-tensor Python overhead is what
+    dominates small weights (a conv net's). Same results; returns one result per tensor.
+    """
+    momentum, cost = group["momentum"], group["cost"]
+    plans = [opt._plan(p, st) for p, st in zip(params, states, strict=True)]
+    ws = [p.detach().view(len(p), -1) for p in params]
+    gs = [g.reshape(len(g), -1) for g in grads]
+    bufs = [st["momentum_buffer"].view(len(p), -1) for p, st in zip(params, states, strict=True)]
+    lrs = [rate * (w.shape[1] ** -group["fan_in_exponent"]) for w in ws]
+    signs = [plan.sign_row for plan in plans]
+    xs = torch._foreach_mul(gs, [s.reshape(len(s), -1) if s.dim() else s for s in scales])
+    torch._foreach_mul_(bufs, momentum)
+    torch._foreach_addcmul_(bufs, xs, signs)  # + c * s * g, as the reference path
+    sums = [plan.signed @ w.T for plan, w in zip(plans, ws, strict=True)]
+    big, tiny = torch.finfo(ws[0].dtype).max, torch.finfo(ws[0].dtype).tiny
+    mbar = torch._foreach_div(sums, [plan.n_types for plan in plans])
+    torch._foreach_mul_(mbar, cost)
+    torch._foreach_clamp_min_(mbar, tiny)
+    torch._foreach_clamp_max_(mbar, big)
+    for x, m, plan in zip(xs, mbar, plans, strict=True):
+        torch.mm(m.T, plan.signed, out=x)
+    for x, buf, w in zip(xs, bufs, ws, strict=True):
+        torch.addcdiv(buf, x, w, out=x)  # drive + cost * mbar / |w|
+    if group["decay"]:
+        torch._foreach_add_(xs, group["decay"])
+    plasticities = [opt._plasticity_of(st, p) for p, st in zip(params, states, strict=True)]
+    for x, pl in zip(xs, plasticities, strict=True):
+        if pl is not None:
+            x.mul_(pl.view_as(x))
+    bounds = [group["max_step"] / lr for lr in lrs]
+    torch._foreach_clamp_min_(xs, [-b for b in bounds])
+    torch._foreach_clamp_max_(xs, bounds)
+    budgets = [st["budgets"] for st in states]
+    if group["budget_rate"]:
+        torch._foreach_lerp_(budgets, sums, group["budget_rate"])
+    logs = torch._foreach_clamp_min(budgets, tiny)
+    torch._foreach_div_(logs, torch._foreach_clamp_min(sums, tiny))
+    torch._foreach_log2_(logs)
+    torch._foreach_mul_(logs, _foreach_row_masks(sums))
+    generator = opt._generator(ws[0].device) if noise else None
+    offsets = opt._generator(torch.device("cpu")) if noise else None
+    for x, log, plan, lr in zip(xs, logs, plans, lrs, strict=True):
+        x.addmm_(log.T, plan.types, beta=-lr * LOG2E)
+        if noise:
+            std = min(noise * LOG2E, big)
+            F.add_noise_(x, std, generator, group["noise_reuse"], offsets)
+    for x in xs:
+        x.exp2_()  # torch has no _foreach_exp2_
+    torch._foreach_mul_(ws, xs)
+    if not (eliminate and group["prune_mode"] == "unit" and group["prune_threshold"]):
+        return [None] * len(params)
+    return [(x, plan.signed @ w.T) for x, plan, w in zip(xs, plans, ws, strict=True)]

@@ -581,14 +581,17 @@ def adam_step(
     eps: float,
     weight_decay: float,
 ) -> None:
-    """Adam (Kingma & Ba 2015) with L2 weight decay, as ``torch.optim.Adam`` defines it."""
+    """Adam (Kingma & Ba 2015) with L2 weight decay, as ``torch.optim.Adam`` defines it
+    (``torch._foreach_*`` kernels: one call per operation, the same arithmetic per element)."""
+    if not params:
+        return
     beta1, beta2 = betas
-    for p, g, m, v, t in zip(params, grads, exp_avgs, exp_avg_sqs, steps, strict=True):
-        if weight_decay:
-            g = g.add(p, alpha=weight_decay)
-        m.lerp_(g, 1 - beta1)
-        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        bias1 = 1 - beta1**t
-        bias2 = 1 - beta2**t
-        denom = (v.sqrt() / math.sqrt(bias2)).add_(eps)
-        p.addcdiv_(m, denom, value=-lr / bias1)
+    if weight_decay:
+        grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+    denom = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_div_(denom, [math.sqrt(1 - beta2**t) for t in steps])
+    torch._foreach_add_(denom, eps)
+    torch._foreach_addcdiv_(params, exp_avgs, denom, [-lr / (1 - beta1**t) for t in steps])

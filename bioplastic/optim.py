@@ -26,6 +26,8 @@ __all__ = ["BioRule"]
 # gradient is not amplified beyond ~3x the tensor's typical scale (measured: better than 1e-4 on
 # 3x512 MNIST-1D, and better than max(r_i, 0.1 mean) on 2x256).
 _ROW_FLOOR = 0.1
+# Row norms at or above this have squares beyond float32's range (~3.4e38).
+_HUGE_NORM = 1.8e19
 
 
 class BioRule(RuleStateMixin, Optimizer):
@@ -80,7 +82,9 @@ class BioRule(RuleStateMixin, Optimizer):
         fan_in_exponent: in [0, 2]; the per-layer rate is ``lr * fan_in ** -fan_in_exponent``.
         cost: fixed metabolic cost per synapse >= 0, in units of the normalised drive
             (``cost * mbar / m`` added to ``s*g``; see above). It drives elimination.
-        warmup: steps over which the rate ramps up linearly from ``lr / warmup`` (0: none).
+        warmup: steps over which the rate ramps up linearly from ``lr / warmup`` (0: none),
+            counted from the param group's steps: a parameter added to a group later (a new
+            task head) gets the group's current rate.
         grad_beta: smoothing in [0, 1) of the squared gradient RMS (bias-corrected, as Adam's).
         momentum: momentum on ``s*g`` in [0, 1) (SGD-style, no dampening).
         decay: uniform cost >= 0 added to ``s*g`` (a uniform log shrinkage; homeostasis
@@ -109,7 +113,12 @@ class BioRule(RuleStateMixin, Optimizer):
         synapse: ``None`` (auto: ``dim >= 2``), ``True`` or ``False`` for a whole group.
         seed: seed of the generator used for noise and growth (``None``: drawn from torch's
             global generator, so ``torch.manual_seed`` makes runs reproducible).
-        foreach: use the ``torch._foreach_*`` implementation (default) or a per-tensor loop.
+        foreach: use the fast implementation (default: for Dale-typed weights, fewer passes
+            over the weight, the log-step in base 2) or the reference per-tensor loop; both
+            give the same results up to float rounding.
+        fused: compile the weight-sized part of the step with ``torch.compile`` (inductor; the
+            first step compiles, seconds per weight shape); random draws stay eager, so the
+            noise stream is the same. Results equal the other paths up to float rounding.
 
     State (created lazily in :meth:`step`, so wiping ``optimizer.state`` only resets it) and the
     generator round-trip through :meth:`state_dict`; a resumed run continues bit-for-bit.
@@ -275,15 +284,17 @@ class BioRule(RuleStateMixin, Optimizer):
                 norms[i] = n
         totals = torch._foreach_norm([n.reshape(-1) for n in norms])
         if len({n.device for n in totals}) == 1:  # one transfer to the host, not one per tensor
-            finite = torch.isfinite(torch.stack([n.float() for n in totals])).cpu()
+            values = torch.stack([n.float() for n in totals]).cpu().tolist()
         else:
-            finite = torch.isfinite(torch.stack([n.float().cpu() for n in totals]))
-        result = finite.tolist()
+            values = [float(n) for n in totals]
+        result = [math.isfinite(v) for v in values]
         for i, ok in enumerate(result):
             # A huge but finite gradient can overflow the norm; confirm element-wise.
             if not ok and torch.isfinite(params[i].grad).all():
                 result[i] = True
                 norms[i] = None if row_norms[i] is not None else params[i].grad.double().norm()
+            elif row_norms[i] is not None and values[i] >= _HUGE_NORM:
+                norms[i] = None  # its square would overflow float32: float64 statistics
         return result, norms
 
     def _skip(self, p: Tensor) -> None:
@@ -364,11 +375,16 @@ class BioRule(RuleStateMixin, Optimizer):
                 state["grad_sq_row"] = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
             r = state["grad_sq_row"]
             if mode == "row" and norm is not None:  # float32 row norms from the finite check
-                r.mul_(beta).add_(norm.square_().div_(p[0].numel()), alpha=1 - beta)
-            else:  # huge gradients (or "factored"): float64 squares, saturating in float32
-                g2 = p.grad.reshape(p.shape[0], -1).double().square()
-                big = torch.finfo(r.dtype).max
-                r.copy_((r.double() * beta + g2.mean(1) * (1 - beta)).clamp_(max=big))
+                r.mul_(beta).addcmul_(norm, norm, value=(1 - beta) / (p.numel() // p.shape[0]))
+                # 1 / sqrt(rhat_i + 0.1 mean(rhat) + eps^2), rhat = r / debias
+                scale = torch.add(r, r.mean(), alpha=_ROW_FLOOR).div_(debias)
+                scale = scale.add_(group["eps"] ** 2).rsqrt_()
+                scales.append(scale.reshape([-1] + [1] * (p.dim() - 1)))
+                continue
+            # huge gradients (or "factored"): float64 squares, saturating in float32
+            g2 = p.grad.reshape(p.shape[0], -1).double().square()
+            big = torch.finfo(r.dtype).max
+            r.copy_((r.double() * beta + g2.mean(1) * (1 - beta)).clamp_(max=big))
             row = r / debias
             # a relative floor: a unit with (almost) no gradient is not amplified
             floor = _ROW_FLOOR * row.mean() + group["eps"] ** 2
@@ -399,9 +415,17 @@ class BioRule(RuleStateMixin, Optimizer):
         pending, fused = [], []  # fast paths: elimination pending, or done (fused)
         for device, idx in by_device.items():
             self._generator(device)  # created now even without noise: its state round-trips
-            for i in idx:  # one tensor at a time: the same noise stream on every path
-                args = group, params[i], grads[i], states[i], grad_scales[i], rate, noise
-                result = fast.step_tensor(self, *args, eliminate=not grow_due)
+            pick = [params[i] for i in idx], [grads[i] for i in idx], [states[i] for i in idx]
+            if fast.multi_ok(self, group, *pick, rate):
+                results = fast.multi_step(self, group, *pick, [grad_scales[i] for i in idx], rate,
+                                          noise, eliminate=not grow_due)  # fmt: skip
+            else:  # one tensor at a time: the same noise stream on every path
+                results = [
+                    fast.step_tensor(self, group, params[i], grads[i], states[i],
+                                     grad_scales[i], rate, noise, eliminate=not grow_due)
+                    for i in idx
+                ]  # fmt: skip
+            for i, result in zip(idx, results, strict=True):
                 if isinstance(result, tuple):
                     pending.append((i, *result))
                 elif result is not None:  # fused: done; was the weight finite before?
@@ -446,7 +470,7 @@ class BioRule(RuleStateMixin, Optimizer):
         F.bio_step(
             [p], [p.grad], [state.get("momentum_buffer")], [self._plasticity_of(state, p)],
             [None if unit_sign is None else unit_sign.reshape(F.presynaptic_shape(p))],
-            [homeostasis], [scale], lr=rate * p[0].numel() ** -group["fan_in_exponent"],
+            [homeostasis], [scale], lr=rate * (p.numel() // len(p)) ** -group["fan_in_exponent"],
             momentum=group["momentum"], decay=group["decay"], noise=min(noise, cap),
             max_step=max_step, generator=generator, noise_reuse=group["noise_reuse"],
             offset_generator=self._generator(torch.device("cpu")) if noise else None,
