@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# GPU check (issue 6): the rule's tests and the optimizer-step benchmark on CUDA, in < 5 min.
+# GPU check (issues 6 and 12): the rule's tests and the optimizer-step benchmark on CUDA.
 #
 #   bash benchmarks/gpu_check.sh                              # on a machine with a GPU
 #   BIOPLASTIC_TEST_DEVICE=cpu bash benchmarks/gpu_check.sh   # the same steps on the CPU
 #
 # 1. sets up the virtual environment if there is none (scripts/setup.sh);
-# 2. prints the device (nvidia-smi -L, and what torch sees);
+# 2. prints the device (nvidia-smi -L, and what torch sees); asked for CUDA without a GPU, it
+#    stops here with "gpu_check: ..." on stderr and exit status 1;
 # 3. runs tests/test_optim.py, tests/test_distributed.py and tests/test_fuzz.py with
 #    BIOPLASTIC_TEST_DEVICE set: test_distributed trains `bioplastic train --device cuda` as one
 #    process and as 2 torchrun ranks sharing the GPU (gloo reduces CUDA tensors) and checks that
-#    the ranks stay bit-identical; test_fuzz steps BioRule (its foreach path) on CUDA tensors;
+#    the ranks stay bit-identical; test_fuzz steps BioRule (its fast path) on CUDA tensors;
 #    test_optim does not read the variable and runs on the CPU;
-# 4. runs benchmarks/optimizer_step.py on the device and prints BioRule's step time with its
-#    ratios to torch.optim.Adam and SGD (tables under $GPU_CHECK_OUT, default runs/gpu_check).
+# 4. runs benchmarks/optimizer_step.py on the device (every anchor: Adam() / foreach / fused,
+#    SGD, BioRule defaults / noise / consolidated / fused=True, on MLPs of 1e5-1e7 parameters and
+#    the conv net) and prints the fused BioRule step's ratio to torch.optim.Adam(fused=True) for
+#    each model (tables and figure under $GPU_CHECK_OUT, default runs/gpu_check);
+# 5. runs benchmarks/gpu_resnet.py if that file exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,9 +37,14 @@ fi
 
 echo "== device"
 if [ "$DEVICE" = cuda ]; then
+  if ! command -v nvidia-smi >/dev/null 2>&1; then
+    echo "gpu_check: CUDA was asked for but there is no nvidia-smi (no GPU driver);" \
+      "run with BIOPLASTIC_TEST_DEVICE=cpu for the CPU version" >&2
+    exit 1
+  fi
   nvidia-smi -L
 fi
-"$PY" - "$DEVICE" <<'EOF'
+"$PY" - "$DEVICE" <<'PYEOF'
 import sys
 
 import torch
@@ -47,15 +56,32 @@ if torch.cuda.is_available():
         print(f"  cuda:{i} {torch.cuda.get_device_name(i)}")
 if device == "cuda" and not torch.cuda.is_available():
     sys.exit("gpu_check: CUDA was asked for but torch sees no GPU")
-EOF
+PYEOF
 
 echo "== tests on $DEVICE"
 BIOPLASTIC_TEST_DEVICE=$DEVICE OMP_NUM_THREADS=1 timeout 240 "$PY" -m pytest \
   tests/test_optim.py tests/test_distributed.py tests/test_fuzz.py -q -p no:cacheprovider
 
-echo "== optimizer step on $DEVICE (ratios: BioRule time / Adam time, / SGD time)"
+echo "== optimizer step on $DEVICE (ratios: step time / torch.optim.Adam() step time)"
 mkdir -p "$OUT"
-timeout 150 "$PY" benchmarks/optimizer_step.py --device "$DEVICE" --repeats 50 \
-  --out "$OUT/optimizer_step_$DEVICE"
+timeout 300 "$PY" benchmarks/optimizer_step.py --device "$DEVICE" --repeats 30 \
+  --out "$OUT/optimizer_step_$DEVICE" --figure "$OUT/optimizer_step_scaling_$DEVICE.png"
+"$PY" - "$OUT/optimizer_step_$DEVICE.json" <<'PYEOF'
+import json
+import sys
+
+with open(sys.argv[1]) as f:
+    results = json.load(f)
+print("fused BioRule step / torch.optim.Adam(fused=True) step (GPU target <= 1.0):")
+for model, rows in results["models"].items():
+    if "bio-fused" in rows and "adam-fused" in rows:
+        bio, adam = rows["bio-fused"]["median_ms"], rows["adam-fused"]["median_ms"]
+        print(f"  {model}: {bio:.3f} ms / {adam:.3f} ms = {bio / adam:.2f}x")
+PYEOF
+
+if [ -f benchmarks/gpu_resnet.py ]; then
+  echo "== benchmarks/gpu_resnet.py on $DEVICE"
+  timeout 300 "$PY" benchmarks/gpu_resnet.py
+fi
 
 echo "== gpu_check done on $DEVICE in $(( $(date +%s) - start )) s"
