@@ -7,6 +7,7 @@ forgetting on split digits and split MNIST-1D, plausibility); cells are the pair
 ``benchmarks/results/ablation.{json,md}`` and ``benchmarks/results/figures/ablation.png``.
 
     python benchmarks/ablation.py [--seeds 5] [--workers 2] [--quick]
+    python benchmarks/ablation.py --reformat   # table, md and figure again from the saved rows
 
 Every finished job is appended to ``--journal`` (JSON lines): an interrupted run continues where
 it stopped. About 15 CPU-minutes at the default settings and 5 seeds; ``--quick`` runs tiny
@@ -17,6 +18,7 @@ settings (1 seed, 3 variants, 32 hidden units) in about a minute and writes
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from collections.abc import Mapping
@@ -54,7 +56,9 @@ def plot_heatmap(results: Mapping[str, Any], path: str | Path) -> Path:
     for i, v in enumerate(variants):
         for j, m in enumerate(metrics):
             text = ab.cell_text(table[v].get(f"{m.job}/{m.key}"), m.better, sep="\n")
-            ax.text(j, i, text, ha="center", va="center", fontsize=6.5)
+            dark = abs(float(colour[i, j])) > 0.6  # NaN (no cell) compares False
+            ax.text(j, i, text, ha="center", va="center", fontsize=6.5,
+                    color="white" if dark else "black")  # fmt: skip
     ax.set_xticks(range(len(metrics)), [m.label.replace(": ", ":\n") for m in metrics], fontsize=7)
     ax.set_yticks(range(len(variants)), variants, fontsize=8)
     ax.set_title(
@@ -74,6 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--jobs", default=",".join(ab.JOBS), help="comma-separated columns' jobs")
     parser.add_argument("--journal", type=Path, default=None,
                         help="JSON-lines journal (default runs/<stem>.jsonl)")  # fmt: skip
+    parser.add_argument("--reformat", action="store_true",
+                        help="table and candidates again from the saved json's rows")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None,
                         help="results folder (benchmarks/results; --quick: runs)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -85,16 +91,25 @@ def main(argv: list[str] | None = None) -> dict:
     seeds = 1 if args.quick else args.seeds
     journal = args.journal or Path("runs") / f"{stem}.jsonl"
     out = args.out or (Path("runs") if args.quick else RESULTS)
-    start = time.perf_counter()
-    results = ab.run_ablation(
-        variants, seeds, jobs=args.jobs.split(","), settings=ab.QUICK if args.quick else None,
-        workers=args.workers, journal=journal, progress=lambda line: print(line, flush=True),
-    )  # fmt: skip
-    command = f"python benchmarks/ablation.py --seeds {seeds} --workers {args.workers}"
-    results["command"] = command + (" --quick" if args.quick else "")
-    results["wall_seconds"] = time.perf_counter() - start
+    if args.reformat:
+        results = json.loads((out / f"{stem}.json").read_text())
+        results["table"] = ab.summarise(results["rows"], list(results["config"]["variants"]))
+        results["candidates"] = ab.candidates(results["table"])
+        results["reformatted"] = "python benchmarks/ablation.py --reformat"
+    else:
+        start = time.perf_counter()
+        results = ab.run_ablation(
+            variants, seeds, jobs=args.jobs.split(","), settings=ab.QUICK if args.quick else None,
+            workers=args.workers, journal=journal, progress=lambda line: print(line, flush=True),
+        )  # fmt: skip
+        command = f"python benchmarks/ablation.py --seeds {seeds} --workers {args.workers}"
+        results["command"] = command + (" --quick" if args.quick else "")
+        results["wall_seconds"] = time.perf_counter() - start
     write_json(out / f"{stem}.json", jsonable(results))
-    table = ab.format_markdown(results) + f"\nCommand: `{results['command']}`\n"
+    table = ab.format_markdown(results) + f"\nCommand: `{results['command']}`"
+    if results.get("reformatted"):
+        table += f"; table recomputed from its rows by `{results['reformatted']}`"
+    table += "\n"
     write_atomic(out / f"{stem}.md", table)
     plot_heatmap(results, out / "figures" / f"{stem}.png")
     print(table, flush=True)

@@ -102,6 +102,9 @@ def test_table_structure_ci_and_journal(tmp_path, monkeypatch):
     cell = table["defaults"]["allocation-digits/overlap"]
     assert cell["baseline"] == "adam-dale" and cell["mean_diff"] == pytest.approx(0.21)
     assert ab.favourable(cell, -1) is False and ab.favourable(cell, +1) is True
+    # a context column is read against its job's first claim's baseline, not its own best
+    assert table["defaults"]["allocation-digits/accuracy"]["baseline"] == "adam-dale"
+    assert ab.favourable(cell, 0) is False  # context columns mark nothing
     assert results["candidates"] == []  # every difference is against its claim
     flipped = {"defaults": {**table["defaults"], "robustness/robust": cell}}
     found = ab.candidates(flipped)  # +0.21 on a higher-is-better claim is a candidate

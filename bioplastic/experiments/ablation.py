@@ -166,11 +166,6 @@ Job = tuple[str, str, int]  # (job, config, seed); config is a variant or a base
 
 
 # ------------------------------------------------------------------------------ rule and model
-def variant_jobs(config: str) -> tuple[str, ...]:
-    """The jobs ``config`` (a variant or a baseline) runs."""
-    return tuple(VARIANTS.get(config, {}).get("jobs", JOBS))
-
-
 def make_rule(
     config: str, params, *, base: Mapping[str, Any] | None = None, seed: int = 0
 ) -> torch.optim.Optimizer:
@@ -410,7 +405,7 @@ def plan(
     out = []
     for config in (*BASELINES, *variants):
         for name in jobs:
-            if name in variant_jobs(config):
+            if name in VARIANTS.get(config, {}).get("jobs", JOBS):
                 out += [(name, config, seed) for seed in seeds]
     return out
 
@@ -460,30 +455,34 @@ def summarise(
         for m in (*METRICS, *CONTEXT):
             if row["job"] == m.job and row.get(m.key) is not None:
                 values.setdefault((row["config"], m.job, m.key), {})[row["seed"]] = row[m.key]
+    chosen: dict[tuple[str, str], str | None] = {}
+    for m in (*METRICS, *CONTEXT):  # context columns: their job's first claim's baseline
+        bases = [b for b in BASELINES if (b, m.job, m.key) in values]
+        score = {b: m.better * statistics.fmean(values[(b, m.job, m.key)].values()) for b in bases}
+        first = next((chosen.get((c.job, c.key)) for c in METRICS if c.job == m.job), None)
+        chosen[(m.job, m.key)] = (
+            first if m in CONTEXT and first else max(score, key=score.get, default=None)
+        )
     table: dict[str, dict[str, Any]] = {}
     for variant in variants:
         table[variant] = {}
         for m in (*METRICS, *CONTEXT):
-            mine = values.get((variant, m.job, m.key))
-            bases = {b: values[(b, m.job, m.key)] for b in BASELINES if (b, m.job, m.key) in values}
-            cell = None
-            if mine and bases:
-                base = max(bases, key=lambda b: m.better * statistics.fmean(bases[b].values()))
-                seeds = sorted(set(mine) & set(bases[base]))
-                if seeds:
-                    cell = {
-                        **paired_difference([mine[s] - bases[base][s] for s in seeds]),
-                        "baseline": base,
-                        "variant": mean_std([mine[s] for s in seeds]),
-                        "adam": mean_std([bases[base][s] for s in seeds]),
-                    }
-            table[variant][f"{m.job}/{m.key}"] = cell
+            mine = values.get((variant, m.job, m.key), {})
+            base = chosen.get((m.job, m.key))
+            theirs = values.get((base, m.job, m.key), {})
+            seeds = sorted(set(mine) & set(theirs))
+            table[variant][f"{m.job}/{m.key}"] = None if not seeds else {
+                **paired_difference([mine[s] - theirs[s] for s in seeds]),
+                "baseline": base,
+                "variant": mean_std([mine[s] for s in seeds]),
+                "adam": mean_std([theirs[s] for s in seeds]),
+            }  # fmt: skip
     return table
 
 
 def favourable(cell: Mapping[str, Any] | None, better: int) -> bool:
     """The CI of ``cell`` excludes 0 on the side that supports the claim."""
-    if cell is None or cell["ci95_low"] is None:
+    if cell is None or cell["ci95_low"] is None or better == 0:
         return False
     return cell["ci95_low"] > 0 if better > 0 else cell["ci95_high"] < 0
 
@@ -576,19 +575,21 @@ def format_markdown(results: Mapping[str, Any]) -> str:
         "from PyTorch's initialisation.",
         "",
     ]
-    for group in (metrics, context):
+    for group, stars in ((metrics, True), (context, False)):
         lines.append("| variant | " + " | ".join(m.label for m in group) + " |")
         lines.append("|---|" + "---|" * len(group))
         for variant, cells in table.items():
-            row = [cell_text(cells.get(f"{m.job}/{m.key}"), m.better) for m in group]
+            row = [cell_text(cells.get(f"{m.job}/{m.key}"), m.better * stars) for m in group]
             lines.append(f"| {variant} | " + " | ".join(row) + " |")
         lines.append("")
-    lines += ["## Candidate presets (bio > adam, CI excluding 0)", ""]
+    lines += ["## Candidate presets (bio > adam, CI excluding 0), per claim", ""]
     found = results["candidates"]
     if not found:
         lines.append("None: no variant beats adam on any claim with a CI that excludes 0.")
-    for c in found:
-        acc = cell_text(c["clean_accuracy_diff"])
-        lines.append(f"- {c['variant']}: {c['metric']} {cell_text(c['diff'])} "
-                     f"(clean accuracy difference on that job {acc})")  # fmt: skip
+    for m in metrics:
+        hits = [c for c in found if c["metric"] == m.label]
+        if hits:
+            names = ", ".join(f"{c['variant']} {c['diff']['mean_diff']:+.3f} (clean "
+                              f"{cell_text(c['clean_accuracy_diff'])})" for c in hits)  # fmt: skip
+            lines.append(f"- {m.label}: {len(hits)} of {len(table)} rows: {names}")
     return "\n".join(lines) + "\n"
