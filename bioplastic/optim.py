@@ -318,6 +318,8 @@ class BioRule(RuleStateMixin, Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if len(self._group_steps) < len(self.param_groups):  # groups appended by hand
+            self._group_steps += [0] * (len(self.param_groups) - len(self._group_steps))
         for index, group in enumerate(self.param_groups):
             with_grad = [p for p in group["params"] if p.grad is not None]
             if any(p.grad.is_sparse for p in with_grad):
