@@ -8,11 +8,11 @@ each cell is the paired difference ``variant - adam`` over seeds with a t-based 
 
 Jobs (:data:`JOBS`; ``BioMLP`` with 256 hidden units), composed from the existing experiments:
 
-* ``robustness`` (digits): ``train_to_accuracy`` to the robustness benchmark's validation target
-  (matched clean accuracy), then the per-sample worst case of L-inf PGD and APGD-DLR, mean over
-  its eps > 0 grid, plus the gradient-masking checks. The same model gives the *plausibility*
-  metrics: population sparseness of the hidden layer on the test set, and the KS distance of
-  standardised ln|w| (present synapses) to N(0, 1), layers weighted by present synapses.
+* ``robustness`` (digits; ``robustness-mnist1d``): ``train_to_accuracy`` to the robustness
+  benchmark's validation target (matched clean accuracy), then the per-sample worst case of L-inf
+  PGD and APGD-DLR, mean over its eps > 0 grid, and the masking checks. The digits model gives
+  the *plausibility* metrics: population sparseness of the hidden layer (test set) and the KS
+  distance of standardised ln|w| to N(0, 1), layers weighted by their present synapses.
 * ``fewshot`` (glyphs): the few-shot benchmark's pre-training and prototype 5-way 1-shot
   evaluation on meta-test classes.
 * ``allocation-digits`` / ``-mnist1d``: a task-incremental split stream (5 tasks of 2 classes, a
@@ -20,16 +20,14 @@ Jobs (:data:`JOBS`; ``BioMLP`` with 256 hidden units), composed from the existin
   defaults); mean off-diagonal Jaccard overlap of the hidden units each task recruits
   (:func:`bioplastic.probes.recruited_units`, ``rel_activity`` 0.5) and average forgetting.
 
-Example::
-
-    results = run_ablation(seeds=3, workers=2, journal=Path("ablation.jsonl"))
-    print(format_markdown(results))
+Example: ``print(format_markdown(run_ablation(seeds=3, journal=Path("ablation.jsonl"))))``
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 import math
 import statistics
@@ -49,22 +47,9 @@ from bioplastic.experiments._common import mean_std, paired_difference
 from bioplastic.experiments.rulebench import _read_journal
 from bioplastic.train import accuracy, train_epochs
 
-__all__ = [
-    "BASELINES",
-    "JOBS",
-    "METRICS",
-    "QUICK",
-    "SETTINGS",
-    "VARIANTS",
-    "build_model",
-    "format_markdown",
-    "make_rule",
-    "candidates",
-    "favourable",
-    "cell_text",
-    "run_ablation",
-    "summarise",
-]
+__all__ = ["BASELINES", "JOBS", "METRICS", "QUICK", "SETTINGS", "VARIANTS", "build_model",
+           "candidates", "cell_text", "favourable", "format_markdown", "make_rule",
+           "run_ablation", "summarise"]  # fmt: skip
 
 SCHEMA = "bioplastic.experiments.ablation/1"
 
@@ -111,6 +96,7 @@ class Metric(NamedTuple):
 #: Heatmap columns (claims), then context columns (clean accuracy of each job).
 METRICS: tuple[Metric, ...] = (
     Metric("robust", "robustness", "robustness: worst PGD/APGD-DLR acc (digits)", +1),
+    Metric("robust", "robustness-mnist1d", "robustness: worst PGD/APGD-DLR acc (MNIST-1D)", +1),
     Metric("fewshot", "fewshot", "few-shot: proto 5w1s acc (glyphs)", +1),
     Metric("overlap", "allocation-digits", "allocation: unit overlap (split digits)", -1),
     Metric("forgetting", "allocation-digits", "allocation: forgetting (split digits)", -1),
@@ -121,6 +107,7 @@ METRICS: tuple[Metric, ...] = (
 )
 CONTEXT: tuple[Metric, ...] = (
     Metric("clean", "robustness", "clean test acc at match (digits)", +1),
+    Metric("clean", "robustness-mnist1d", "clean test acc at match (MNIST-1D)", +1),
     Metric("clean", "fewshot", "held-out clean acc (glyphs pre-training)", +1),
     Metric("accuracy", "allocation-digits", "final avg acc (split digits)", +1),
     Metric("accuracy", "allocation-mnist1d", "final avg acc (split MNIST-1D)", +1),
@@ -357,8 +344,15 @@ def _allocation_job(
     }
 
 
+def _robustness_mnist1d_job(config: str, seed: int, settings: Mapping[str, Any]) -> dict:
+    """The robustness job on MNIST-1D (its own target, eps grid and masking budgets)."""
+    cfg = {**settings["robustness"], "dataset": "mnist1d"}
+    return _robustness_job(config, seed, {**settings, "robustness": cfg})
+
+
 JOBS: dict[str, Callable[..., dict[str, Any]]] = {
     "robustness": _robustness_job,
+    "robustness-mnist1d": _robustness_mnist1d_job,
     "fewshot": _fewshot_job,
     "allocation-digits": functools.partial(_allocation_job, stream_name="split-digits"),
     "allocation-mnist1d": functools.partial(_allocation_job, stream_name="split-mnist1d"),
@@ -369,8 +363,6 @@ JOBS: dict[str, Callable[..., dict[str, Any]]] = {
 def _code_fingerprint() -> str:
     """A hash of the code a job depends on (the core and this module's job functions, not its
     presentation): journal entries of other code are not reused."""
-    import inspect
-
     import bioplastic
 
     root = Path(bioplastic.__file__).parent
@@ -385,6 +377,8 @@ def _code_fingerprint() -> str:
 
 def _key(job: Job, settings: Mapping[str, Any], code: str) -> str:
     name, config, seed = job
+    if name == "robustness-mnist1d":  # added later: its own source joins the fingerprint
+        code += hashlib.sha256(inspect.getsource(_robustness_mnist1d_job).encode()).hexdigest()[:8]
     spec = VARIANTS.get(config, {})
     return json.dumps([name, config, spec, seed, settings, code], sort_keys=True, default=str)
 
