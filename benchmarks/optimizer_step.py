@@ -14,9 +14,9 @@ step, as with the defaults) for
 
 on MLPs of about 1e5, 1e6 and 1e7 parameters (784-128-10, 784-1000-1000-10, 784-3000-3000-10)
 and a small conv net (BioConvNet, channels (32, 64), ON/OFF input, 1x28x28). The optimizers of
-one model are stepped in turn (round robin), so a change in machine load hits all of them alike
-and the ratios to ``Adam()`` compare like with like. Also reports the optimizer state in bytes
-per parameter (every tensor in ``optimizer.state``). Writes
+one model are stepped in turn (round robin), so a change in machine load hits all of them alike;
+a ratio is the median over rounds of the ratio of the two step times within a round. Also
+reports the optimizer state in bytes per parameter (every tensor in ``optimizer.state``). Writes
 ``benchmarks/results/optimizer_step.{json,md}`` and
 ``benchmarks/results/figures/optimizer_step_scaling.png`` (time against parameters, log-log).
 
@@ -138,10 +138,11 @@ def measure_model(model_name: str, names: list[str], args: argparse.Namespace) -
             "n_params": n_params,
             "first_step_s": run["first_step_s"],
         }
-    for row in rows.values():
+    for name, row in rows.items():
         for anchor in ("adam()", "adam-fused"):
-            if anchor in rows:
-                row[f"ratio_vs_{anchor}"] = row["median_ms"] / rows[anchor]["median_ms"]
+            if anchor in rows:  # median over rounds of the ratio within a round: robust to drift
+                pairs = zip(runs[name]["times"], runs[anchor]["times"], strict=True)
+                row[f"ratio_vs_{anchor}"] = statistics.median(a / b for a, b in pairs)
     return rows
 
 
@@ -149,8 +150,8 @@ def table(results: dict) -> str:
     lines = [
         f"Optimizer step on {results['device']} ({results['device_name']}), "
         f"{results['threads']} thread(s), torch {results['torch']}, median of "
-        f"{results['repeats']} steps (optimizers stepped in turn); "
-        "`python benchmarks/optimizer_step.py`",
+        f"{results['repeats']} steps (optimizers stepped in turn; a ratio is the median over "
+        "rounds of the two step times within a round); `python benchmarks/optimizer_step.py`",
         "",
         "| model | params | optimizer | step ms | vs Adam() | vs Adam(fused) | state bytes/param |",
         "|---|---:|---|---:|---:|---:|---:|",
