@@ -89,7 +89,7 @@ class RuleStateMixin:
         bio = state_dict.pop("bio", None)
         # Optimizer.load_state_dict casts every floating tensor to its parameter's dtype; the
         # float64 gradient statistics must survive that exactly for bit-exact resumption.
-        exact_keys = ("grad_sq", "grad_sq_col")
+        exact_keys = ("grad_sq", "grad_sq_row", "grad_sq_col")
         exact = {
             (idx, key): st[key]
             for idx, st in state_dict["state"].items()
@@ -354,6 +354,8 @@ def _upgrade_state_(state: dict) -> None:
     if "budget_exc" in state:
         state["budgets"] = torch.stack([state.pop("budget_exc"), state.pop("budget_inh")])
     state.pop("type_masks", None)  # derived from unit_sign; cached outside the state
+    if "grad_sq_row" in state and state["grad_sq_row"].dtype == torch.float64:
+        state["grad_sq_row"] = state["grad_sq_row"].float()  # kept in float32 since v2
     if "plasticity" in state:
         encoded = _encode(state["plasticity"])
         if encoded is not None:

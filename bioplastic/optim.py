@@ -374,14 +374,16 @@ class BioRule(RuleStateMixin, Optimizer):
                 scales.append((1.0 / (debiased.sqrt() + group["eps"])).to(p.dtype))
                 continue
             if "grad_sq_row" not in state:
-                state["grad_sq_row"] = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
+                # float32 (also for half-precision weights, whose squares would overflow)
+                rdtype = torch.promote_types(p.dtype, torch.float32)
+                state["grad_sq_row"] = torch.zeros(p.shape[0], dtype=rdtype, device=p.device)
             r = state["grad_sq_row"]
             if mode == "row" and norm is not None:  # float32 row norms from the finite check
                 r.mul_(beta).addcmul_(norm, norm, value=(1 - beta) / (p.numel() // p.shape[0]))
                 # 1 / sqrt(rhat_i + 0.1 mean(rhat) + eps^2), rhat = r / debias
                 scale = torch.add(r, r.mean(), alpha=_ROW_FLOOR).div_(debias)
                 scale = scale.add_(group["eps"] ** 2).rsqrt_()
-                scales.append(scale.reshape([-1] + [1] * (p.dim() - 1)))
+                scales.append(scale.to(p.dtype).reshape([-1] + [1] * (p.dim() - 1)))
                 continue
             # huge gradients (or "factored"): float64 squares, saturating in float32
             g2 = p.grad.reshape(p.shape[0], -1).double().square()
@@ -391,7 +393,8 @@ class BioRule(RuleStateMixin, Optimizer):
             # a relative floor: a unit with (almost) no gradient is not amplified
             floor = _ROW_FLOOR * row.mean() + group["eps"] ** 2
             if mode == "row":
-                scales.append((row + floor).rsqrt_().reshape([-1] + [1] * (p.dim() - 1)))
+                scale = (row + floor).rsqrt_().to(p.dtype)
+                scales.append(scale.reshape([-1] + [1] * (p.dim() - 1)))
                 continue
             if "grad_sq_col" not in state:
                 state["grad_sq_col"] = torch.zeros(p[0].numel(), dtype=torch.float64,
