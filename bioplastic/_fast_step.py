@@ -252,11 +252,17 @@ def protected_mask(group: dict, state: dict, like: Tensor) -> Tensor | None:
     return None
 
 
-def _fused_ok(group: dict, scale: Tensor | None, eliminate: bool) -> bool:
+#: Weights with fewer entries take the eager fast path under ``fused=True``: for them the
+#: compiled call's overhead (guards, two calls) exceeds what fusing saves (measured on CPU).
+FUSED_MIN_NUMEL = 65536
+
+
+def _fused_ok(group: dict, p: Tensor, scale: Tensor | None, eliminate: bool) -> bool:
     unit = group["prune_mode"] == "unit" or not group["prune_threshold"]
     return (
         group["fused"] and eliminate and unit and group["momentum"] > 0 and group["cost"] > 0
         and group["homeostasis"] and scale is not None and scale.dim() == 2
+        and p.numel() >= FUSED_MIN_NUMEL
     )  # fmt: skip
 
 
@@ -284,7 +290,7 @@ def step_tensor(opt, group, p, g, state, scale, rate, noise, *, eliminate: bool)
     plasticity = None if plasticity is None else plasticity.view(rows, -1)
     generator = opt._generator(p.device) if noise else None
     offsets = opt._generator(torch.device("cpu")) if noise else None
-    if _fused_ok(group, scale, eliminate):
+    if _fused_ok(group, p, scale, eliminate):
         xi = None
         if noise:
             xi = torch.zeros_like(w)

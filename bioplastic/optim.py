@@ -117,8 +117,10 @@ class BioRule(RuleStateMixin, Optimizer):
             over the weight, the log-step in base 2) or the reference per-tensor loop; both
             give the same results up to float rounding.
         fused: compile the weight-sized part of the step with ``torch.compile`` (inductor; the
-            first step compiles, seconds per weight shape); random draws stay eager, so the
-            noise stream is the same. Results equal the other paths up to float rounding.
+            first step compiles, seconds to tens of seconds); random draws stay eager, so the
+            noise stream is the same. Weights under 65,536 entries keep the eager path (the
+            compiled call costs more than it saves). Results equal the other paths up to
+            float rounding.
 
     State (created lazily in :meth:`step`, so wiping ``optimizer.state`` only resets it) and the
     generator round-trip through :meth:`state_dict`; a resumed run continues bit-for-bit.

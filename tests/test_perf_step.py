@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import bioplastic as bp
+from bioplastic import _fast_step
 from bioplastic.optim import BioRule
 
 BETA, MU, COST, MAX_STEP, PRUNE, RATE, WARMUP, LR, EPS = (
@@ -113,9 +114,10 @@ def test_fast_path_draws_the_reference_noise_stream():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-8)
 
 
-def test_fused_path_equals_the_reference():
+def test_fused_path_equals_the_reference(monkeypatch):
     if not hasattr(torch, "compile"):
         pytest.skip("torch.compile is not available")
+    monkeypatch.setattr(_fast_step, "FUSED_MIN_NUMEL", 0)  # fuse this small layer too
     torch.manual_seed(0)
     layer = bp.dalify(nn.Sequential(nn.Linear(16, 8, bias=False)), seed=0)
     grads = _grads(layer, 6)
