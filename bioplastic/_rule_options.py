@@ -7,6 +7,7 @@ One place for the allowed ranges: the constructor, ``add_param_group`` and
 from __future__ import annotations
 
 import math
+import warnings
 
 from bioplastic._checks import check_number
 
@@ -70,6 +71,13 @@ def validate_group(group: dict) -> None:
     if not isinstance(ge, int) or isinstance(ge, bool) or ge < 0:
         raise ValueError(f"grow_every must be an int >= 0 (0 disables growth), got {ge!r}")
     check_number("grow_fraction", group["grow_fraction"], 0.0, 1.0)
+    if ge and not group["grow_fraction"]:
+        warnings.warn(
+            f"BioRule: grow_every={ge} with grow_fraction=0 grows nothing; set grow_fraction "
+            "(the fraction of absent synapses grown per growth event) to enable growth",
+            UserWarning,
+            stacklevel=4,
+        )
     if group["grow_mode"] not in _GROW_MODES:
         raise ValueError(f"grow_mode must be one of {_GROW_MODES}, got {group['grow_mode']!r}")
     check_number("grow_scale", group["grow_scale"], 0.0, math.inf, lo_open=True, hi_open=True)

@@ -459,3 +459,12 @@ def test_reused_noise_is_fresh_per_step_and_uncorrelated_across_synapses():
     block = n // reuse
     corr = torch.corrcoef(torch.stack([walks[:block], walks[block : 2 * block]]))[0, 1]
     assert abs(corr) < 0.15
+
+
+def test_growth_without_a_fraction_warns_that_it_grows_nothing():
+    w = torch.nn.Parameter(torch.rand(4, 6))
+    with pytest.warns(UserWarning, match="grows nothing"):
+        BioRule([w], grow_every=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        BioRule([w], grow_every=10, grow_fraction=0.1)  # no warning when growth can happen
