@@ -295,3 +295,24 @@ def test_stream_forgetting_columns_read_old_and_new_results(tmp_path):
     f_max = bio_old.get("forgetting_max", bio_old.get("average_forgetting"))["mean"]
     row = next(l for l in text.splitlines() if l.startswith("| bio |") and "0.850" not in l)
     assert row.endswith(f"| {f_max:.3f} |")
+
+
+def test_learn2learn_loop_results_enter_the_fewshot_verdict(tmp_path):
+    from bioplastic.experiments.report import section_fewshot
+    from bioplastic.experiments.report._context import ReportContext
+
+    def entry(mean, ci):
+        return {"mean": mean, "ci95": ci, "n": 600}
+
+    table = {"maml": entry(0.80, 0.01), "biomaml": entry(0.65, 0.01),
+             "metasgd": entry(0.82, 0.01), "biometasgd": entry(0.66, 0.01),
+             "biomaml - maml": entry(-0.15, 0.01),
+             "biometasgd - metasgd": entry(-0.16, 0.01)}  # fmt: skip
+    data = {"config": {"episodes": 600, "seed": 0, "command": "python benchmarks/fewshot_l2l.py"},
+            "results": {"1-shot": table}, "runs": []}  # fmt: skip
+    (tmp_path / "fewshot_l2l.json").write_text(json.dumps(data))
+    section = section_fewshot(ReportContext(tmp_path, tmp_path / "REPORT.md"))
+    assert "| l2l-maml | 1 | bio | 0.650 |" in section.body
+    (claim,) = section.claims
+    assert claim.verdict == "contradicted"  # both paired rows are losses with CIs below 0
+    assert "l2l-maml 1-shot: -0.150" in claim.evidence

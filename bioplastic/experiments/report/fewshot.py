@@ -41,6 +41,7 @@ def section_fewshot(ctx: ReportContext) -> Section:
         )
     lines, signs, evidence, commands = [], [], [], []
     for name, data in files:
+        data = _from_l2l_loop(data)
         recorded = data.get("command") or (data.get("benchmark") or {}).get("command")
         command = str(recorded or f"(command not recorded in {name})")
         rows = [r for r in data.get("accuracy", []) if isinstance(r, Mapping)]
@@ -90,6 +91,45 @@ def section_fewshot(ctx: ReportContext) -> Section:
         "paired bio - adam accuracy, 95% CI excludes 0, every method and shot count",
     )
     return Section(title, "\n".join(lines), [claim])
+
+
+#: learn2learn-loop learners (``benchmarks/fewshot_l2l.py``) -> (method, rule): the bio
+#: learners' inner and outer steps are the bio rule's; MAML/MetaSGD are learn2learn's (SGD inner
+#: step, Adam outer), the "adam" baseline of the other few-shot files.
+_L2L_LEARNERS = {
+    "maml": ("l2l-maml", "adam"), "biomaml": ("l2l-maml", "bio"),
+    "metasgd": ("l2l-metasgd", "adam"), "biometasgd": ("l2l-metasgd", "bio"),
+}  # fmt: skip
+
+
+def _from_l2l_loop(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``fewshot_l2l.json`` (``results: {"1-shot": {learner: {mean, ci95}, "a - b": {...}}}``)
+    in the rows the section reads; any other file is returned as it is."""
+    results = data.get("results")
+    if "accuracy" in data or not isinstance(results, Mapping):
+        return data
+    accuracy, paired = [], []
+    for shot_key, table in results.items():
+        if not isinstance(table, Mapping):
+            continue
+        shots = str(shot_key).split("-")[0]
+        for key, entry in table.items():
+            if not isinstance(entry, Mapping):
+                continue
+            if key in _L2L_LEARNERS:
+                method, rule = _L2L_LEARNERS[key]
+                accuracy.append({"method": method, "shots": shots, "rule": rule,
+                                 "mean": entry.get("mean"), "ci95": entry.get("ci95")})  # fmt: skip
+            elif key in ("biomaml - maml", "biometasgd - metasgd"):
+                method = _L2L_LEARNERS[key.split(" - ")[1]][0]
+                diff, ci = entry.get("mean"), entry.get("ci95")
+                paired.append({"method": method, "shots": shots, "baseline": "adam",
+                               "mean_diff": diff, "ci95": ci})  # fmt: skip
+    cfg = data.get("config", {}) if isinstance(data.get("config"), Mapping) else {}
+    config = {"dataset": "glyphs (learn2learn's loop)", "ways": 5,
+              "episodes": cfg.get("episodes", "?"), "seeds": [cfg.get("seed", "?")]}  # fmt: skip
+    return {"command": cfg.get("command"), "config": config, "accuracy": accuracy,
+            "paired": paired}  # fmt: skip
 
 
 def _plot_fewshot(ctx: ReportContext, name: str, rows: list[Mapping[str, Any]]) -> Path | None:
