@@ -123,11 +123,29 @@ def log_magnitude_stats(weight: Tensor) -> dict[str, float]:
     if weight.numel() > EXACT_LIMIT:
         return _streamed_log_magnitude_stats(weight.reshape(-1))
     present = weight[weight != 0]
-    x = torch.log(present.abs().to(torch.float64))
+    x = torch.log(_sorted_magnitudes(present).to(torch.float64))  # ascending: a cheap re-sort
     stats = _moments(x)
     stats["ks_normal"] = _ks_normal(x)
     stats["n"] = int(present.numel())
     return stats
+
+
+_INT_VIEW = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16}
+_INT_VIEW[torch.bfloat16] = torch.int16
+
+
+def _sorted_magnitudes(values: Tensor) -> Tensor:
+    """``values.abs()`` in ascending order, exactly.
+
+    Non-negative IEEE floats order as their bit patterns read as integers, and torch sorts
+    integers far faster than floats on the CPU (about 1 ms against 12 ms for 2^18 entries), so
+    :func:`_ks_normal`'s own sort of the (monotone) log-magnitudes then runs over sorted data.
+    """
+    mags = values.abs()
+    as_int = _INT_VIEW.get(mags.dtype)
+    if as_int is None:
+        return torch.sort(mags).values
+    return torch.sort(mags.contiguous().view(as_int)).values.view(mags.dtype)
 
 
 def _log_present(piece: Tensor) -> Tensor:

@@ -11,6 +11,7 @@ from avalanche.evaluation.metric_results import MetricValue
 from torch import Tensor
 
 from bioplastic import probes as P
+from bioplastic.probes.activity import unit_activity_stats
 from strategies.avalanche.benchmarks import _first_inputs
 from strategies.avalanche.metrics._base import (
     _check_every,
@@ -118,16 +119,8 @@ class ActivityProbeMetric(_ProbeMetric):
                 continue
             if histograms:
                 values[f"probe/activity/{tag}/activity/{suffix}"] = HistogramValue(a)
-            a = self._sample(name, a)
-            if a.shape[1] >= 2 and bool((a >= 0).all()):
-                values[f"probe/activity/{tag}/population_sparseness/{suffix}"] = (
-                    P.population_sparseness(a)
-                )
-                values[f"probe/activity/{tag}/lifetime_sparseness/{suffix}"] = (
-                    P.lifetime_sparseness(a)
-                )
-            values[f"probe/activity/{tag}/silent_fraction/{suffix}"] = P.silent_fraction(a)
-            values[f"probe/activity/{tag}/participation_ratio/{suffix}"] = P.participation_ratio(a)
+            for stat, value in unit_activity_stats(self._sample(name, a)).items():
+                values[f"probe/activity/{tag}/{stat}/{suffix}"] = value
         for name, inp in inputs.items():
             try:
                 balance = P.ei_input_balance(synaptic[name], inp)
