@@ -224,6 +224,48 @@ def test_ei_input_balance_linear():
     torch.testing.assert_close(out["correlation"], torch.tensor([-1.0, 1.0], dtype=torch.float64))
 
 
+def test_unit_activity_stats_equal_the_single_probes():
+    from bioplastic.probes.activity import unit_activity_stats
+
+    acts = torch.rand(64, 20) * (torch.rand(64, 20) > 0.5)
+    acts[:, 3] = 0  # a silent unit
+    s = unit_activity_stats(acts)
+    assert s == {
+        "population_sparseness": probes.population_sparseness(acts),
+        "lifetime_sparseness": probes.lifetime_sparseness(acts),
+        "silent_fraction": probes.silent_fraction(acts),
+        "participation_ratio": probes.participation_ratio(acts),
+    }
+    assert s["silent_fraction"] == pytest.approx(1 / 20)
+    signed = unit_activity_stats(acts - 0.5)  # sparseness needs rates >= 0: left out
+    assert set(signed) == {"silent_fraction", "participation_ratio"}
+
+
+def test_participation_ratio_float32_agrees_with_float64():
+    acts = torch.rand(300, 40) @ torch.rand(40, 120) * 1e6  # large rates: no float32 overflow
+    pr32, pr64 = probes.participation_ratio(acts), probes.participation_ratio(acts.double())
+    assert pr32 == pytest.approx(pr64, rel=1e-5) and 1.0 <= pr64 <= 40.0
+
+
+def test_ei_input_balance_typed_linear_matches_float64_currents():
+    torch.manual_seed(0)
+    layer = nn.Linear(50, 7)
+    sign = torch.where(torch.rand(50) < 0.8, 1.0, -1.0)
+    with torch.no_grad():
+        layer.weight.copy_(layer.weight.abs() * sign)
+    layer.register_buffer("dale_sign", sign)
+    x = torch.rand(40, 50)
+    out = probes.ei_input_balance(layer, x)
+    w, xd = layer.weight.detach().double(), x.double()
+    exc = xd[:, sign > 0] @ w[:, sign > 0].T
+    inh = -(xd[:, sign < 0] @ w[:, sign < 0].T)
+    torch.testing.assert_close(out["excitatory"], exc.mean(0), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out["inhibitory"], inh.mean(0), rtol=1e-5, atol=1e-6)
+    pairs = zip(exc.T, inh.T, strict=True)
+    corr = torch.stack([torch.corrcoef(torch.stack([e, i]))[0, 1] for e, i in pairs])
+    torch.testing.assert_close(out["correlation"], corr, rtol=1e-4, atol=1e-4)
+
+
 def test_ei_input_balance_conv_shapes():
     conv = nn.Conv2d(3, 4, 3)
     out = probes.ei_input_balance(conv, torch.rand(2, 3, 6, 6))
