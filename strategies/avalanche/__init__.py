@@ -20,6 +20,7 @@ from strategies.avalanche.config import (
     STRATEGY_NAMES,
     strategy_defaults,
 )
+from strategies.avalanche.intrinsic import IntrinsicPlasticityPlugin
 from strategies.avalanche.loggers import BioTensorboardLogger, JSONResultsLogger, make_evaluator
 from strategies.avalanche.metrics import (
     ActivityProbeMetric,
@@ -46,6 +47,7 @@ __all__ = [
     "BioTensorboardLogger",
     "DaleKeeper",
     "HistogramValue",
+    "IntrinsicPlasticityPlugin",
     "JSONResultsLogger",
     "MatrixValue",
     "MultiHeadMLP",
