@@ -269,7 +269,7 @@ def _fused_ok(group: dict, p: Tensor, scale: Tensor | None, eliminate: bool) -> 
 def step_tensor(opt, group, p, g, state, scale, rate, noise, *, eliminate: bool):
     """Step one synapse tensor of ``opt`` (a :class:`~bioplastic.BioRule`).
 
-    Returns ``(scratch, sums)`` when the update is written and ``"unit"`` elimination is
+    Returns ``(scratch, sums, None)`` when the update is written and ``"unit"`` elimination is
     pending (:func:`dale_eliminate_`, after one finiteness check for all tensors), a 0-dim bool
     when the fused path did both (whether the weight was finite before elimination: if not,
     the caller cleans the momentum buffer), or ``None`` when the update is written and the
@@ -317,13 +317,33 @@ def step_tensor(opt, group, p, g, state, scale, rate, noise, *, eliminate: bool)
         F.add_noise_(x, std, generator, group["noise_reuse"], offsets)
     w.mul_(x.exp2_())
     if eliminate and group["prune_mode"] == "unit" and group["prune_threshold"]:
-        return x, plan.signed @ w.T
+        return x, plan.signed @ w.T, None
     return None
 
 
-def multi_eliminate_(ws, scratch, sums, plans, prune, protected) -> None:
-    """:func:`dale_eliminate_` on lists (one ``torch._foreach_*`` call per operation where
-    torch has one)."""
+#: Largest weight whose kept-synapse total is checked in float32 (integers are exact below 2**24).
+_EXACT_COUNT = 2**24
+
+
+def present_counts(opt, p: Tensor, plan: DalePlan) -> tuple[Tensor, Tensor | None] | None:
+    """The present synapses of ``p`` per type and row (``[2, rows]``) that the optimizer's last
+    elimination left, and ``plan.signed @ w.T`` if it removed none (else ``None``: the sums
+    changed), or ``None`` when ``p`` may have changed since (by ``p._version``: any
+    in-place operation counts, so a weight changed by growth, by another path of the step, by
+    ``load_state_dict`` or by the user is counted afresh; a change that torch does not see, e.g.
+    a write through ``p.numpy()``, is not detected)."""
+    entry = opt._counts.get(p)
+    if entry is None:
+        return None
+    counts, sums, known_plan, version, pointer = entry
+    if known_plan is plan and version == p._version and pointer == p.data_ptr():
+        return counts, sums
+    return None
+
+
+def _eliminate_fresh_(ws, scratch, sums, plans, prune, protected) -> list[Tensor | None]:
+    """:func:`dale_eliminate_` on lists, counting present synapses; returns the counts after
+    elimination (``None`` where protected synapses make ``keep`` differ from presence)."""
     for w, x in zip(ws, scratch, strict=True):
         torch.sign(w, out=x)
     counts = [plan.signed @ x.T for plan, x in zip(plans, scratch, strict=True)]
@@ -331,34 +351,88 @@ def multi_eliminate_(ws, scratch, sums, plans, prune, protected) -> None:
     thr = torch._foreach_div(sums, counts)
     torch._foreach_mul_(thr, prune)
     torch._foreach_mul_(scratch, ws)  # |w|
+    after = []
     for x, t, plan, keep in zip(scratch, thr, plans, protected, strict=True):
         x.addmm_(t.T, plan.types, alpha=-1)  # |w| - threshold
         torch.gt(x, 0, out=x)
         if keep is not None:
             torch.maximum(x, keep, out=x)
+        after.append(plan.types @ x.T if keep is None else None)  # kept = present after
     torch._foreach_mul_(ws, scratch)
+    return after
+
+
+def multi_eliminate_(ws, scratch, sums, plans, prune, protected, known) -> list:
+    """:func:`dale_eliminate_` on lists (one ``torch._foreach_*`` call per operation where
+    torch has one); returns per tensor ``(counts, sums)`` after it for
+    :func:`present_counts` (``sums`` ``None`` when it removed synapses), or ``None``.
+
+    ``known[i]``: the counts the last elimination left (:func:`present_counts`) or ``None``.
+    With them the threshold needs no count: ``|w|`` is ``w * sign`` (Dale-typed), and when as
+    many synapses are kept as ``known`` holds, every synapse counted there is still present
+    (the step's multiplication only removes synapses by underflow) and none is eliminated:
+    the counts were exact, the decisions are the reference's and ``w`` stays as it is. Elimination
+    is rare after the first steps; a tensor where it happens (or a synapse underflowed) is
+    eliminated again from fresh counts.
+    """
+    cached = [
+        i for i, (w, k, keep) in enumerate(zip(ws, known, protected, strict=True))
+        if k is not None and keep is None and w.numel() < _EXACT_COUNT and prune > 0
+    ]  # fmt: skip
+    after: list = [None] * len(ws)
+    redo = [i for i in range(len(ws)) if i not in set(cached)]
+    if cached:
+        for i in cached:
+            torch.mul(ws[i], plans[i].sign_row, out=scratch[i])  # |w|
+        counts = torch._foreach_clamp_min([known[i] for i in cached], 1.0)
+        thr = torch._foreach_div([sums[i] for i in cached], counts)
+        torch._foreach_mul_(thr, prune)
+        totals = []
+        for i, t in zip(cached, thr, strict=True):
+            x = scratch[i].addmm_(t.T, plans[i].types, alpha=-1)  # |w| - threshold
+            totals.append(torch.gt(x, 0, out=x).sum())
+        totals += [known[i].sum() for i in cached]
+        totals = torch.stack(totals).tolist()
+        n = len(cached)
+        for i, kept, present in zip(cached, totals[:n], totals[n:], strict=True):
+            if kept == present:
+                after[i] = known[i], sums[i]  # nothing eliminated: w unchanged
+            else:
+                redo.append(i)
+    if redo:
+        pick = [[items[i] for i in redo] for items in (ws, scratch, sums, plans, protected)]
+        for i, counts in zip(redo, _eliminate_fresh_(*pick[:4], prune, pick[4]), strict=True):
+            after[i] = None if counts is None else (counts, None)
+    return after
 
 
 def finish(opt, group: dict, params: list, states: list, pending: list, fused: list) -> set[int]:
     """Complete the fast paths of one step; return the indices whose elimination is done.
 
-    ``pending`` holds ``(index, scratch, sums)`` from :func:`step_tensor`: one synchronisation
-    checks all sums; a weight that overflowed keeps the reference order (made finite, then
-    eliminated by the caller). ``fused`` holds ``(index, finite)``: the momentum of a weight that
-    overflowed is cleaned, as ``_keep_finite_`` does.
+    ``pending`` holds ``(index, scratch, sums, known counts)`` from :func:`step_tensor`: one
+    synchronisation checks all sums; a weight that overflowed keeps the reference order (made
+    finite, then eliminated by the caller). ``fused`` holds ``(index, finite)``: the momentum of
+    a weight that overflowed is cleaned, as ``_keep_finite_`` does.
     """
     done = set()
     if pending:
-        totals = torch.stack(torch._foreach_norm([sums for _, _, sums in pending]))
+        totals = torch.stack(torch._foreach_norm([item[2] for item in pending]))
         ok = [item for item, good in zip(pending, torch.isfinite(totals).tolist(), strict=True)
               if good]  # fmt: skip
         if ok:
-            index = [i for i, _, _ in ok]
+            index = [item[0] for item in ok]
             ws = [params[i].detach().view(len(params[i]), -1) for i in index]
             plans = [opt._plan(params[i], states[i]) for i in index]
-            protected = [protected_mask(group, states[i], x) for i, x, _ in ok]
-            multi_eliminate_(ws, [x for _, x, _ in ok], [s for _, _, s in ok], plans,
-                             group["prune_threshold"], protected)  # fmt: skip
+            protected = [protected_mask(group, states[item[0]], item[1]) for item in ok]
+            after = multi_eliminate_(ws, [item[1] for item in ok], [item[2] for item in ok],
+                                     plans, group["prune_threshold"], protected,
+                                     [item[3] for item in ok])  # fmt: skip
+            for i, plan, known in zip(index, plans, after, strict=True):
+                p = params[i]
+                if known is None:
+                    opt._counts.pop(p, None)
+                else:
+                    opt._counts[p] = (*known, plan, p._version, p.data_ptr())
             done.update(index)
     if fused:
         finite = torch.stack([ok.cpu() for _, ok in fused]).tolist()
@@ -409,7 +483,12 @@ def multi_step(opt, group, params, grads, states, scales, rate, noise, *, elimin
     xs = torch._foreach_mul(gs, [s.reshape(len(s), -1) if s.dim() else s for s in scales])
     torch._foreach_mul_(bufs, momentum)
     torch._foreach_addcmul_(bufs, xs, signs)  # + c * s * g, as the reference path
-    sums = [plan.signed @ w.T for plan, w in zip(plans, ws, strict=True)]
+    # E/I magnitude sums; equal to the last step's after an elimination that removed nothing
+    known = [present_counts(opt, p, plan) for p, plan in zip(params, plans, strict=True)]
+    sums = [
+        plan.signed @ w.T if k is None or k[1] is None else k[1]
+        for plan, w, k in zip(plans, ws, known, strict=True)
+    ]
     big, tiny = torch.finfo(ws[0].dtype).max, torch.finfo(ws[0].dtype).tiny
     mbar = torch._foreach_div(sums, [plan.n_types for plan in plans])
     torch._foreach_mul_(mbar, cost)
@@ -425,9 +504,9 @@ def multi_step(opt, group, params, grads, states, scales, rate, noise, *, elimin
     for x, pl in zip(xs, plasticities, strict=True):
         if pl is not None:
             x.mul_(pl.view_as(x))
-    bounds = [group["max_step"] / lr for lr in lrs]
-    torch._foreach_clamp_min_(xs, [-b for b in bounds])
-    torch._foreach_clamp_max_(xs, bounds)
+    for x, lr in zip(xs, lrs, strict=True):
+        bound = group["max_step"] / lr
+        x.clamp_(-bound, bound)  # one pass (two _foreach_clamp calls are two)
     budgets = [st["budgets"] for st in states]
     if group["budget_rate"]:
         torch._foreach_lerp_(budgets, sums, group["budget_rate"])
@@ -447,4 +526,5 @@ def multi_step(opt, group, params, grads, states, scales, rate, noise, *, elimin
     torch._foreach_mul_(ws, xs)
     if not (eliminate and group["prune_mode"] == "unit" and group["prune_threshold"]):
         return [None] * len(params)
-    return [(x, plan.signed @ w.T) for x, plan, w in zip(xs, plans, ws, strict=True)]
+    known = [None if k is None else k[0] for k in known]
+    return [(x, plan.signed @ w.T, k) for x, plan, w, k in zip(xs, plans, ws, known, strict=True)]

@@ -114,6 +114,7 @@ class RuleStateMixin:
                 state["unit_sign"] = state["unit_sign"].to(torch.int8)
             _upgrade_state_(state)
         self._plans = {}
+        self._counts = {}
         steps = bio.get("group_steps") if bio is not None else None
         if steps is None or len(steps) != len(self.param_groups):
             # an older state dict: the groups' step counts are their parameters' largest

@@ -201,6 +201,7 @@ class BioRule(RuleStateMixin, Optimizer):
         self._generators: dict[str, torch.Generator] = {}
         self._group_steps: list[int] = []  # steps taken per param group (warm-up, noise decay)
         self._plans: dict[Tensor, DalePlan] = {}  # constants derived from the unit signs
+        self._counts: dict[Tensor, tuple] = {}  # present synapses after the last elimination
         self.nonfinite_skips = 0
         self._warned_nonfinite = False
         super().__init__(params, defaults)

@@ -224,3 +224,50 @@ def test_warmup_counts_group_steps_so_a_new_parameter_gets_the_full_rate():
     again = BioRule([old, head])
     again.load_state_dict(state)
     assert again._group_steps == [301]
+
+
+def test_remembered_counts_are_not_trusted_after_a_synapse_disappears():
+    """The fast elimination reuses the present-synapse counts of the last elimination; a synapse
+    that vanished since (underflow) makes fewer synapses kept than counted: counted afresh."""
+    sign = torch.tensor([1, 1, 1, 1, -1], dtype=torch.int8)
+    w = torch.tensor([[1.0, 1.0, 0.06, 0.0, -0.5]])  # the 4th synapse underflowed to 0
+    plan = _fast_step.DalePlan.build(sign, w)
+    stale = torch.tensor([[4.0], [1.0]])  # counted when the 4th was present
+    expected = w.clone()
+    _fast_step.dale_eliminate_(expected, torch.empty_like(w), plan.signed @ w.T, plan, 0.1, None)
+    assert expected[0, 2] == 0  # 0.06 <= 0.1 * 2.06 / 3 (but > 0.1 * 2.06 / 4)
+    got = w.clone()
+    (after,) = _fast_step.multi_eliminate_(
+        [got], [torch.empty_like(w)], [plan.signed @ w.T], [plan], 0.1, [None], [stale]
+    )
+    assert torch.equal(got, expected)
+    assert after[0].tolist() == [[2.0], [1.0]] and after[1] is None  # counts after; sums changed
+
+
+def test_weights_changed_between_steps_are_counted_afresh():
+    """A weight changed in place between steps (synapses removed, magnitudes scaled, a model
+    ``load_state_dict``) takes the same elimination decisions on the fast path as on the
+    reference path, which counts every step; unchanged weights reuse the remembered counts."""
+    steps = 30
+    grads = _grads(_model(), steps)
+    runs = []
+    for foreach in (True, False):
+        model = _model()
+        opt = BioRule(model.parameters(), seed=0, foreach=foreach)
+        for t in range(steps):
+            for p, g in zip(model.parameters(), grads[t], strict=True):
+                p.grad = g.clone()
+            opt.step()
+            with torch.no_grad():
+                if t == 10:
+                    first = next(model.parameters())
+                    first.view(-1)[1::5] = 0.0
+                    first.view(-1)[2::5] *= 0.05
+                if t == 20:
+                    model.load_state_dict({k: v * 1.5 for k, v in model.state_dict().items()})
+        runs.append([p.detach().clone() for p in model.parameters()])
+        if foreach:
+            assert any(entry[1] is not None for entry in opt._counts.values())  # reused
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a != 0, b != 0)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-8)
