@@ -13,7 +13,11 @@ cover), in fewer passes over the weight:
   ``exp`` on CPUs; the homeostatic factors ``log2(budget / sum)`` are added with one ``addmm``
   that also applies ``-lr / ln 2``;
 - elimination compares magnitudes with per-row thresholds using float masks (``torch.gt`` into
-  a float tensor, a multiply), not boolean indexing.
+  a float tensor, a multiply), not boolean indexing;
+- the eager path remembers, for weights of at least ``COUNT_MIN_NUMEL`` entries, the present
+  synapses per row and type that the last elimination left (and the E/I sums when it removed
+  none), keyed by the weight's version counter: a step that eliminates nothing then needs no
+  count, no sums at its start and no multiply by the mask (see :func:`multi_eliminate_`).
 
 The results equal the reference path up to float rounding (the summation order of the row
 sums, ``exp2(x / ln 2)`` against ``exp(x)``): ``tests/test_perf_step.py`` checks this against a
@@ -323,27 +327,40 @@ def step_tensor(opt, group, p, g, state, scale, rate, noise, *, eliminate: bool)
 
 #: Largest weight whose kept-synapse total is checked in float32 (integers are exact below 2**24).
 _EXACT_COUNT = 2**24
+#: Smaller weights are counted every step: for them a count costs less than the calls that
+#: check the remembered one (measured on CPU: a conv net's weights).
+COUNT_MIN_NUMEL = 65536
 
 
-def present_counts(opt, p: Tensor, plan: DalePlan) -> tuple[Tensor, Tensor | None] | None:
-    """The present synapses of ``p`` per type and row (``[2, rows]``) that the optimizer's last
-    elimination left, and ``plan.signed @ w.T`` if it removed none (else ``None``: the sums
-    changed), or ``None`` when ``p`` may have changed since (by ``p._version``: any
-    in-place operation counts, so a weight changed by growth, by another path of the step, by
-    ``load_state_dict`` or by the user is counted afresh; a change that torch does not see, e.g.
-    a write through ``p.numpy()``, is not detected)."""
-    entry = opt._counts.get(p)
+def _remember(w: Tensor, prune: float) -> bool:
+    return COUNT_MIN_NUMEL <= w.numel() < _EXACT_COUNT and prune > 0
+
+
+def present_counts(opt, p: Tensor, plan: DalePlan) -> tuple | None:
+    """What the optimizer's last elimination of ``p`` left: ``(counts, sums, floor)``, with
+    ``counts`` the present synapses per type and row (``[2, rows]``), ``sums`` ``plan.signed @
+    w.T`` if it removed none (else ``None``), ``floor`` the smallest threshold that every
+    present synapse exceeds (0-dim). ``None`` when ``p`` may have changed since (by
+    ``p._version``: any in-place operation counts, so a weight changed by growth, by another
+    path of the step, by ``load_state_dict`` or under ``torch.no_grad()`` is counted afresh; a
+    write that torch does not version, through ``p.data`` or ``p.numpy()``, is not seen)."""
+    entry = opt._counts.get(p) if p.numel() >= COUNT_MIN_NUMEL else None
     if entry is None:
         return None
-    counts, sums, known_plan, version, pointer = entry
+    counts, sums, floor, known_plan, version, pointer = entry
     if known_plan is plan and version == p._version and pointer == p.data_ptr():
-        return counts, sums
+        return counts, sums, floor
     return None
 
 
-def _eliminate_fresh_(ws, scratch, sums, plans, prune, protected) -> list[Tensor | None]:
-    """:func:`dale_eliminate_` on lists, counting present synapses; returns the counts after
-    elimination (``None`` where protected synapses make ``keep`` differ from presence)."""
+def _floor(thr: Tensor, counts: Tensor) -> Tensor:
+    """The smallest threshold of the rows and types that keep synapses (``inf`` if none)."""
+    return torch.where(counts > 0, thr, math.inf).amin()
+
+
+def _eliminate_fresh_(ws, scratch, sums, plans, prune, protected) -> list:
+    """:func:`dale_eliminate_` on lists, counting present synapses; returns per tensor
+    ``(counts, None, floor)`` after it, or ``None`` where protected synapses are kept."""
     for w, x in zip(ws, scratch, strict=True):
         torch.sign(w, out=x)
     counts = [plan.signed @ x.T for plan, x in zip(plans, scratch, strict=True)]
@@ -357,59 +374,69 @@ def _eliminate_fresh_(ws, scratch, sums, plans, prune, protected) -> list[Tensor
         torch.gt(x, 0, out=x)
         if keep is not None:
             torch.maximum(x, keep, out=x)
-        after.append(plan.types @ x.T if keep is None else None)  # kept = present after
+            after.append(None)
+        elif not _remember(x, prune):
+            after.append(None)
+        else:
+            kept = plan.types @ x.T  # present after
+            after.append((kept, None, _floor(t, kept)))
     torch._foreach_mul_(ws, scratch)
     return after
 
 
 def multi_eliminate_(ws, scratch, sums, plans, prune, protected, known) -> list:
     """:func:`dale_eliminate_` on lists (one ``torch._foreach_*`` call per operation where
-    torch has one); returns per tensor ``(counts, sums)`` after it for
-    :func:`present_counts` (``sums`` ``None`` when it removed synapses), or ``None``.
+    torch has one); returns per tensor what :func:`present_counts` gives next step, or ``None``.
 
-    ``known[i]``: the counts the last elimination left (:func:`present_counts`) or ``None``.
-    With them the threshold needs no count: ``|w|`` is ``w * sign`` (Dale-typed), and when as
-    many synapses are kept as ``known`` holds, every synapse counted there is still present
-    (the step's multiplication only removes synapses by underflow) and none is eliminated:
-    the counts were exact, the decisions are the reference's and ``w`` stays as it is. Elimination
-    is rare after the first steps; a tensor where it happens (or a synapse underflowed) is
-    eliminated again from fresh counts.
+    ``known[i]`` is ``(counts, floor, low)`` or ``None``: ``counts`` and ``floor`` from
+    :func:`present_counts`, ``low`` a lower bound of ``log2`` of this step's factors. With
+    them no count is needed: ``|w|`` is ``w * sign`` (Dale-typed), and no synapse vanished since
+    (underflow, the only way the step's multiplication removes one) if ``floor * 2 ** low``
+    is a normal float; then fewer synapses kept than counted means eliminated ones, and as
+    many means none (``w`` stays as it is). Otherwise the tensor is counted afresh.
     """
     cached = [
         i for i, (w, k, keep) in enumerate(zip(ws, known, protected, strict=True))
-        if k is not None and keep is None and w.numel() < _EXACT_COUNT and prune > 0
+        if k is not None and keep is None and _remember(w, prune)
     ]  # fmt: skip
     after: list = [None] * len(ws)
     redo = [i for i in range(len(ws)) if i not in set(cached)]
     if cached:
         for i in cached:
             torch.mul(ws[i], plans[i].sign_row, out=scratch[i])  # |w|
-        counts = torch._foreach_clamp_min([known[i] for i in cached], 1.0)
+        counts = torch._foreach_clamp_min([known[i][0] for i in cached], 1.0)
         thr = torch._foreach_div([sums[i] for i in cached], counts)
         torch._foreach_mul_(thr, prune)
-        totals = []
         for i, t in zip(cached, thr, strict=True):
             x = scratch[i].addmm_(t.T, plans[i].types, alpha=-1)  # |w| - threshold
-            totals.append(torch.gt(x, 0, out=x).sum())
-        totals += [known[i].sum() for i in cached]
+            torch.gt(x, 0, out=x)
+        # kept and counted synapses (sums of 0/1 and of counts: exact in float32), and whether
+        # a synapse may have underflowed: log2(floor) + low below log2 of the smallest normal
+        totals = [scratch[i].sum() for i in cached] + [known[i][0].sum() for i in cached]
+        totals += [known[i][1].log2() + known[i][2] for i in cached]
         totals = torch.stack(totals).tolist()
-        n = len(cached)
-        for i, kept, present in zip(cached, totals[:n], totals[n:], strict=True):
-            if kept == present:
-                after[i] = known[i], sums[i]  # nothing eliminated: w unchanged
-            else:
+        n, normal = len(cached), math.log2(torch.finfo(ws[0].dtype).tiny)
+        for k, i in enumerate(cached):
+            kept, present, margin = totals[k], totals[n + k], totals[2 * n + k]
+            if not margin >= normal:  # (also NaN)
                 redo.append(i)
+            elif kept == present:  # nothing eliminated: w stays
+                after[i] = known[i][0], sums[i], _floor(thr[k], known[i][0])
+            else:
+                ws[i].mul_(scratch[i])
+                kept = plans[i].types @ scratch[i].T
+                after[i] = kept, None, _floor(thr[k], kept)
     if redo:
         pick = [[items[i] for i in redo] for items in (ws, scratch, sums, plans, protected)]
-        for i, counts in zip(redo, _eliminate_fresh_(*pick[:4], prune, pick[4]), strict=True):
-            after[i] = None if counts is None else (counts, None)
+        for i, result in zip(redo, _eliminate_fresh_(*pick[:4], prune, pick[4]), strict=True):
+            after[i] = result
     return after
 
 
 def finish(opt, group: dict, params: list, states: list, pending: list, fused: list) -> set[int]:
     """Complete the fast paths of one step; return the indices whose elimination is done.
 
-    ``pending`` holds ``(index, scratch, sums, known counts)`` from :func:`step_tensor`: one
+    ``pending`` holds ``(index, scratch, sums, known)`` from :func:`step_tensor`: one
     synchronisation checks all sums; a weight that overflowed keeps the reference order (made
     finite, then eliminated by the caller). ``fused`` holds ``(index, finite)``: the momentum of
     a weight that overflowed is cleaned, as ``_keep_finite_`` does.
@@ -521,10 +548,18 @@ def multi_step(opt, group, params, grads, states, scales, rate, noise, *, elimin
         if noise:
             std = min(noise * LOG2E, big)
             F.add_noise_(x, std, generator, group["noise_reuse"], offsets)
+    eliminate = eliminate and group["prune_mode"] == "unit" and group["prune_threshold"]
+    if eliminate and any(k is not None for k in known):  # lower bounds of the exponents:
+        if noise:  # their minimum
+            lows = [x.amin() for x in xs]
+        else:  # or from the clip |x| <= max_step * log2(e), plus max |log2(budget / sum)|
+            lows = torch._foreach_norm(logs, math.inf)
+            torch._foreach_add_(lows, group["max_step"] * LOG2E + 1.0)
+            torch._foreach_neg_(lows)
+        known = [k and (k[0], k[2], low) for k, low in zip(known, lows, strict=True)]
     for x in xs:
         x.exp2_()  # torch has no _foreach_exp2_
     torch._foreach_mul_(ws, xs)
-    if not (eliminate and group["prune_mode"] == "unit" and group["prune_threshold"]):
+    if not eliminate:
         return [None] * len(params)
-    known = [None if k is None else k[0] for k in known]
     return [(x, plan.signed @ w.T, k) for x, plan, w, k in zip(xs, plans, ws, known, strict=True)]

@@ -115,7 +115,9 @@ class BioRule(RuleStateMixin, Optimizer):
             global generator, so ``torch.manual_seed`` makes runs reproducible).
         foreach: use the fast implementation (default: for Dale-typed weights, fewer passes
             over the weight, the log-step in base 2) or the reference per-tensor loop; both
-            give the same results up to float rounding.
+            give the same results up to float rounding. The fast path remembers each large
+            weight's present synapses between steps (recounted when ``p._version`` moved:
+            change weights in place under ``torch.no_grad()``, not through ``p.data``).
         fused: compile the weight-sized part of the step with ``torch.compile`` (inductor; the
             first step compiles, seconds to tens of seconds); random draws stay eager, so the
             noise stream is the same. Weights under 65,536 entries keep the eager path (the

@@ -89,8 +89,10 @@ def _run(model, grads, steps, **kwargs):
     return [p.detach().clone() for p in model.parameters()], opt
 
 
-@pytest.mark.parametrize("foreach", [True, False])
-def test_fast_and_reference_paths_equal_the_written_out_rule(foreach):
+@pytest.mark.parametrize("foreach,count_min", [(True, None), (True, 0), (False, None)])
+def test_fast_and_reference_paths_equal_the_written_out_rule(foreach, count_min, monkeypatch):
+    if count_min is not None:  # remember the counts of these small weights too
+        monkeypatch.setattr(_fast_step, "COUNT_MIN_NUMEL", count_min)
     steps = 40
     model = _model()
     grads = _grads(model, steps)
@@ -226,28 +228,47 @@ def test_warmup_counts_group_steps_so_a_new_parameter_gets_the_full_rate():
     assert again._group_steps == [301]
 
 
-def test_remembered_counts_are_not_trusted_after_a_synapse_disappears():
-    """The fast elimination reuses the present-synapse counts of the last elimination; a synapse
-    that vanished since (underflow) makes fewer synapses kept than counted: counted afresh."""
+def _eliminate_with(w, plan, known):
+    got = w.clone()
+    (after,) = _fast_step.multi_eliminate_(
+        [got], [torch.empty_like(w)], [plan.signed @ w.T], [plan], 0.1, [None], [known]
+    )
+    return got, after
+
+
+def test_remembered_counts_are_trusted_only_where_no_synapse_can_have_vanished(monkeypatch):
+    """The fast elimination reuses the present-synapse counts of the last elimination, unless
+    a synapse may have underflowed to 0 since (then fewer are present than counted)."""
+    monkeypatch.setattr(_fast_step, "COUNT_MIN_NUMEL", 0)
     sign = torch.tensor([1, 1, 1, 1, -1], dtype=torch.int8)
-    w = torch.tensor([[1.0, 1.0, 0.06, 0.0, -0.5]])  # the 4th synapse underflowed to 0
+    w = torch.tensor([[1.0, 1.0, 0.06, 0.0, -0.5]])
     plan = _fast_step.DalePlan.build(sign, w)
-    stale = torch.tensor([[4.0], [1.0]])  # counted when the 4th was present
     expected = w.clone()
     _fast_step.dale_eliminate_(expected, torch.empty_like(w), plan.signed @ w.T, plan, 0.1, None)
     assert expected[0, 2] == 0  # 0.06 <= 0.1 * 2.06 / 3 (but > 0.1 * 2.06 / 4)
-    got = w.clone()
-    (after,) = _fast_step.multi_eliminate_(
-        [got], [torch.empty_like(w)], [plan.signed @ w.T], [plan], 0.1, [None], [stale]
-    )
+    # counted when the 4th synapse was present, whose threshold 1e-45 allows an underflow
+    stale = (torch.tensor([[4.0], [1.0]]), torch.tensor(1e-45), torch.tensor(-1.0))
+    got, after = _eliminate_with(w, plan, stale)
     assert torch.equal(got, expected)
-    assert after[0].tolist() == [[2.0], [1.0]] and after[1] is None  # counts after; sums changed
+    assert after[0].tolist() == [[2.0], [1.0]] and after[1] is None  # counts; sums changed
+    # exact counts, and no synapse can have vanished: eliminated without a count
+    exact = (torch.tensor([[3.0], [1.0]]), torch.tensor(0.01), torch.tensor(-1.0))
+    got, after = _eliminate_with(w, plan, exact)
+    assert torch.equal(got, expected)
+    assert after[0].tolist() == [[2.0], [1.0]] and after[1] is None
+    torch.testing.assert_close(after[2], torch.tensor(0.1 * 0.5))  # the smallest threshold
+    # nothing to eliminate: w, counts and sums are kept
+    w2 = torch.tensor([[1.0, 1.0, 0.5, 0.0, -0.5]])
+    got, after = _eliminate_with(w2, plan, exact)
+    assert torch.equal(got, w2)
+    assert after[0] is exact[0] and torch.equal(after[1], plan.signed @ w2.T)
 
 
-def test_weights_changed_between_steps_are_counted_afresh():
+def test_weights_changed_between_steps_are_counted_afresh(monkeypatch):
     """A weight changed in place between steps (synapses removed, magnitudes scaled, a model
     ``load_state_dict``) takes the same elimination decisions on the fast path as on the
     reference path, which counts every step; unchanged weights reuse the remembered counts."""
+    monkeypatch.setattr(_fast_step, "COUNT_MIN_NUMEL", 0)  # these weights are small
     steps = 30
     grads = _grads(_model(), steps)
     runs = []
@@ -271,3 +292,24 @@ def test_weights_changed_between_steps_are_counted_afresh():
     for a, b in zip(*runs, strict=True):
         assert torch.equal(a != 0, b != 0)
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-8)
+
+
+def test_resuming_from_a_checkpoint_is_bit_identical_with_remembered_counts(monkeypatch):
+    """A resumed optimizer counts afresh once; the remembered counts give the same bits."""
+    monkeypatch.setattr(_fast_step, "COUNT_MIN_NUMEL", 0)
+    steps = 30
+    grads = _grads(_model(), steps)
+    straight, _ = _run(_model(), grads, steps)
+    model = _model()
+    _, opt = _run(model, grads, 15)
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = BioRule(model.parameters(), seed=0)
+    resumed.load_state_dict(torch.load(buffer))
+    for t in range(15, steps):
+        for p, g in zip(model.parameters(), grads[t], strict=True):
+            p.grad = g.clone()
+        resumed.step()
+    for a, b in zip(straight, model.parameters(), strict=True):
+        assert torch.equal(a, b)
