@@ -339,8 +339,8 @@ def _remember(w: Tensor, prune: float) -> bool:
 def present_counts(opt, p: Tensor, plan: DalePlan) -> tuple | None:
     """What the optimizer's last elimination of ``p`` left: ``(counts, sums, floor)``, with
     ``counts`` the present synapses per type and row (``[2, rows]``), ``sums`` ``plan.signed @
-    w.T`` if it removed none (else ``None``), ``floor`` the smallest threshold that every
-    present synapse exceeds (0-dim). ``None`` when ``p`` may have changed since (by
+    w.T`` after it, ``floor`` the smallest threshold that every present synapse exceeds
+    (0-dim). ``None`` when ``p`` may have changed since (by
     ``p._version``: any in-place operation counts, so a weight changed by growth, by another
     path of the step, by ``load_state_dict`` or under ``torch.no_grad()`` is counted afresh; a
     write that torch does not version, through ``p.data`` or ``p.numpy()``, is not seen)."""
@@ -360,7 +360,7 @@ def _floor(thr: Tensor, counts: Tensor) -> Tensor:
 
 def _eliminate_fresh_(ws, scratch, sums, plans, prune, protected) -> list:
     """:func:`dale_eliminate_` on lists, counting present synapses; returns per tensor
-    ``(counts, None, floor)`` after it, or ``None`` where protected synapses are kept."""
+    ``(counts, sums, floor)`` after it, or ``None`` (protected synapses, small weights)."""
     for w, x in zip(ws, scratch, strict=True):
         torch.sign(w, out=x)
     counts = [plan.signed @ x.T for plan, x in zip(plans, scratch, strict=True)]
@@ -381,6 +381,9 @@ def _eliminate_fresh_(ws, scratch, sums, plans, prune, protected) -> list:
             kept = plan.types @ x.T  # present after
             after.append((kept, None, _floor(t, kept)))
     torch._foreach_mul_(ws, scratch)
+    for k, (w, plan) in enumerate(zip(ws, plans, strict=True)):
+        if after[k] is not None:
+            after[k] = after[k][0], plan.signed @ w.T, after[k][2]
     return after
 
 
@@ -422,10 +425,10 @@ def multi_eliminate_(ws, scratch, sums, plans, prune, protected, known) -> list:
                 redo.append(i)
             elif kept == present:  # nothing eliminated: w stays
                 after[i] = known[i][0], sums[i], _floor(thr[k], known[i][0])
-            else:
+            else:  # the sums now, while w is in the cache, rather than at the next step
                 ws[i].mul_(scratch[i])
                 kept = plans[i].types @ scratch[i].T
-                after[i] = kept, None, _floor(thr[k], kept)
+                after[i] = kept, plans[i].signed @ ws[i].T, _floor(thr[k], kept)
     if redo:
         pick = [[items[i] for i in redo] for items in (ws, scratch, sums, plans, protected)]
         for i, result in zip(redo, _eliminate_fresh_(*pick[:4], prune, pick[4]), strict=True):

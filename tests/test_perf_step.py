@@ -250,12 +250,13 @@ def test_remembered_counts_are_trusted_only_where_no_synapse_can_have_vanished(m
     stale = (torch.tensor([[4.0], [1.0]]), torch.tensor(1e-45), torch.tensor(-1.0))
     got, after = _eliminate_with(w, plan, stale)
     assert torch.equal(got, expected)
-    assert after[0].tolist() == [[2.0], [1.0]] and after[1] is None  # counts; sums changed
+    assert after[0].tolist() == [[2.0], [1.0]]  # counts after
     # exact counts, and no synapse can have vanished: eliminated without a count
     exact = (torch.tensor([[3.0], [1.0]]), torch.tensor(0.01), torch.tensor(-1.0))
     got, after = _eliminate_with(w, plan, exact)
     assert torch.equal(got, expected)
-    assert after[0].tolist() == [[2.0], [1.0]] and after[1] is None
+    assert after[0].tolist() == [[2.0], [1.0]]
+    assert torch.equal(after[1], plan.signed @ got.T)  # sums after
     torch.testing.assert_close(after[2], torch.tensor(0.1 * 0.5))  # the smallest threshold
     # nothing to eliminate: w, counts and sums are kept
     w2 = torch.tensor([[1.0, 1.0, 0.5, 0.0, -0.5]])
