@@ -122,28 +122,15 @@ def meta_train(
     ``meta_batch`` episodes (from :class:`~bioplastic.data.episodes.EpisodeSampler` with
     ``seed``) and takes one outer step.
     """
-    for name, value, low in (("iterations", iterations, 0), ("meta_batch", meta_batch, 1),
-                             ("inner_steps", inner_steps, 1)):  # fmt: skip
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     sampler = EpisodeSampler(torch.arange(len(y)), y, ways=ways, shots=shots, queries=queries,
                              seed=seed)  # fmt: skip
-    losses = []
-    learner.train()
-    for it in range(iterations):
-        optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        for _ in range(meta_batch):
-            s, sy, q, qy = (t.to(x.device) for t in sampler.sample())
-            clone = _adapt(learner, x[s], sy, inner_steps, first_order=learner.first_order)
-            loss = nn.functional.cross_entropy(clone(x[q]), qy) / meta_batch
-            loss.backward()
-            total += float(loss.detach())
-        optimizer.step()
-        losses.append(total)
-        if on_iteration is not None:
-            on_iteration(it, total)
-    return losses
+
+    def episode() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        s, sy, q, qy = (t.to(x.device) for t in sampler.sample())
+        return x[s], sy, x[q], qy
+
+    return _meta_train_loop(learner, optimizer, episode, iterations, meta_batch, inner_steps,
+                            on_iteration)  # fmt: skip
 
 
 def meta_train_tasks(
@@ -165,27 +152,47 @@ def meta_train_tasks(
     support examples per class and the rest as query, adapted with ``inner_steps`` steps; the
     query losses are averaged and one outer step is taken.
     """
+
+    def episode() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        data, labels = taskset.sample()
+        return tuple(t.to(device) for t in split_support_query(data, labels, shots))
+
+    with seeded_random(seed):
+        return _meta_train_loop(learner, optimizer, episode, iterations, meta_batch,
+                                inner_steps, on_iteration)  # fmt: skip
+
+
+def _meta_train_loop(
+    learner: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    episode: Callable[[], tuple[Tensor, Tensor, Tensor, Tensor]],
+    iterations: int,
+    meta_batch: int,
+    inner_steps: int,
+    on_iteration: Callable[[int, float], None] | None,
+) -> list[float]:
+    """The meta-training loop of both drivers: per iteration, ``meta_batch`` episodes
+    ``(support x, support y, query x, query y)`` from ``episode()``, each adapted with
+    ``inner_steps`` steps; the query losses are averaged and one outer step is taken."""
     for name, value, low in (("iterations", iterations, 0), ("meta_batch", meta_batch, 1),
                              ("inner_steps", inner_steps, 1)):  # fmt: skip
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     losses = []
     learner.train()
-    with seeded_random(seed):
-        for it in range(iterations):
-            optimizer.zero_grad(set_to_none=True)
-            total = 0.0
-            for _ in range(meta_batch):
-                data, labels = taskset.sample()
-                sx, sy, qx, qy = (t.to(device) for t in split_support_query(data, labels, shots))
-                clone = _adapt(learner, sx, sy, inner_steps, first_order=learner.first_order)
-                loss = nn.functional.cross_entropy(clone(qx), qy) / meta_batch
-                loss.backward()
-                total += float(loss.detach())
-            optimizer.step()
-            losses.append(total)
-            if on_iteration is not None:
-                on_iteration(it, total)
+    for it in range(iterations):
+        optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for _ in range(meta_batch):
+            sx, sy, qx, qy = episode()
+            clone = _adapt(learner, sx, sy, inner_steps, first_order=learner.first_order)
+            loss = nn.functional.cross_entropy(clone(qx), qy) / meta_batch
+            loss.backward()
+            total += float(loss.detach())
+        optimizer.step()
+        losses.append(total)
+        if on_iteration is not None:
+            on_iteration(it, total)
     return losses
 
 

@@ -214,15 +214,21 @@ class BioMAML(BaseLearner):
         (learn2learn's ``clone_module``).
         """
         self._check_outer_signs()
-        return BioMAML(
-            clone_module(self.module),
-            lr=self.lr,
-            first_order=self.first_order if first_order is None else first_order,
-            allow_unused=self.allow_unused if allow_unused is None else allow_unused,
-            allow_nograd=self.allow_nograd if allow_nograd is None else allow_nograd,
-            max_step=self.max_step,
-            other_lr=self.other_lr,
-            normalize=self.normalize,
-            fan_in_exponent=self.fan_in_exponent,
-            _check_signs=False,
-        )
+        settings = self._clone_settings(first_order, allow_unused, allow_nograd)
+        return BioMAML(clone_module(self.module), **settings)
+
+    def _clone_settings(
+        self, first_order: bool | None, allow_unused: bool | None, allow_nograd: bool | None
+    ) -> dict:
+        """This learner's constructor arguments for a clone (``None``: keep this one's)."""
+        return {
+            "lr": self.lr,
+            "first_order": self.first_order if first_order is None else first_order,
+            "allow_unused": self.allow_unused if allow_unused is None else allow_unused,
+            "allow_nograd": self.allow_nograd if allow_nograd is None else allow_nograd,
+            "max_step": self.max_step,
+            "other_lr": self.other_lr,
+            "normalize": self.normalize,
+            "fan_in_exponent": self.fan_in_exponent,
+            "_check_signs": False,
+        }

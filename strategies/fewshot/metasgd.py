@@ -79,14 +79,6 @@ class BioMetaSGD(BioMAML):
         self._check_outer_signs()
         return BioMetaSGD(
             clone_module(self.module),
-            lr=self.lr,
             lrs=[r.clone() for r in self.lrs],
-            first_order=self.first_order if first_order is None else first_order,
-            allow_unused=self.allow_unused if allow_unused is None else allow_unused,
-            allow_nograd=self.allow_nograd if allow_nograd is None else allow_nograd,
-            max_step=self.max_step,
-            other_lr=self.other_lr,
-            normalize=self.normalize,
-            fan_in_exponent=self.fan_in_exponent,
-            _check_signs=False,
+            **self._clone_settings(first_order, allow_unused, allow_nograd),
         )
