@@ -133,7 +133,8 @@ def make_model(
     """An MLP for ``stream``: multi-head in the ``"task"`` scenario, single-head otherwise.
 
     Args:
-        stream: the offline stream (input shape and number of classes come from it).
+        stream: the offline stream, or any object with ``input_shape``, ``n_classes`` and
+            ``scenario`` (e.g. the stream comparison's wrapper of Avalanche's own benchmarks).
         hidden: hidden-layer widths.
         on_off: excitatory and inhibitory copies of the input (for Dale's-law models).
         multi_head: force a multi-head (True) or single-head (False) model; default: multi-head
@@ -142,8 +143,11 @@ def make_model(
     Returns:
         :class:`MultiHeadMLP`, or ``nn.Sequential(trunk, nn.Linear(hidden[-1], n_classes))``.
     """
-    if not isinstance(stream, Stream):
-        raise TypeError(f"stream must be a bioplastic.data.Stream, got {type(stream).__name__}")
+    if not all(hasattr(stream, a) for a in ("input_shape", "n_classes", "scenario")):
+        raise TypeError(
+            "stream must be a bioplastic.data.Stream (or have input_shape, n_classes and "
+            f"scenario), got {type(stream).__name__}"
+        )
     in_features = math.prod(stream.input_shape)
     if multi_head is None:
         multi_head = stream.scenario == "task"

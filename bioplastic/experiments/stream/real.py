@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 from torch import nn
 
 from strategies.avalanche.config import strategy_defaults
-from strategies.avalanche.models import MultiHeadMLP, mlp_trunk
+from strategies.avalanche.models import make_model
 from strategies.avalanche.real import REAL_BENCHMARKS, real_benchmark
 from strategies.avalanche.resnets import dalify_resnet, resnet18_32x32
 
@@ -105,8 +104,4 @@ def avalanche_model(
         if strategy_defaults(strategy).get("dalify"):
             dalify_resnet(model, stream.input_shape)  # the strategy keeps these types
         return model
-    in_features = math.prod(stream.input_shape)
-    if stream.scenario == "task":
-        return MultiHeadMLP(in_features, stream.n_classes, hidden, on_off)
-    trunk = mlp_trunk(in_features, hidden, on_off)
-    return nn.Sequential(*trunk, nn.Linear(tuple(hidden)[-1], stream.n_classes))
+    return make_model(stream, hidden, on_off)
