@@ -7,23 +7,20 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from bioplastic.robustness.attacks import accuracy as _accuracy
+
 __all__ = ["accuracy", "train_epochs"]
 
 
-@torch.no_grad()
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> float:
-    """Fraction of ``x`` classified as ``y`` (model in eval mode, restored afterwards)."""
+    """Fraction of ``x`` classified as ``y`` (model in eval mode, restored afterwards).
+
+    :func:`bioplastic.robustness.accuracy` on the pair ``(x, y)``, with equal, non-zero lengths
+    checked first.
+    """
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f"x and y must be non-empty and of equal length, got {len(x)}, {len(y)}")
-    was_training = model.training
-    model.eval()
-    try:
-        correct = 0
-        for i in range(0, len(x), batch_size):
-            correct += int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
-    finally:
-        model.train(was_training)
-    return correct / len(x)
+    return _accuracy(model, (x, y), batch_size=batch_size)
 
 
 def train_epochs(
