@@ -21,7 +21,12 @@ reports the optimizer state in bytes per parameter (every tensor in ``optimizer.
 ``benchmarks/results/figures/optimizer_step_scaling.png`` (time against parameters, log-log).
 
     python benchmarks/optimizer_step.py [--device cuda] [--repeats 30] [--threads 1]
-        [--models mlp-1e5,mlp-1e6,mlp-1e7,conv] [--optimizers bio,adam(),...]
+        [--models mlp-1e5,mlp-1e6,mlp-1e7,conv] [--optimizers bio,adam(),...] [--profile]
+
+``--profile`` also counts, with ``torch.profiler`` over 5 steps, what one step asks of the
+machine: operator calls (``aten::`` ops, nested ones included) and, on CUDA, kernel launches and
+host synchronisations (``cudaStreamSynchronize``/``cudaDeviceSynchronize`` calls); a step that is
+launch- or sync-bound on a GPU shows it here (``<out>_profile.md``).
 """
 
 from __future__ import annotations
@@ -146,6 +151,55 @@ def measure_model(model_name: str, names: list[str], args: argparse.Namespace) -
     return rows
 
 
+def profile_model(model_name: str, names: list[str], args: argparse.Namespace, steps: int = 5):
+    """Per optimizer: operator calls, kernel launches and host synchronisations per step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if args.device.startswith("cuda"):
+        activities.append(ProfilerActivity.CUDA)
+    rows = {}
+    for name in names:
+        model, x = build(model_name, args.device)
+        target = torch.zeros(len(x), dtype=torch.long, device=args.device)
+        nn.functional.cross_entropy(model(x), target).backward()
+        opt = make(name, model.parameters())
+        for _ in range(3):  # past the first (compiling) step and the lazy state
+            opt.step()
+        sync(args.device)
+        with profile(activities=activities) as prof:
+            for _ in range(steps):
+                opt.step()
+            sync(args.device)
+        counts = {"ops": 0, "launches": 0, "syncs": 0}
+        for event in prof.key_averages():
+            key = event.key
+            if key.startswith("aten::"):
+                counts["ops"] += event.count
+            elif "LaunchKernel" in key:
+                counts["launches"] += event.count
+            elif key in ("cudaStreamSynchronize", "cudaDeviceSynchronize"):
+                counts["syncs"] += event.count
+        rows[name] = {k: v / steps for k, v in counts.items()}
+    return rows
+
+
+def profile_table(results: dict) -> str:
+    lines = [
+        f"What one optimizer step asks of the machine, on {results['device']} "
+        f"({results['device_name']}), torch {results['torch']}: per step, counted by "
+        "torch.profiler over 5 steps; `python benchmarks/optimizer_step.py --profile`",
+        "",
+        "| model | optimizer | aten ops | kernel launches | host syncs |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for model_name, rows in results["profile"].items():
+        for name, row in rows.items():
+            lines.append(f"| {model_name} | {name} | {row['ops']:.0f} | {row['launches']:.0f} "
+                         f"| {row['syncs']:.0f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def table(results: dict) -> str:
     lines = [
         f"Optimizer step on {results['device']} ({results['device_name']}), "
@@ -204,6 +258,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--optimizers", default=",".join(OPTIMIZERS))
     parser.add_argument("--out", default=str(RESULTS / "optimizer_step"))
     parser.add_argument("--figure", default=str(RESULTS / "figures" / "optimizer_step_scaling.png"))
+    parser.add_argument("--profile", action="store_true",
+                        help="also count ops, kernel launches and syncs per step")  # fmt: skip
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     names = [n for n in args.optimizers.split(",") if n]
@@ -235,6 +291,12 @@ def main(argv: list[str] | None = None) -> dict:
     write_atomic(out.with_suffix(".md"), text + "\n")
     if any(m.startswith("mlp") for m in models):
         figure(results, Path(args.figure))
+    if args.profile:
+        results["profile"] = {m: profile_model(m, names, args) for m in models}
+        text = profile_table(results)
+        print(text)
+        write_atomic(out.with_name(out.name + "_profile.md"), text + "\n")
+        write_atomic(out.with_suffix(".json"), json_text(results, indent=2) + "\n")
     return results
 
 

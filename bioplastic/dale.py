@@ -66,7 +66,8 @@ def dale_init_(
     fan_in = weight[0].numel()
     shape = [1] * weight.dim()
     shape[1] = -1
-    s = dale_sign.to(weight.dtype).reshape(shape)
+    # drawn on the CPU whatever the weight's device: the same weights on every device
+    s = dale_sign.detach().to("cpu", weight.dtype).reshape(shape)
     n_inh = int((dale_sign < 0).sum())
     f = n_inh / dale_sign.numel()
     with torch.no_grad():

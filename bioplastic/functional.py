@@ -74,7 +74,8 @@ def log_step(
     drive = signed_grad + decay if decay else signed_grad
     step = drive * (-lr) if plasticity is None else drive * plasticity * (-lr)
     if max_step is not None:
-        step = step.clamp(-max_step, max_step)
+        bound = kernel_scalar(max_step, step.dtype)
+        step = step.clamp(-bound, bound)
     return step
 
 
@@ -265,6 +266,22 @@ def row_mean_magnitudes(
     sums = rows.abs() @ types.T
     mean = sums / types.sum(1).clamp(min=1)
     return (mean @ types).reshape(weight.shape)
+
+
+#: Largest finite float32: CPU kernels on float32 (and on half types, computed in float32) round
+#: a Python scalar to float32, so a larger one is ``inf`` there.
+_F32_MAX = torch.finfo(torch.float32).max
+
+
+def kernel_scalar(x: float | Tensor, dtype: torch.dtype) -> float | Tensor:
+    """``x`` as a kernel on ``dtype`` tensors computes with it: ``+-inf`` beyond float32's range
+    unless ``dtype`` is float64. The CPU's kernels round such a scalar (a huge hyper-parameter
+    such as ``prune_threshold=1e300``) themselves; CUDA's raise instead ("value cannot be
+    converted to type float without overflow"), so the rule hands every device the rounded value.
+    """
+    if torch.is_tensor(x) or dtype == torch.float64 or not abs(x) > _F32_MAX:  # NaN, inf pass
+        return x
+    return math.copysign(math.inf, x)
 
 
 def metabolic_drive(weight: Tensor, types: Tensor | None, cost: float) -> Tensor:
@@ -528,9 +545,12 @@ def _multi_tensor_bio_step(
             weights, grads, unit_signs, grad_scales, momentum_buffers, strict=True
         ):
             _accumulate_(buf, w, g, s, c, momentum)
-        steps = torch._foreach_mul(momentum_buffers, [-x for x in lr])
+        rates = [kernel_scalar(-x, b.dtype) for x, b in zip(lr, momentum_buffers, strict=True)]
+        steps = torch._foreach_mul(momentum_buffers, rates)
     else:
         rates = [-x if c is None else c * -x for c, x in zip(grad_scales, lr, strict=True)]
+        rates = [kernel_scalar(r, w.dtype)
+                 for r, w in zip(rates, weights, strict=True)]  # fmt: skip
         scales = [s * r if s is not None else torch.sign(w).mul_(r)
                   for w, s, r in zip(weights, unit_signs, rates, strict=True)]  # fmt: skip
         steps = torch._foreach_mul(grads, scales)
@@ -539,13 +559,15 @@ def _multi_tensor_bio_step(
             # mul_ rather than add_(alpha=...): a huge rate must saturate, not raise
             step.sub_(metabolic_drive(w, h[2] if h is not None else None, cost_w).mul_(x))
     if decay:
-        torch._foreach_add_(steps, [-x * decay for x in lr])
+        shifts = [kernel_scalar(-x * decay, s.dtype) for x, s in zip(lr, steps, strict=True)]
+        torch._foreach_add_(steps, shifts)
     idx = [i for i, p in enumerate(plasticities) if p is not None]
     if idx:
         torch._foreach_mul_([steps[i] for i in idx], [plasticities[i] for i in idx])
     if max_step is not None:
         for step in steps:  # one pass each, where the foreach pair needs two
-            step.clamp_(-max_step, max_step)
+            bound = kernel_scalar(max_step, step.dtype)
+            step.clamp_(-bound, bound)
     if noise:
         for step in steps:
             add_noise_(step, noise, generator, noise_reuse, offset_generator)

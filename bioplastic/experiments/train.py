@@ -53,6 +53,7 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
@@ -100,6 +101,14 @@ __all__ = ["BACKENDS", "DATASETS", "DEVICES", "RankTimeout", "TrainConfig", "tra
 logger = logging.getLogger(__name__)
 
 DATASETS = ("digits", "mnist1d")
+# dale_sign buffers never change: DDP need not broadcast them before every forward.
+# torch 2.14 names this forward_sync_buffers (broadcast_buffers is deprecated); older torch
+# (the CUDA builds of GPU machines) only knows broadcast_buffers.
+_NO_BUFFER_SYNC = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+    else {"broadcast_buffers": False}
+)
 #: Options that must match between a checkpoint and the run that resumes from it.
 _RESUME_KEYS = (
     "dataset", "rule", "rule_options", "hidden", "batch_size", "seed", "consolidate",
@@ -438,8 +447,7 @@ def _train(
     net: nn.Module = model
     if info.distributed:
         device_ids = [info.device] if info.device.type == "cuda" else None
-        # dale_sign buffers never change: no need to broadcast them before every forward
-        net = DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=False)
+        net = DistributedDataParallel(model, device_ids=device_ids, **_NO_BUFFER_SYNC)
 
     ckpt_path = config.out / CHECKPOINT_NAME
     n = len(x_train)
