@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from bioplastic import functional as F
+from bioplastic._scalars import kernel_scalar
 
 __all__ = [
     "DalePlan",
@@ -91,7 +92,7 @@ def _log2_budget_factors(sums: Tensor, budgets: Tensor, rate: float) -> Tensor:
 def _metabolic_rows(sums: Tensor, plan: DalePlan, cost: float) -> Tensor:
     """``cost * mbar`` per row and type (``[2, rows]``), kept within ``[tiny, max]``."""
     big = torch.finfo(sums.dtype).max
-    cost = F.kernel_scalar(cost, sums.dtype)
+    cost = kernel_scalar(cost, sums.dtype)
     return (sums / plan.n_types).mul_(cost).clamp_(min=torch.finfo(sums.dtype).tiny, max=big)
 
 
@@ -131,14 +132,14 @@ def dale_log2_step(
     elif momentum:
         x.copy_(buf)
     if decay:
-        x.add_(F.kernel_scalar(decay, x.dtype))
+        x.add_(kernel_scalar(decay, x.dtype))
     if plasticity is not None:
         x.mul_(plasticity)
-    bound = F.kernel_scalar(max_step / lr, x.dtype)
+    bound = kernel_scalar(max_step / lr, x.dtype)
     x.clamp_(-bound, bound)  # |lr * x| <= max_step
     if budgets is not None:
         logs = _log2_budget_factors(sums, *budgets)
-        x.addmm_(logs.T, plan.types, beta=F.kernel_scalar(-lr * LOG2E, x.dtype))
+        x.addmm_(logs.T, plan.types, beta=kernel_scalar(-lr * LOG2E, x.dtype))
     else:
         x.mul_(-lr * LOG2E)
     return x
@@ -155,7 +156,7 @@ def dale_eliminate_(
     """
     present = torch.sign(w, out=scratch)
     counts = plan.signed @ present.T  # present synapses per row and type
-    thr = sums.div(counts.clamp_(min=1)).mul_(F.kernel_scalar(prune, sums.dtype))
+    thr = sums.div(counts.clamp_(min=1)).mul_(kernel_scalar(prune, sums.dtype))
     margin = present.mul_(w).addmm_(thr.T, plan.types, alpha=-1)  # |w| - threshold
     keep = torch.gt(margin, 0, out=margin)
     if protected is not None:
@@ -368,7 +369,7 @@ def _eliminate_fresh_(ws, scratch, sums, plans, prune, protected) -> list:
     counts = [plan.signed @ x.T for plan, x in zip(plans, scratch, strict=True)]
     torch._foreach_clamp_min_(counts, 1.0)
     thr = torch._foreach_div(sums, counts)
-    torch._foreach_mul_(thr, F.kernel_scalar(prune, thr[0].dtype))
+    torch._foreach_mul_(thr, kernel_scalar(prune, thr[0].dtype))
     torch._foreach_mul_(scratch, ws)  # |w|
     after = []
     for x, t, plan, keep in zip(scratch, thr, plans, protected, strict=True):
@@ -411,7 +412,7 @@ def multi_eliminate_(ws, scratch, sums, plans, prune, protected, known) -> list:
             torch.mul(ws[i], plans[i].sign_row, out=scratch[i])  # |w|
         counts = torch._foreach_clamp_min([known[i][0] for i in cached], 1.0)
         thr = torch._foreach_div([sums[i] for i in cached], counts)
-        torch._foreach_mul_(thr, F.kernel_scalar(prune, thr[0].dtype))
+        torch._foreach_mul_(thr, kernel_scalar(prune, thr[0].dtype))
         for i, t in zip(cached, thr, strict=True):
             x = scratch[i].addmm_(t.T, plans[i].types, alpha=-1)  # |w| - threshold
             torch.gt(x, 0, out=x)
@@ -523,7 +524,7 @@ def multi_step(opt, group, params, grads, states, scales, rate, noise, *, elimin
     ]
     big, tiny = torch.finfo(ws[0].dtype).max, torch.finfo(ws[0].dtype).tiny
     mbar = torch._foreach_div(sums, [plan.n_types for plan in plans])
-    torch._foreach_mul_(mbar, F.kernel_scalar(cost, ws[0].dtype))
+    torch._foreach_mul_(mbar, kernel_scalar(cost, ws[0].dtype))
     torch._foreach_clamp_min_(mbar, tiny)
     torch._foreach_clamp_max_(mbar, big)
     for x, m, plan in zip(xs, mbar, plans, strict=True):
@@ -531,13 +532,13 @@ def multi_step(opt, group, params, grads, states, scales, rate, noise, *, elimin
     for x, buf, w in zip(xs, bufs, ws, strict=True):
         torch.addcdiv(buf, x, w, out=x)  # drive + cost * mbar / |w|
     if group["decay"]:
-        torch._foreach_add_(xs, F.kernel_scalar(group["decay"], ws[0].dtype))
+        torch._foreach_add_(xs, kernel_scalar(group["decay"], ws[0].dtype))
     plasticities = [opt._plasticity_of(st, p) for p, st in zip(params, states, strict=True)]
     for x, pl in zip(xs, plasticities, strict=True):
         if pl is not None:
             x.mul_(pl.view_as(x))
     for x, lr in zip(xs, lrs, strict=True):
-        bound = F.kernel_scalar(group["max_step"] / lr, x.dtype)
+        bound = kernel_scalar(group["max_step"] / lr, x.dtype)
         x.clamp_(-bound, bound)  # one pass (two _foreach_clamp calls are two)
     budgets = [st["budgets"] for st in states]
     if group["budget_rate"]:
@@ -549,7 +550,7 @@ def multi_step(opt, group, params, grads, states, scales, rate, noise, *, elimin
     generator = opt._generator(ws[0].device) if noise else None
     offsets = opt._generator(torch.device("cpu")) if noise else None
     for x, log, plan, lr in zip(xs, logs, plans, lrs, strict=True):
-        x.addmm_(log.T, plan.types, beta=F.kernel_scalar(-lr * LOG2E, x.dtype))
+        x.addmm_(log.T, plan.types, beta=kernel_scalar(-lr * LOG2E, x.dtype))
         if noise:
             std = min(noise * LOG2E, big)
             F.add_noise_(x, std, generator, group["noise_reuse"], offsets)
@@ -559,7 +560,7 @@ def multi_step(opt, group, params, grads, states, scales, rate, noise, *, elimin
             lows = [x.amin() for x in xs]
         else:  # or from the clip |x| <= max_step * log2(e), plus max |log2(budget / sum)|
             lows = torch._foreach_norm(logs, math.inf)
-            torch._foreach_add_(lows, F.kernel_scalar(group["max_step"] * LOG2E + 1.0, ws[0].dtype))
+            torch._foreach_add_(lows, kernel_scalar(group["max_step"] * LOG2E + 1.0, ws[0].dtype))
             torch._foreach_neg_(lows)
         known = [k and (k[0], k[2], low) for k, low in zip(known, lows, strict=True)]
     for x in xs:

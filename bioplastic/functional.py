@@ -39,24 +39,13 @@ import torch
 from torch import Tensor, nn
 
 from bioplastic._checks import check_number
+from bioplastic._scalars import kernel_scalar
 
 __all__ = [
-    "adam_step",
-    "bio_step",
-    "bio_update",
-    "add_noise_",
-    "eliminate_",
-    "grow_",
-    "homeostatic_log_factors",
-    "log_step",
-    "multiplicative_update",
-    "presynaptic_shape",
-    "row_budgets",
-    "row_mean_magnitudes",
-    "metabolic_drive",
-    "sgd_step",
-    "type_masks",
-]
+    "adam_step", "bio_step", "bio_update", "add_noise_", "eliminate_", "grow_",
+    "homeostatic_log_factors", "log_step", "multiplicative_update", "presynaptic_shape",
+    "row_budgets", "row_mean_magnitudes", "metabolic_drive", "sgd_step", "type_masks",
+]  # fmt: skip
 
 
 def log_step(
@@ -266,22 +255,6 @@ def row_mean_magnitudes(
     sums = rows.abs() @ types.T
     mean = sums / types.sum(1).clamp(min=1)
     return (mean @ types).reshape(weight.shape)
-
-
-#: Largest finite float32: CPU kernels on float32 (and on half types, computed in float32) round
-#: a Python scalar to float32, so a larger one is ``inf`` there.
-_F32_MAX = torch.finfo(torch.float32).max
-
-
-def kernel_scalar(x: float | Tensor, dtype: torch.dtype) -> float | Tensor:
-    """``x`` as a kernel on ``dtype`` tensors computes with it: ``+-inf`` beyond float32's range
-    unless ``dtype`` is float64. The CPU's kernels round such a scalar (a huge hyper-parameter
-    such as ``prune_threshold=1e300``) themselves; CUDA's raise instead ("value cannot be
-    converted to type float without overflow"), so the rule hands every device the rounded value.
-    """
-    if torch.is_tensor(x) or dtype == torch.float64 or not abs(x) > _F32_MAX:  # NaN, inf pass
-        return x
-    return math.copysign(math.inf, x)
 
 
 def metabolic_drive(weight: Tensor, types: Tensor | None, cost: float) -> Tensor:

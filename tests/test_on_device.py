@@ -25,7 +25,7 @@ DEVICE = resolve_device(os.environ.get("BIOPLASTIC_TEST_DEVICE", "cpu"))
 def _net() -> nn.Module:
     torch.manual_seed(3)
     return nn.Sequential(
-        nn.Conv2d(2, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 8), nn.ReLU(),
+        nn.Conv2d(5, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 8), nn.ReLU(),
         nn.Linear(8, 3),
     )  # fmt: skip
 
@@ -44,7 +44,7 @@ def test_bio_rule_steps_a_model_on_the_device_keeping_every_sign():
     model = bp.dalify(_net().to(DEVICE), seed=1)
     signs = {n: p.detach().sign().clone() for n, p in model.named_parameters() if p.dim() > 1}
     opt = bp.BioRule(model.parameters())
-    x = torch.randn(16, 2, 6, 6, device=DEVICE)
+    x = torch.randn(16, 5, 6, 6, device=DEVICE)
     y = torch.randint(0, 3, (16,), device=DEVICE)
     first = None
     for _ in range(20):
@@ -62,7 +62,7 @@ def test_bio_rule_steps_a_model_on_the_device_keeping_every_sign():
 
 
 def test_kernel_scalar_rounds_beyond_float32_as_cpu_kernels_do():
-    from bioplastic.functional import kernel_scalar
+    from bioplastic._scalars import kernel_scalar
 
     assert kernel_scalar(1e300, torch.float32) == math.inf
     assert kernel_scalar(-1e300, torch.bfloat16) == -math.inf
@@ -79,7 +79,7 @@ def test_huge_hyper_parameters_step_on_the_device_as_on_the_cpu():
     for device in (torch.device("cpu"), DEVICE):
         model = bp.dalify(_net(), seed=2).to(device)
         opt = bp.BioRule(model.parameters(), **options)
-        x = torch.randn(8, 2, 6, 6, generator=torch.Generator().manual_seed(0)).to(device)
+        x = torch.randn(8, 5, 6, 6, generator=torch.Generator().manual_seed(0)).to(device)
         nn.functional.cross_entropy(
             model(x), torch.zeros(8, dtype=torch.long, device=device)
         ).backward()
