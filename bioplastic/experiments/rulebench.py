@@ -62,6 +62,7 @@ class Task:
     n_classes: int = 10
     epochs: int = 30
     batch_size: int = 64
+    interneurons: float = 0.0  # BioMLP(interneurons=...): feedforward inhibition (mlp only)
 
 
 TASKS: dict[str, Task] = {
@@ -125,7 +126,8 @@ def build_model(task: Task, in_shape: Sequence[int], init: str, seed: int) -> nn
     every Linear/Conv layer with its own ``reset_parameters()`` and drops the presynaptic types.
     """
     if task.arch == "mlp":
-        model: nn.Module = BioMLP(math.prod(in_shape), task.width, task.n_classes, seed=seed)
+        model: nn.Module = BioMLP(math.prod(in_shape), task.width, task.n_classes, seed=seed,
+                                  interneurons=task.interneurons)  # fmt: skip
     else:
         model = _conv_net(in_shape[0], task.width, task.n_classes, seed)
     if init == "default":
@@ -275,7 +277,8 @@ def _code_fingerprint() -> str:
 def _key(job: Job) -> str:
     task, rule, seed, connectivity, options = job
     target = None if connectivity is None else round(connectivity, 6)
-    return json.dumps([task.name, task.width, task.epochs, rule, seed, target, options, _CODE])
+    return json.dumps([task.name, task.width, task.epochs, rule, seed, target, options, _CODE,
+                       *([task.interneurons] if task.interneurons else [])])  # fmt: skip
 
 
 _CODE = _code_fingerprint()

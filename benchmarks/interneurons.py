@@ -1,0 +1,175 @@
+"""Feedforward inhibition through interneurons: ``BioMLP(interneurons=0.1)`` on the MLP tasks.
+
+A Dale-typed layer whose inputs are all positive (ReLU units) gives every postsynaptic unit the
+same sample-dependent shift (``benchmarks/init_structure.py``: 74% of the last hidden layer's
+pre-activation variance on MNIST-1D 3x512). In :class:`bioplastic.InhibitedLinear` every hidden
+unit is excitatory and a few linear interneurons (10% of the layer's inputs), each a weighted
+mean of those inputs, inhibit the layer's units: the shared drive is subtracted (Cornford et
+al. 2021). The bio rule's homeostasis keeps each interneuron's weights summing to 1 and each
+unit's E and I totals equal, so the balance holds during training.
+
+Runs the rule benchmark's MLP tasks (digits 1x256, MNIST-1D 2x256 and 3x512, glyphs 500-class
+784-512-256; same data, schedule and evaluation as ``benchmarks/rulebench.py``), 3 seeds, with
+
+- ``plain``: :class:`bioplastic.BioMLP` as in the rule benchmark (bio; and adam/sgd with
+  PyTorch's init, the dense baselines),
+- ``inhibited``: ``BioMLP(interneurons=0.1)`` (bio; adam/sgd with the Dale init and with
+  PyTorch's init on the same architecture),
+
+and the common-mode share of the last hidden layer's pre-activations at initialisation
+(``Var_x(mean_i z_i(x)) / mean_i Var_x(z_i(x))`` on the test set). Writes
+``benchmarks/results/interneurons.{json,md}``.
+
+    python benchmarks/interneurons.py [--seeds 3] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bioplastic._io import json_text, write_atomic
+from bioplastic.experiments._common import mean_std
+from bioplastic.experiments.rulebench import TASKS, build_model, load_task, run_jobs
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TASK_NAMES = ("digits-mlp1x256", "mnist1d-mlp2x256", "mnist1d-mlp3x512", "glyphs500-mlp")
+INTERNEURONS = 0.1
+RULES = {
+    "plain": ("bio", "adam", "sgd"),
+    "inhibited": ("bio", "adam-dale", "sgd-dale", "adam", "sgd"),
+}
+
+
+def variant(name: str, arch: str):
+    task = TASKS[name]
+    if arch == "plain":
+        return task
+    return dataclasses.replace(task, name=f"{name}+inh", interneurons=INTERNEURONS)
+
+
+def common_mode_share(task, seed: int) -> float:
+    """Share of the last hidden layer's pre-activation variance that all its units share."""
+    _, _, xte, _ = load_task(task)
+    model = build_model(task, xte.shape[1:], "dale", seed)
+    last_relu = [m for m in model.modules() if isinstance(m, nn.ReLU)][-1]
+    captured = {}
+    hook = last_relu.register_forward_pre_hook(lambda m, args: captured.setdefault("z", args[0]))
+    with torch.no_grad():
+        model(xte)
+    hook.remove()
+    z = captured["z"]
+    return float(z.mean(1).var() / z.var(0).mean())
+
+
+def summarise(runs: list[dict], shares: dict, names=TASK_NAMES) -> dict:
+    out: dict = {}
+    for name in names:
+        entry = out[name] = {}
+        for arch, rules in RULES.items():
+            task = variant(name, arch).name
+            for rule in rules:
+                mine = [r for r in runs if r["task"] == task and r["rule"] == rule]
+                tests = [r["test"] or 0.0 for r in mine]
+                entry[f"{arch}/{rule}"] = {
+                    "test": statistics.fmean(tests), "test_std": mean_std(tests)["std"],
+                    "train": statistics.fmean(r["train"] or 0.0 for r in mine),
+                    "connectivity": statistics.fmean(r["connectivity"] for r in mine),
+                    "worst_abs_skew": max(r["worst_abs_skew"] or 0.0 for r in mine),
+                    "worst_abs_kurtosis": max(r["worst_abs_kurtosis"] or 0.0 for r in mine),
+                    "sign_flips": sum(r["sign_flips"] for r in mine),
+                    "dale_violations": sum(r["dale_violations"] for r in mine),
+                }  # fmt: skip
+        entry["common_mode_share"] = shares[name]
+        dense = {k: v["test"] for k, v in entry.items()
+                 if isinstance(v, dict) and "test" in v and not k.endswith("/bio")}  # fmt: skip
+        best = max(dense, key=dense.get)
+        entry["best_dense"] = {"name": best, "test": dense[best]}
+        entry["bio_gain"] = entry["inhibited/bio"]["test"] - entry["plain/bio"]["test"]
+        entry["gap_to_best_dense"] = {
+            arch: entry[f"{arch}/bio"]["test"] - dense[best] for arch in RULES
+        }
+    return out
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "# Feedforward inhibition: BioMLP(interneurons=0.1) against BioMLP",
+        "",
+        f"Test accuracy, mean of {len(result['seeds'])} seeds (connectivity in brackets); the "
+        "rule benchmark's MLP tasks, data and schedule; `python benchmarks/interneurons.py`. "
+        "`inhibited`: every hidden unit excitatory, 10% linear interneurons per layer after the "
+        "first. Common-mode share: of the last hidden layer's pre-activation variance at "
+        "initialisation (seed 0).",
+        "",
+        "| task | common-mode share plain / inhibited | bio plain | bio inhibited | gain "
+        "| best dense (any arch, any init) | bio inhibited - best dense | worst abs(skew), "
+        "abs(kurtosis) inhibited | sign flips, Dale violations |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, e in result["summary"].items():
+        plain, inh = e["plain/bio"], e["inhibited/bio"]
+        share = e["common_mode_share"]
+        lines.append(
+            f"| {name} | {share['plain']:.2f} / {share['inhibited']:.2f} "
+            f"| {plain['test']:.3f} ({plain['connectivity']:.2f}) "
+            f"| {inh['test']:.3f} ({inh['connectivity']:.2f}) | {e['bio_gain']:+.3f} "
+            f"| {e['best_dense']['test']:.3f} ({e['best_dense']['name']}) "
+            f"| {e['gap_to_best_dense']['inhibited']:+.3f} "
+            f"| {inh['worst_abs_skew']:.2f}, {inh['worst_abs_kurtosis']:.2f} "
+            f"| {inh['sign_flips']}, {inh['dale_violations']} |"
+        )
+    lines += [
+        "",
+        "Every rule (mean ± std over seeds):",
+        "",
+        "| task | arch/rule | test | train | connectivity |",
+        "|---|---|---|---|---|",
+    ]
+    for name, e in result["summary"].items():
+        for key, v in e.items():
+            if isinstance(v, dict) and "test_std" in v:
+                lines.append(f"| {name} | {key} | {v['test']:.3f} ± {v['test_std']:.3f} "
+                             f"| {v['train']:.3f} | {v['connectivity']:.2f} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--tasks", default=",".join(TASK_NAMES), help="comma-separated")
+    parser.add_argument("--out", type=Path, default=RESULTS / "interneurons")
+    parser.add_argument("--journal", type=Path, default=Path("runs/interneurons.jsonl"),
+                        help="finished runs (an interrupted run continues from it)")  # fmt: skip
+    args = parser.parse_args(argv)
+    seeds = list(range(args.seeds))
+    names = [t for t in args.tasks.split(",") if t]
+    unknown = sorted(set(names) - set(TASK_NAMES))
+    if unknown:
+        parser.error(f"unknown tasks {unknown}; choose from {list(TASK_NAMES)}")
+    jobs = [(variant(name, arch), rule, s, None, None)
+            for name in names for arch, rules in RULES.items() for rule in rules
+            for s in seeds]  # fmt: skip
+    say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    runs = run_jobs(jobs, args.workers, say, args.journal)
+    shares = {name: {arch: round(common_mode_share(variant(name, arch), 0), 4) for arch in RULES}
+              for name in names}  # fmt: skip
+    result = {"seeds": seeds, "interneurons": INTERNEURONS, "runs": runs,
+              "summary": summarise(runs, shares, names)}  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(args.out.with_suffix(".json"), json_text(result, indent=1) + "\n")
+    text = markdown(result)
+    write_atomic(args.out.with_suffix(".md"), text)
+    print(text)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Feedforward inhibition: :class:`InhibitedLinear`, :class:`Interneurons` and
+``BioMLP(interneurons=...)`` (what it computes, its Dale types, its initialisation, and that the
+bio rule trains it without breaking either)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import bioplastic as bp
+from bioplastic.probes import dale_violations, synaptic_layers
+
+
+def _layer(n_in=12, n_out=5, k=3, seed=0):
+    return bp.InhibitedLinear(n_in, n_out, k, generator=torch.Generator().manual_seed(seed))
+
+
+def test_inhibited_linear_subtracts_the_interneurons_drive():
+    layer = _layer()
+    h = torch.rand(7, 12)
+    w = layer.principal.weight
+    z = h @ layer.interneurons.weight.T
+    expected = h @ w[:, :12].T + z @ w[:, 12:].T + layer.principal.bias
+    torch.testing.assert_close(layer(h), expected)
+    assert (w[:, :12] >= 0).all() and (w[:, 12:] <= 0).all()  # inputs E, interneurons I
+    assert (layer.interneurons.weight >= 0).all()
+    assert layer.interneurons.bias is None
+
+
+def test_interneuron_weights_sum_to_one_after_dalify_reinitialises_them():
+    model = nn.Sequential(_layer(), nn.ReLU(), _layer(5, 2, 1, seed=1))
+    totals = [m.weight.sum(1) for m in model.modules() if isinstance(m, bp.Interneurons)]
+    assert len(totals) == 2
+    for t in totals:
+        torch.testing.assert_close(t, torch.ones_like(t))
+    bp.dalify(model, seed=3)  # re-initialises every layer, keeping the types
+    for m in model.modules():
+        if isinstance(m, bp.Interneurons):
+            torch.testing.assert_close(m.weight.sum(1), torch.ones(m.out_features))
+    assert all(dale_violations(m) == 0 for _, m in synaptic_layers(model))
+
+
+def test_inhibition_removes_most_of_the_common_mode_of_positive_inputs():
+    """Positive (ReLU) inputs give a plain Dale layer's units a shared shift; interneurons,
+    each a weighted mean of the inputs, cancel most of it."""
+    gen = torch.Generator().manual_seed(0)
+    h = torch.rand(2000, 256, generator=gen) * torch.rand(2000, 1, generator=gen) * 2
+
+    def share(layer):
+        with torch.no_grad():
+            z = layer(h)
+        return float(z.mean(1).var() / z.var(0).mean())
+
+    plain = bp.DaleLinear(256, 128, generator=torch.Generator().manual_seed(1))
+    inhibited = bp.InhibitedLinear(256, 128, 26, generator=torch.Generator().manual_seed(1))
+    assert share(plain) > 0.5
+    assert share(inhibited) < 0.5 * share(plain)
+
+
+def test_bio_mlp_with_interneurons_has_them_after_the_first_layer_only():
+    model = bp.BioMLP(10, (40, 20), 3, interneurons=0.1)
+    layers = [m for m in model.net if not isinstance(m, (nn.ReLU, nn.Flatten, bp.OnOffSplit))]
+    assert isinstance(layers[0], bp.DaleLinear)  # reads the ON/OFF input, typed as before
+    torch.testing.assert_close(layers[0].dale_sign, bp.on_off_sign(10))
+    assert [type(m) for m in layers[1:]] == [bp.InhibitedLinear, bp.InhibitedLinear]
+    assert [m.interneurons.out_features for m in layers[1:]] == [4, 2]  # round(0.1 * width)
+    assert (layers[1].principal.dale_sign[:40] == 1).all()  # every hidden unit excitatory
+
+
+def test_bio_mlp_without_interneurons_keeps_its_layout():
+    keys = list(bp.BioMLP(10, (8,), 3).state_dict())
+    assert keys == ["net.2.weight", "net.2.bias", "net.2.dale_sign", "net.4.weight",
+                    "net.4.bias", "net.4.dale_sign"]  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "0.1"])
+def test_bad_interneuron_fraction_is_refused(bad):
+    with pytest.raises(ValueError, match="interneurons"):
+        bp.BioMLP(10, (8,), 3, interneurons=bad)
+
+
+def test_bio_rule_trains_it_keeping_signs_and_interneuron_totals():
+    from sklearn.datasets import load_digits
+
+    torch.manual_seed(0)
+    x, y = load_digits(return_X_y=True)
+    x = torch.tensor(x / 16.0, dtype=torch.float32)
+    y = torch.tensor(y)
+    model = bp.BioMLP(64, (64, 64), 10, interneurons=0.1)
+    signs = {n: p.detach().sign().clone() for n, p in model.named_parameters() if p.dim() > 1}
+    opt = bp.BioRule(model.parameters(), seed=0)
+    for _ in range(8):
+        for i in range(0, 1500, 64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[i : i + 64]), y[i : i + 64]).backward()
+            opt.step()
+    with torch.no_grad():
+        accuracy = (model(x[1500:]).argmax(1) == y[1500:]).float().mean()
+    assert accuracy > 0.85
+    for n, p in model.named_parameters():
+        if p.dim() > 1:
+            present = p != 0
+            assert torch.equal(p.sign()[present], signs[n][present]), n
+    assert all(dale_violations(m) == 0 for _, m in synaptic_layers(model))
+    for m in model.modules():
+        if isinstance(m, bp.Interneurons):  # homeostasis keeps each interneuron's total
+            torch.testing.assert_close(m.weight.sum(1), torch.ones(m.out_features), rtol=0.05,
+                                       atol=0)  # fmt: skip
