@@ -107,3 +107,48 @@ def test_bio_rule_trains_it_keeping_signs_and_interneuron_totals():
         if isinstance(m, bp.Interneurons):  # homeostasis keeps each interneuron's total
             torch.testing.assert_close(m.weight.sum(1), torch.ones(m.out_features), rtol=0.05,
                                        atol=0)  # fmt: skip
+
+
+# ------------------------------------------------------------------ bioplastic train --interneurons
+TRAIN = ["train", "--hidden", "32,16", "--epochs", "2", "--device", "cpu"]
+
+
+def test_train_cli_builds_the_inhibited_mlp_and_refuses_to_resume_it_as_another(tmp_path, capsys):
+    import json
+
+    from bioplastic import distributed as D
+    from bioplastic.cli import main
+
+    out = tmp_path / "inh"
+    assert main([*TRAIN, "--interneurons", "0.1", "--out", str(out)]) == 0
+    result = json.loads((out / "train.json").read_text())
+    assert result["dale_violations"] == 0
+    state = D.load_checkpoint(out / D.CHECKPOINT_NAME)
+    assert state["config"]["interneurons"] == 0.1
+    assert any(".interneurons.weight" in k for k in state["model"])
+    capsys.readouterr()
+    assert main([*TRAIN, "--out", str(out), "--resume"]) == 2  # --interneurons 0 now
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "interneurons 0.1 (now 0.0)" in err
+
+
+def test_checkpoints_from_before_interneurons_still_resume(tmp_path):
+    from bioplastic import distributed as D
+    from bioplastic.cli import main
+
+    out = tmp_path / "old"
+    assert main([*TRAIN, "--epochs", "1", "--out", str(out)]) == 0
+    path = out / D.CHECKPOINT_NAME
+    state = D.load_checkpoint(path)
+    del state["config"]["interneurons"]  # as written by earlier versions
+    D.save_checkpoint(path, state)
+    assert main([*TRAIN, "--out", str(out), "--resume"]) == 0
+
+
+def test_train_cli_refuses_a_bad_interneuron_fraction(tmp_path, capsys):
+    from bioplastic.cli import main
+
+    assert main([*TRAIN, "--interneurons", "1.5", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--interneurons: expected a number in [0, 1]" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()

@@ -147,6 +147,13 @@ def add_parser(subparsers: Any) -> None:
         "(default: the rule's defaults)",
     )
     p.add_argument("--hidden", type=_widths, default=(64,), help="comma-separated hidden widths")
+    p.add_argument(
+        "--interneurons",
+        type=_fraction(lo_open=False),
+        default=0.0,
+        help="feedforward inhibition: this fraction of interneurons in every layer after the "
+        "first (0, the default: none; 0.1 in benchmarks/interneurons.py)",
+    )
     p.add_argument("--epochs", type=positive_int, default=10, help="total epochs")
     p.add_argument(
         "--batch-size", type=positive_int, default=32, help="global batch size, split over ranks"
@@ -226,6 +233,7 @@ def _run(args: argparse.Namespace) -> int:
         rule=args.rule,
         rule_options=dict(args.rule_options),
         hidden=args.hidden,
+        interneurons=args.interneurons,
         epochs=args.epochs,
         batch_size=args.batch_size,
         seed=args.seed,

@@ -111,9 +111,11 @@ _NO_BUFFER_SYNC = (
 )
 #: Options that must match between a checkpoint and the run that resumes from it.
 _RESUME_KEYS = (
-    "dataset", "rule", "rule_options", "hidden", "batch_size", "seed", "consolidate",
-    "consolidate_factor",
+    "dataset", "rule", "rule_options", "hidden", "interneurons", "batch_size", "seed",
+    "consolidate", "consolidate_factor",
 )  # fmt: skip
+#: Resume keys that checkpoints of earlier versions lack, with the value those runs had.
+_KEYS_ADDED = {"interneurons": 0.0}
 
 
 # ------------------------------------------------------------------------------ training
@@ -128,6 +130,8 @@ class TrainConfig:
             ``enforced``).
         rule_options: keyword arguments for the rule (override its defaults).
         hidden: widths of the hidden layers of the :class:`bioplastic.BioMLP`.
+        interneurons: the BioMLP's ``interneurons`` (0: none; 0.1: feedforward inhibition
+            through 10% interneurons in every layer after the first).
         epochs: total number of epochs (a resumed run trains the remaining ones).
         batch_size: the *global* batch size, split over the ranks.
         seed: seeds the model, the rule's generator and the data order.
@@ -149,6 +153,7 @@ class TrainConfig:
     rule: str = "bio"
     rule_options: dict[str, Any] = field(default_factory=dict)
     hidden: tuple[int, ...] = (64,)
+    interneurons: float = 0.0
     epochs: int = 10
     batch_size: int = 32
     seed: int = 0
@@ -177,6 +182,9 @@ class TrainConfig:
             isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden
         ):
             raise ValueError(f"hidden must be one or more positive ints, got {self.hidden!r}")
+        i = self.interneurons
+        if not (isinstance(i, (int, float)) and not isinstance(i, bool) and 0 <= i <= 1):
+            raise ValueError(f"interneurons must be a fraction in [0, 1], got {i!r}")
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -244,7 +252,7 @@ def _resume_state(config: TrainConfig, info: DistInfo) -> dict[str, Any] | None:
     data = load_checkpoint(path)
     saved = data["config"]
     wanted = config.fingerprint()
-    differ = [k for k in _RESUME_KEYS if saved.get(k) != wanted[k]]
+    differ = [k for k in _RESUME_KEYS if saved.get(k, _KEYS_ADDED.get(k)) != wanted[k]]
     if differ:
         detail = ", ".join(f"{k} {saved.get(k)!r} (now {wanted[k]!r})" for k in differ)
         raise ValueError(f"{path}: checkpoint of another configuration: {detail}")
@@ -421,7 +429,8 @@ def _build_model(
     BioRule generator seed (BioRule(seed=None) draws it from torch's global generator).
     """
     torch.manual_seed(config.seed)
-    model = BioMLP(n_inputs, tuple(config.hidden), n_classes, seed=config.seed)
+    model = BioMLP(n_inputs, tuple(config.hidden), n_classes, seed=config.seed,
+                   interneurons=config.interneurons)  # fmt: skip
     model.to(info.device)
     return model, _build_optimizer(config, model.parameters())
 
