@@ -1,4 +1,4 @@
-"""Feedforward inhibition through interneurons: ``BioMLP(interneurons=0.1)`` on the MLP tasks.
+"""Feedforward inhibition through interneurons on the rule benchmark's MLPs and conv nets.
 
 A Dale-typed layer whose inputs are all positive (ReLU units) gives every postsynaptic unit the
 same sample-dependent shift (``benchmarks/init_structure.py``: 74% of the last hidden layer's
@@ -16,11 +16,18 @@ Runs the rule benchmark's MLP tasks (digits 1x256, MNIST-1D 2x256 and 3x512, gly
 - ``inhibited``: ``BioMLP(interneurons=0.1)`` (bio; adam/sgd with the Dale init and with
   PyTorch's init on the same architecture),
 
-and the common-mode share of the last hidden layer's pre-activations at initialisation
+and its conv nets (glyphs, 100 classes, 2 and 4 conv layers; :class:`bioplastic.InhibitedConv2d`
+with 1x1 interneurons in every conv layer after the first, bio only on that architecture), and
+the common-mode share of the last hidden layer's pre-activations at initialisation
 (``Var_x(mean_i z_i(x)) / mean_i Var_x(z_i(x))`` on the test set). Writes
 ``benchmarks/results/interneurons.{json,md}``.
 
     python benchmarks/interneurons.py [--seeds 3] [--workers 2]
+    python benchmarks/interneurons.py --depth-sweep [--seeds 3] [--workers 2]
+
+``--depth-sweep`` instead trains bio on plain and inhibited MNIST-1D MLPs of depths 1-4 and
+widths 256 and 512 (SGD with PyTorch's init as the reference) and writes
+``benchmarks/results/interneurons_depth.{json,md}``.
 """
 
 from __future__ import annotations
@@ -36,15 +43,22 @@ from torch import nn
 
 from bioplastic._io import json_text, write_atomic
 from bioplastic.experiments._common import mean_std
-from bioplastic.experiments.rulebench import TASKS, build_model, load_task, run_jobs
+from bioplastic.experiments.rulebench import TASKS, Task, build_model, load_task, run_jobs
 
 RESULTS = Path(__file__).resolve().parent / "results"
-TASK_NAMES = ("digits-mlp1x256", "mnist1d-mlp2x256", "mnist1d-mlp3x512", "glyphs500-mlp")
+TASK_NAMES = ("digits-mlp1x256", "mnist1d-mlp2x256", "mnist1d-mlp3x512", "glyphs500-mlp",
+              "glyphs100-conv2", "glyphs100-conv4")  # fmt: skip
 INTERNEURONS = 0.1
 RULES = {
     "plain": ("bio", "adam", "sgd"),
     "inhibited": ("bio", "adam-dale", "sgd-dale", "adam", "sgd"),
 }
+#: The conv nets (InhibitedConv2d, 1x1 interneurons) run bio only on the inhibited one.
+CONV_RULES = {"plain": ("bio", "adam", "sgd"), "inhibited": ("bio",)}
+
+
+def rules_of(name: str) -> dict[str, tuple[str, ...]]:
+    return CONV_RULES if "conv" in name else RULES
 
 
 def variant(name: str, arch: str):
@@ -58,13 +72,13 @@ def common_mode_share(task, seed: int) -> float:
     """Share of the last hidden layer's pre-activation variance that all its units share."""
     _, _, xte, _ = load_task(task)
     model = build_model(task, xte.shape[1:], "dale", seed)
-    last_relu = [m for m in model.modules() if isinstance(m, nn.ReLU)][-1]
+    last_relu = [m for m in model.modules() if isinstance(m, nn.ReLU)][-1]  # its input: z
     captured = {}
     hook = last_relu.register_forward_pre_hook(lambda m, args: captured.setdefault("z", args[0]))
     with torch.no_grad():
         model(xte)
     hook.remove()
-    z = captured["z"]
+    z = captured["z"].flatten(1)  # units: (channel, position) for the conv nets
     return float(z.mean(1).var() / z.var(0).mean())
 
 
@@ -72,9 +86,9 @@ def summarise(runs: list[dict], shares: dict, names=TASK_NAMES) -> dict:
     out: dict = {}
     for name in names:
         entry = out[name] = {}
-        for arch, rules in RULES.items():
+        for arch in RULES:
             task = variant(name, arch).name
-            for rule in rules:
+            for rule in rules_of(name)[arch]:
                 mine = [r for r in runs if r["task"] == task and r["rule"] == rule]
                 tests = [r["test"] or 0.0 for r in mine]
                 entry[f"{arch}/{rule}"] = {
@@ -100,10 +114,10 @@ def summarise(runs: list[dict], shares: dict, names=TASK_NAMES) -> dict:
 
 def markdown(result: dict) -> str:
     lines = [
-        "# Feedforward inhibition: BioMLP(interneurons=0.1) against BioMLP",
+        "# Feedforward inhibition (10% interneurons) against the plain Dale networks",
         "",
         f"Test accuracy, mean of {len(result['seeds'])} seeds (connectivity in brackets); the "
-        "rule benchmark's MLP tasks, data and schedule; `python benchmarks/interneurons.py`. "
+        "rule benchmark's tasks, data and schedule; `python benchmarks/interneurons.py`. "
         "`inhibited`: every hidden unit excitatory, 10% linear interneurons per layer after the "
         "first. Common-mode share: of the last hidden layer's pre-activation variance at "
         "initialisation (seed 0).",
@@ -140,11 +154,58 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: ``--depth-sweep``: MNIST-1D MLPs of these depths and widths, bio plain and inhibited, SGD
+#: (PyTorch's init) as the dense reference.
+DEPTHS, WIDTHS = (1, 2, 3, 4), (256, 512)
+
+
+def depth_sweep(seeds: list[int], workers: int, say, journal: Path) -> dict:
+    def task(d: int, w: int, inh: float) -> Task:
+        return Task(f"mnist1d-{d}x{w}" + ("+inh" if inh else ""), "mnist1d", "mlp", (w,) * d,
+                    interneurons=inh)  # fmt: skip
+
+    kinds = (("plain", "bio"), ("inhibited", "bio"), ("plain", "sgd"))
+    cases = [(d, w, arch, rule) for w in WIDTHS for d in DEPTHS for arch, rule in kinds]
+    jobs = [(task(d, w, INTERNEURONS if arch == "inhibited" else 0.0), rule, s, None, None)
+            for d, w, arch, rule in cases for s in seeds]  # fmt: skip
+    runs = run_jobs(jobs, workers, say, journal)
+    table: dict = {}
+    for d, w, arch, rule in cases:
+        name = task(d, w, INTERNEURONS if arch == "inhibited" else 0.0).name
+        tests = [r["test"] or 0.0 for r in runs if r["task"] == name and r["rule"] == rule]
+        table.setdefault(f"{d}x{w}", {})[f"{arch}/{rule}"] = statistics.fmean(tests)
+    return {"seeds": seeds, "depths": list(DEPTHS), "widths": list(WIDTHS), "runs": runs,
+            "table": table}  # fmt: skip
+
+
+def depth_markdown(result: dict) -> str:
+    lines = [
+        "# Depth and feedforward inhibition on MNIST-1D (bio rule, defaults)",
+        "",
+        f"Test accuracy, mean of {len(result['seeds'])} seeds: bio on the plain BioMLP / on "
+        "BioMLP(interneurons=0.1) (gain), and SGD with PyTorch's init (the best dense baseline "
+        "of the rule benchmark); `python benchmarks/interneurons.py --depth-sweep`.",
+        "",
+        "| depth \\ width | " + " | ".join(str(w) for w in result["widths"]) + " |",
+        "|---|" + "---|" * len(result["widths"]),
+    ]
+    for d in result["depths"]:
+        cells = []
+        for w in result["widths"]:
+            e = result["table"][f"{d}x{w}"]
+            plain, inh = e["plain/bio"], e["inhibited/bio"]
+            cells.append(f"{plain:.3f} / {inh:.3f} ({inh - plain:+.3f}); SGD {e['plain/sgd']:.3f}")
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--tasks", default=",".join(TASK_NAMES), help="comma-separated")
+    parser.add_argument("--depth-sweep", action="store_true",
+                        help="instead: MNIST-1D MLPs, depths 1-4, widths 256, 512")  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS / "interneurons")
     parser.add_argument("--journal", type=Path, default=Path("runs/interneurons.jsonl"),
                         help="finished runs (an interrupted run continues from it)")  # fmt: skip
@@ -155,9 +216,18 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         parser.error(f"unknown tasks {unknown}; choose from {list(TASK_NAMES)}")
     jobs = [(variant(name, arch), rule, s, None, None)
-            for name in names for arch, rules in RULES.items() for rule in rules
+            for name in names for arch, rules in rules_of(name).items() for rule in rules
             for s in seeds]  # fmt: skip
     say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    if args.depth_sweep:
+        result = depth_sweep(seeds, args.workers, say, args.journal)
+        out = args.out.with_name(args.out.name + "_depth")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(out.with_suffix(".json"), json_text(result, indent=1) + "\n")
+        text = depth_markdown(result)
+        write_atomic(out.with_suffix(".md"), text)
+        print(text)
+        return result
     runs = run_jobs(jobs, args.workers, say, args.journal)
     shares = {name: {arch: round(common_mode_share(variant(name, arch), 0), 4) for arch in RULES}
               for name in names}  # fmt: skip

@@ -11,14 +11,13 @@ from bioplastic.dale import (
     BioMLP,
     DaleConv2d,
     DaleLinear,
-    InhibitedLinear,
-    Interneurons,
     OnOffSplit,
     dale_init_,
     dalify,
     on_off_sign,
 )
 from bioplastic.functional import multiplicative_update
+from bioplastic.inhibition import ConvInterneurons, InhibitedConv2d, InhibitedLinear, Interneurons
 from bioplastic.optim import BioRule
 from bioplastic.probes import synaptic_layers
 
@@ -31,7 +30,9 @@ __all__ = [
     "BioRule",
     "DaleConv2d",
     "DaleLinear",
+    "ConvInterneurons",
     "EnforcedAdam",
+    "InhibitedConv2d",
     "InhibitedLinear",
     "Interneurons",
     "OnOffSplit",

@@ -25,8 +25,6 @@ __all__ = [
     "BioMLP",
     "DaleConv2d",
     "DaleLinear",
-    "InhibitedLinear",
-    "Interneurons",
     "OnOffSplit",
     "check_dalify_args",
     "dale_init_",
@@ -318,7 +316,7 @@ def dalify(
             sign = sign.to(device=m.weight.device, dtype=m.weight.dtype)
         _assign_sign(m, sign)
         dale_init_(m.weight, m.dale_sign, sigma, gain, connectivity, balance, gen)
-        if isinstance(m, Interneurons):
+        if hasattr(m, "normalise_rows_"):  # interneurons (bioplastic.inhibition)
             m.normalise_rows_()
         if m.bias is not None:
             with torch.no_grad():
@@ -400,52 +398,6 @@ def on_off_sign(n_inputs: int) -> Tensor:
     return torch.cat([torch.ones(n_inputs), -torch.ones(n_inputs)])
 
 
-class Interneurons(DaleLinear):
-    """Linear inhibitory interneurons: each one's weights from its (excitatory) inputs sum to 1.
-
-    An interneuron's activity is then a weighted mean of its inputs, the drive that all the
-    layer's principal cells share. Rows are rescaled to a total of 1 after every
-    (re-)initialisation (:func:`dalify` too); :class:`bioplastic.BioRule`'s homeostasis keeps
-    the totals during training. Without the rescaling the inhibition is ``sqrt(fan-in)``
-    times too strong at the start and a 3x512 MLP does not learn.
-    """
-
-    def __init__(self, in_features: int, n: int, sigma: float = 0.5, generator=None):
-        super().__init__(in_features, n, bias=False, sigma=sigma,
-                         dale_sign=torch.ones(in_features), generator=generator)  # fmt: skip
-        self.normalise_rows_()
-
-    @torch.no_grad()
-    def normalise_rows_(self) -> None:
-        totals = self.weight.abs().sum(1, keepdim=True)
-        self.weight.div_(totals.clamp(min=torch.finfo(self.weight.dtype).tiny))
-
-
-class InhibitedLinear(nn.Module):
-    """Excitatory inputs with feedforward inhibition through ``interneurons`` interneurons.
-
-    ``out = W_E h - W_I z + b`` with ``z = Interneurons(h)`` (linear, non-negative for
-    non-negative ``h``): the layer of Cornford et al. (2021, "Learning to live with Dale's
-    principle"), in which inhibition cancels the input's common mode. Both weights are
-    Dale-typed :class:`DaleLinear` layers: ``principal`` reads ``cat(h, z)`` with types ``+1``
-    for ``h`` and ``-1`` for ``z``; every input unit is excitatory onto both.
-    """
-
-    def __init__(
-        self, in_features: int, out_features: int, interneurons: int, sigma: float = 0.5,
-        generator: torch.Generator | None = None,
-    ):  # fmt: skip
-        super().__init__()
-        check_int("interneurons", interneurons, 1, None)
-        self.interneurons = Interneurons(in_features, interneurons, sigma, generator)
-        sign = torch.cat([torch.ones(in_features), -torch.ones(interneurons)])
-        self.principal = DaleLinear(in_features + interneurons, out_features, sigma=sigma,
-                                    dale_sign=sign, generator=generator)  # fmt: skip
-
-    def forward(self, h: Tensor) -> Tensor:
-        return self.principal(torch.cat([h, self.interneurons(h)], dim=-1))
-
-
 class BioMLP(nn.Module):
     """A ReLU multilayer perceptron with Dale-typed layers.
 
@@ -504,6 +456,8 @@ class BioMLP(nn.Module):
             first_sign = on_off_sign(in_features)
         for i, n_out in enumerate((*hidden, out_features)):
             if i > 0 and interneurons:
+                from bioplastic.inhibition import InhibitedLinear
+
                 k = max(1, round(interneurons * n_in))
                 layers.append(InhibitedLinear(n_in, n_out, k, sigma=sigma, generator=gen))
             else:

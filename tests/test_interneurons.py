@@ -1,6 +1,7 @@
-"""Feedforward inhibition: :class:`InhibitedLinear`, :class:`Interneurons` and
-``BioMLP(interneurons=...)`` (what it computes, its Dale types, its initialisation, and that the
-bio rule trains it without breaking either)."""
+"""Feedforward inhibition (:mod:`bioplastic.inhibition`): :class:`InhibitedLinear`,
+:class:`InhibitedConv2d`, their interneurons, ``BioMLP(interneurons=...)`` and ``bioplastic
+train --interneurons`` (what they compute, their Dale types, their initialisation, and that the
+bio rule trains them without breaking either)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,46 @@ def test_interneuron_weights_sum_to_one_after_dalify_reinitialises_them():
     for m in model.modules():
         if isinstance(m, bp.Interneurons):
             torch.testing.assert_close(m.weight.sum(1), torch.ones(m.out_features))
+    assert all(dale_violations(m) == 0 for _, m in synaptic_layers(model))
+
+
+def test_inhibited_conv_reads_its_inputs_and_1x1_interneurons():
+    gen = torch.Generator().manual_seed(0)
+    layer = bp.InhibitedConv2d(6, 4, 3, 2, generator=gen, padding=1)
+    h = torch.rand(3, 6, 5, 5)
+    z = nn.functional.conv2d(h, layer.interneurons.weight)  # 1x1, no bias
+    w = layer.principal.weight
+    expected = nn.functional.conv2d(torch.cat([h, z], 1), w, layer.principal.bias, padding=1)
+    torch.testing.assert_close(layer(h), expected)
+    assert layer.interneurons.kernel_size == (1, 1)
+    assert (w[:, :6] >= 0).all() and (w[:, 6:] <= 0).all()
+    torch.testing.assert_close(layer.interneurons.weight.sum((1, 2, 3)), torch.ones(2))
+    bp.dalify(nn.Sequential(layer), seed=4)
+    torch.testing.assert_close(layer.interneurons.weight.sum((1, 2, 3)), torch.ones(2))
+
+
+def test_bio_rule_steps_an_inhibited_conv_keeping_its_signs():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        bp.DaleConv2d(2, 8, 3, padding=1), nn.ReLU(),
+        bp.InhibitedConv2d(8, 8, 3, 2, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), bp.InhibitedLinear(8, 3, 1),
+    )  # fmt: skip
+    signs = {n: p.detach().sign().clone() for n, p in model.named_parameters() if p.dim() > 1}
+    opt = bp.BioRule(model.parameters(), seed=0)
+    x, y = torch.rand(16, 2, 6, 6), torch.randint(0, 3, (16,))
+    first = None
+    for _ in range(30):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        first = loss.item() if first is None else first
+        loss.backward()
+        opt.step()
+    assert loss.item() < first
+    for n, p in model.named_parameters():
+        if p.dim() > 1:
+            present = p != 0
+            assert torch.equal(p.sign()[present], signs[n][present]), n
     assert all(dale_violations(m) == 0 for _, m in synaptic_layers(model))
 
 

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from bioplastic.baselines import PEER_NAMES, SparsePeer, make_optimizer
 from bioplastic.dale import BioMLP, DaleConv2d, DaleLinear, OnOffSplit, on_off_sign
 from bioplastic.experiments._figures import new_figure
+from bioplastic.inhibition import InhibitedConv2d, InhibitedLinear
 from bioplastic.probes import synaptic_layers, weight_report
 from bioplastic.train import accuracy
 
@@ -129,7 +130,7 @@ def build_model(task: Task, in_shape: Sequence[int], init: str, seed: int) -> nn
         model: nn.Module = BioMLP(math.prod(in_shape), task.width, task.n_classes, seed=seed,
                                   interneurons=task.interneurons)  # fmt: skip
     else:
-        model = _conv_net(in_shape[0], task.width, task.n_classes, seed)
+        model = _conv_net(in_shape[0], task.width, task.n_classes, seed, task.interneurons)
     if init == "default":
         torch.manual_seed(seed)
         for _, layer in synaptic_layers(model):
@@ -143,20 +144,31 @@ def build_model(task: Task, in_shape: Sequence[int], init: str, seed: int) -> nn
     return model
 
 
-def _conv_net(in_channels: int, channels: Sequence[int], n_classes: int, seed: int) -> nn.Module:
+def _conv_net(
+    in_channels: int, channels: Sequence[int], n_classes: int, seed: int,
+    interneurons: float = 0.0,
+) -> nn.Module:  # fmt: skip
     """3x3 conv layers with ReLU (a 2x2 max-pool after every second one, or after each when
     there are two), global average pooling and a linear readout, all Dale-typed; the input goes
-    through an ON/OFF split so first-layer filters can be signed."""
+    through an ON/OFF split so first-layer filters can be signed. With ``interneurons``, every
+    layer after the first has feedforward inhibition (:mod:`bioplastic.inhibition`)."""
     gen = torch.Generator().manual_seed(seed)
     layers: list[nn.Module] = [OnOffSplit()]
     c_in, sign = 2 * in_channels, on_off_sign(in_channels)
     pool_every = 1 if len(channels) <= 2 else 2
     for i, c_out in enumerate(channels):
-        layers += [DaleConv2d(c_in, c_out, 3, padding=1, dale_sign=sign, generator=gen), nn.ReLU()]
+        if i > 0 and interneurons:
+            k = max(1, round(interneurons * c_in))
+            layers.append(InhibitedConv2d(c_in, c_out, 3, k, generator=gen, padding=1))
+        else:
+            layers.append(DaleConv2d(c_in, c_out, 3, padding=1, dale_sign=sign, generator=gen))
+        layers.append(nn.ReLU())
         if (i + 1) % pool_every == 0:
             layers.append(nn.MaxPool2d(2))
         c_in, sign = c_out, None
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), DaleLinear(c_in, n_classes, generator=gen)]
+    readout = (InhibitedLinear(c_in, n_classes, max(1, round(interneurons * c_in)), generator=gen)
+               if interneurons else DaleLinear(c_in, n_classes, generator=gen))  # fmt: skip
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), readout]
     return nn.Sequential(*layers)
 
 
