@@ -33,6 +33,29 @@ def make_mlp(*sizes: int, seed: int | None = None, dale: bool = False) -> nn.Seq
     return model
 
 
+def assert_bio_rule_trains_keeping_signs(model: nn.Module, x, y, steps: int, **rule) -> None:
+    """Step ``BioRule(**rule)`` ``steps`` times on ``(x, y)``: the loss falls, every present
+    synapse keeps its sign and no layer breaks Dale's law. ``from conftest import ...``."""
+    import bioplastic
+    from bioplastic.probes import dale_violations, synaptic_layers
+
+    signs = {n: p.detach().sign().clone() for n, p in model.named_parameters() if p.dim() > 1}
+    opt = bioplastic.BioRule(model.parameters(), **rule)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        losses.append(loss.item())
+        loss.backward()
+        opt.step()
+    assert losses[-1] < losses[0]
+    for n, p in model.named_parameters():
+        if p.dim() > 1:
+            present = p != 0
+            assert torch.equal(p.sign()[present], signs[n][present]), n
+    assert all(dale_violations(m) == 0 for _, m in synaptic_layers(model))
+
+
 @pytest.fixture(scope="session")
 def mlp():
     """The :func:`make_mlp` factory, as a fixture."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import assert_bio_rule_trains_keeping_signs
 from torch import nn
 
 import bioplastic as bp
@@ -64,22 +65,8 @@ def test_bio_rule_steps_an_inhibited_conv_keeping_its_signs():
         bp.InhibitedConv2d(8, 8, 3, 2, padding=1), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), bp.InhibitedLinear(8, 3, 1),
     )  # fmt: skip
-    signs = {n: p.detach().sign().clone() for n, p in model.named_parameters() if p.dim() > 1}
-    opt = bp.BioRule(model.parameters(), seed=0)
     x, y = torch.rand(16, 2, 6, 6), torch.randint(0, 3, (16,))
-    first = None
-    for _ in range(30):
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(model(x), y)
-        first = loss.item() if first is None else first
-        loss.backward()
-        opt.step()
-    assert loss.item() < first
-    for n, p in model.named_parameters():
-        if p.dim() > 1:
-            present = p != 0
-            assert torch.equal(p.sign()[present], signs[n][present]), n
-    assert all(dale_violations(m) == 0 for _, m in synaptic_layers(model))
+    assert_bio_rule_trains_keeping_signs(model, x, y, steps=30, seed=0)
 
 
 def test_inhibition_removes_most_of_the_common_mode_of_positive_inputs():

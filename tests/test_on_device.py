@@ -13,6 +13,7 @@ import math
 import os
 
 import torch
+from conftest import assert_bio_rule_trains_keeping_signs
 from torch import nn
 
 import bioplastic as bp
@@ -42,23 +43,9 @@ def test_dalify_on_the_device_draws_the_weights_it_draws_on_the_cpu():
 
 def test_bio_rule_steps_a_model_on_the_device_keeping_every_sign():
     model = bp.dalify(_net().to(DEVICE), seed=1)
-    signs = {n: p.detach().sign().clone() for n, p in model.named_parameters() if p.dim() > 1}
-    opt = bp.BioRule(model.parameters())
     x = torch.randn(16, 5, 6, 6, device=DEVICE)
     y = torch.randint(0, 3, (16,), device=DEVICE)
-    first = None
-    for _ in range(20):
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(model(x), y)
-        first = loss.item() if first is None else first
-        loss.backward()
-        opt.step()
-    assert loss.item() < first
-    for n, p in model.named_parameters():
-        if p.dim() > 1:
-            present = p != 0
-            assert torch.equal(p.sign()[present], signs[n][present]), n
-    assert all(dale_violations(m) == 0 for _, m in synaptic_layers(model))
+    assert_bio_rule_trains_keeping_signs(model, x, y, steps=20)
 
 
 def test_kernel_scalar_rounds_beyond_float32_as_cpu_kernels_do():
