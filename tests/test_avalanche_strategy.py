@@ -447,3 +447,25 @@ def test_bio_stream_defaults_no_warmup_and_adapting_budgets(task_stream):
     assert hand.optimizer.param_groups[0]["warmup"] == 0
     assert hand.optimizer.param_groups[0]["budget_rate"] == 0.1
     assert hand.bio_plugin.consolidate_fraction == bio.bio_plugin.consolidate_fraction
+
+
+@pytest.mark.parametrize("dalify_init", ["auto", "reinit"])
+def test_bioplastic_trains_an_inhibited_bio_mlp_with_its_probes(class_bm, dalify_init):
+    """BioMLP(interneurons=...) as a drop-in model: whether BioPlastic keeps its weights or
+    re-initialises them, it learns, keeps Dale's law and the probes run on it. (Its interneurons'
+    weight totals drift here: the streams' budget_rate 0.1 lets the budgets follow them.)"""
+    import bioplastic as bp
+
+    model = bp.BioMLP(64, (32, 32), 10, interneurons=0.1, seed=0)
+    strategy = BioPlastic(model=model, train_mb_size=16, train_epochs=4, eval_mb_size=64,
+                          evaluator=quiet(WeightProbeMetric(histograms=False)),
+                          dalify_init=dalify_init, device="cpu")  # fmt: skip
+    strategy.train(class_bm.train_stream[0])
+    results = strategy.eval(class_bm.test_stream[:1])
+    assert results["Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp000"] > 0.6
+    inter = [m for m in model.modules() if isinstance(m, bp.Interneurons)]
+    assert len(inter) == 2
+    assert all(bool((m.weight.sum(1) > 0).all()) for m in inter)
+    logged = strategy.evaluator.get_all_metrics()
+    assert any(k.startswith("probe/weights/") and "interneurons" in k for k in logged)
+    assert all(dale_violations(layer) == 0 for _, layer in synaptic_layers(model))
