@@ -1,12 +1,14 @@
 """Feedforward inhibition through interneurons on the rule benchmark's MLPs and conv nets.
 
 A Dale-typed layer whose inputs are all positive (ReLU units) gives every postsynaptic unit the
-same sample-dependent shift (``benchmarks/init_structure.py``: 74% of the last hidden layer's
-pre-activation variance on MNIST-1D 3x512). In :class:`bioplastic.InhibitedLinear` every hidden
-unit is excitatory and a few linear interneurons (10% of the layer's inputs), each a weighted
-mean of those inputs, inhibit the layer's units: the shared drive is subtracted (Cornford et
-al. 2021). The bio rule's homeostasis keeps each interneuron's weights summing to 1 and each
-unit's E and I totals equal, so the balance holds during training.
+same sample-dependent shift (``benchmarks/init_structure.py`` measured 74% of the last hidden
+layer's pre-activation variance on MNIST-1D 3x512, mean of 3 seeds). In
+:class:`bioplastic.InhibitedLinear` every hidden unit is excitatory and a few linear
+interneurons (10% of the layer's inputs), each a weighted mean of those inputs, inhibit the
+layer's units: the shared drive is subtracted (Cornford et al. 2021). The bio rule's
+homeostasis holds each interneuron's weight total near 1 and each unit's E and I totals near
+their budgets while it learns (the budgets follow the totals at ``budget_rate``). With one
+hidden layer (digits 1x256) only the readout has interneurons.
 
 Runs the rule benchmark's MLP tasks (digits 1x256, MNIST-1D 2x256 and 3x512, glyphs 500-class
 784-512-256; same data, schedule and evaluation as ``benchmarks/rulebench.py``), 3 seeds, with
@@ -42,6 +44,7 @@ import torch
 from torch import nn
 
 from bioplastic._io import json_text, write_atomic
+from bioplastic.cli._args import positive_int
 from bioplastic.experiments._common import mean_std
 from bioplastic.experiments.rulebench import TASKS, Task, build_model, load_task, run_jobs
 
@@ -200,21 +203,30 @@ def depth_markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--tasks", default=",".join(TASK_NAMES), help="comma-separated")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--seeds", type=positive_int, default=3, help="seeds 0..N-1")
+    parser.add_argument("--workers", type=positive_int, default=1,
+                        help="processes, one thread each")  # fmt: skip
+    parser.add_argument("--tasks", default=",".join(TASK_NAMES),
+                        help="comma-separated, from: " + ", ".join(TASK_NAMES))  # fmt: skip
     parser.add_argument("--depth-sweep", action="store_true",
                         help="instead: MNIST-1D MLPs, depths 1-4, widths 256, 512")  # fmt: skip
-    parser.add_argument("--out", type=Path, default=RESULTS / "interneurons")
+    parser.add_argument("--out", type=Path, default=RESULTS / "interneurons",
+                        help="stem of the .json/.md (replaced; sweep: +_depth)")  # fmt: skip
     parser.add_argument("--journal", type=Path, default=Path("runs/interneurons.jsonl"),
-                        help="finished runs (an interrupted run continues from it)")  # fmt: skip
+                        help="finished runs, reused when the code is unchanged (an "
+                        "interrupted run continues from it)")  # fmt: skip
     args = parser.parse_args(argv)
     seeds = list(range(args.seeds))
     names = [t for t in args.tasks.split(",") if t]
     unknown = sorted(set(names) - set(TASK_NAMES))
-    if unknown:
-        parser.error(f"unknown tasks {unknown}; choose from {list(TASK_NAMES)}")
+    if unknown or not names:
+        parser.error(f"unknown tasks {unknown or args.tasks!r}; choose from {list(TASK_NAMES)}")
+    if args.depth_sweep and args.tasks != ",".join(TASK_NAMES):
+        parser.error("--depth-sweep runs its own MNIST-1D MLPs: leave out --tasks")
     jobs = [(variant(name, arch), rule, s, None, None)
             for name in names for arch, rules in rules_of(name).items() for rule in rules
             for s in seeds]  # fmt: skip

@@ -47,6 +47,8 @@ class Interneurons(_WeightedMeans, DaleLinear):
     """
 
     def __init__(self, in_features: int, n: int, sigma: float = 0.5, generator=None):
+        check_int("in_features", in_features, 1, None)
+        check_int("n (interneurons)", n, 1, None)
         DaleLinear.__init__(self, in_features, n, bias=False, sigma=sigma,
                             dale_sign=torch.ones(in_features), generator=generator)  # fmt: skip
         self.normalise_rows_()
@@ -57,6 +59,8 @@ class ConvInterneurons(_WeightedMeans, DaleConv2d):
     location, a weighted mean of the input channels there."""
 
     def __init__(self, in_channels: int, n: int, sigma: float = 0.5, generator=None):
+        check_int("in_channels", in_channels, 1, None)
+        check_int("n (interneurons)", n, 1, None)
         DaleConv2d.__init__(self, in_channels, n, 1, sigma=sigma, bias=False,
                             dale_sign=torch.ones(in_channels), generator=generator)  # fmt: skip
         self.normalise_rows_()

@@ -180,3 +180,10 @@ def test_train_cli_refuses_a_bad_interneuron_fraction(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "--interneurons: expected a number in [0, 1]" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("make", [bp.Interneurons, bp.ConvInterneurons])
+@pytest.mark.parametrize("n", [0, -1, 1.5])
+def test_a_bad_interneuron_count_is_refused_naming_it(make, n):
+    with pytest.raises(ValueError, match="interneurons"):
+        make(4, n)
