@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 
+import pytest
 import torch
 from conftest import assert_bio_rule_trains_keeping_signs
 from torch import nn
@@ -23,17 +24,25 @@ from bioplastic.probes import dale_violations, synaptic_layers
 DEVICE = resolve_device(os.environ.get("BIOPLASTIC_TEST_DEVICE", "cpu"))
 
 
-def _net() -> nn.Module:
+def _net(inhibited: bool = False) -> nn.Module:
+    """A conv layer and two linear ones; ``inhibited``: the later layers with interneurons."""
     torch.manual_seed(3)
+    if inhibited:
+        return nn.Sequential(
+            nn.Conv2d(5, 4, 3), nn.ReLU(), bp.InhibitedConv2d(4, 4, 1, 1), nn.ReLU(),
+            nn.Flatten(), bp.InhibitedLinear(4 * 4 * 4, 8, 6), nn.ReLU(),
+            bp.InhibitedLinear(8, 3, 1),
+        )  # fmt: skip
     return nn.Sequential(
         nn.Conv2d(5, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 8), nn.ReLU(),
         nn.Linear(8, 3),
     )  # fmt: skip
 
 
-def test_dalify_on_the_device_draws_the_weights_it_draws_on_the_cpu():
-    on_cpu = bp.dalify(_net(), connectivity=0.7, seed=5)
-    on_device = bp.dalify(_net().to(DEVICE), connectivity=0.7, seed=5)
+@pytest.mark.parametrize("inhibited", [False, True])
+def test_dalify_on_the_device_draws_the_weights_it_draws_on_the_cpu(inhibited):
+    on_cpu = bp.dalify(_net(inhibited), connectivity=0.7, seed=5)
+    on_device = bp.dalify(_net(inhibited).to(DEVICE), connectivity=0.7, seed=5)
     for (name, a), b in zip(on_cpu.state_dict().items(), on_device.state_dict().values(),
                             strict=True):  # fmt: skip
         assert b.device.type == DEVICE.type, name
@@ -41,8 +50,9 @@ def test_dalify_on_the_device_draws_the_weights_it_draws_on_the_cpu():
     assert all(dale_violations(m) == 0 for _, m in synaptic_layers(on_device))
 
 
-def test_bio_rule_steps_a_model_on_the_device_keeping_every_sign():
-    model = bp.dalify(_net().to(DEVICE), seed=1)
+@pytest.mark.parametrize("inhibited", [False, True])
+def test_bio_rule_steps_a_model_on_the_device_keeping_every_sign(inhibited):
+    model = bp.dalify(_net(inhibited).to(DEVICE), seed=1)
     x = torch.randn(16, 5, 6, 6, device=DEVICE)
     y = torch.randint(0, 3, (16,), device=DEVICE)
     assert_bio_rule_trains_keeping_signs(model, x, y, steps=20)
