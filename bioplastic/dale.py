@@ -456,7 +456,7 @@ class BioMLP(nn.Module):
             first_sign = on_off_sign(in_features)
         for i, n_out in enumerate((*hidden, out_features)):
             if i > 0 and interneurons:
-                from bioplastic.inhibition import InhibitedLinear
+                from bioplastic.inhibition import InhibitedLinear  # (it imports this module)
 
                 k = max(1, round(interneurons * n_in))
                 layers.append(InhibitedLinear(n_in, n_out, k, sigma=sigma, generator=gen))

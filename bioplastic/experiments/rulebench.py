@@ -289,8 +289,8 @@ def _code_fingerprint() -> str:
 def _key(job: Job) -> str:
     task, rule, seed, connectivity, options = job
     target = None if connectivity is None else round(connectivity, 6)
-    return json.dumps([task.name, task.width, task.epochs, rule, seed, target, options, _CODE,
-                       *([task.interneurons] if task.interneurons else [])])  # fmt: skip
+    return json.dumps([task.name, task.width, task.epochs, task.interneurons, rule, seed, target,
+                       options, _CODE])  # fmt: skip
 
 
 _CODE = _code_fingerprint()
