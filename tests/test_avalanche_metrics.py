@@ -30,6 +30,7 @@ from strategies.avalanche import (  # noqa: E402
     make_evaluator,
     make_model,
     make_strategy,
+    probe_metrics,
 )
 from strategies.avalanche.loggers import to_jsonable  # noqa: E402
 
@@ -193,6 +194,34 @@ def test_activity_probe_uses_a_fixed_batch(task_bm, task_stream):
         ActivityProbeMetric(probe_size=1)
     with pytest.raises(ValueError, match="recruit_by"):
         TaskEncodingMetric(recruit_by="largest")
+
+
+def test_activity_probe_measures_trained_experiences_only_by_default(task_bm, task_stream):
+    """probe_metrics' default (PROBES["eval_experiences"] = "trained"): an evaluated experience
+    is probed once an experience of its index was trained; "all" probes every one."""
+    default = next(m for m in probe_metrics() if isinstance(m, ActivityProbeMetric))
+    assert default.eval_experiences == "trained"
+    key = "probe/activity/trunk.2/silent_fraction/Exp{:03d}"
+
+    def probed(which: str) -> list[list[int]]:
+        """Per evaluation, the experiences whose activity was probed."""
+        torch.manual_seed(0)
+        probe = ActivityProbeMetric(probe_size=8, histograms=False, eval_experiences=which)
+        strategy = BioPlastic(
+            model=make_model(task_stream, hidden=(8,)), train_mb_size=32,
+            evaluator=EvaluationPlugin(probe, loggers=[]), device="cpu",
+        )  # fmt: skip
+        seen = []
+        for k in range(2):
+            strategy.train(task_bm.train_stream[k])
+            results = strategy.eval(task_bm.test_stream[:2])
+            seen.append([e for e in range(2) if key.format(e) in results])
+        return seen
+
+    assert probed("trained") == [[0], [0, 1]]
+    assert probed("all") == [[0, 1], [0, 1]]
+    with pytest.raises(ValueError, match="eval_experiences"):
+        ActivityProbeMetric(eval_experiences="seen")
 
 
 def test_values_and_json_conversion(tmp_path):

@@ -60,9 +60,16 @@ COMMON: dict[str, Any] = {
 #: on at most ``max_units`` sampled units per layer. Chosen for the probes' cost against 10% of
 #: train+eval per experience (benchmarks/strategy_overhead.py, split digits and MNIST-1D 3x512):
 #: ``every`` went from 100 to 200 (half as many in-training points; each in-training activity
-#: probe costs about 15% of an epoch on MNIST-1D 3x512). Unchanged: the activity probe on
-#: every evaluated experience, the weight and task-encoding probes at every experience end.
-PROBES: dict[str, Any] = {"every": 200, "probe_size": 256, "max_units": 1024}
+#: probe costs about 15% of an epoch on MNIST-1D 3x512), and ``eval_experiences`` "trained":
+#: the activity probe after an evaluation measures only the experiences trained so far (15 of
+#: the 25 it measured on a 5-experience stream; the others showed a network that had not seen
+#: them). Unchanged: the weight and task-encoding probes at every experience end.
+PROBES: dict[str, Any] = {
+    "every": 200,
+    "probe_size": 256,
+    "max_units": 1024,
+    "eval_experiences": "trained",
+}
 
 #: Consolidation after each experience of a hand-built :class:`BioPlastic` or
 #: :class:`BioRulePlugin`: ``fraction``, ``factor`` and ``by`` of :meth:`BioRule.consolidate`,

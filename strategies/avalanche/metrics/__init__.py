@@ -75,6 +75,7 @@ def probe_metrics(
     probe_size: int = PROBES["probe_size"],
     every: int = PROBES["every"],
     max_units: int | None = PROBES["max_units"],
+    eval_experiences: str = PROBES["eval_experiences"],
     **task_encoding_kwargs: Any,
 ) -> list[PluginMetric]:
     """The probe metrics, ready for ``EvaluationPlugin(*accuracy_metrics(...), *probe_metrics())``.
@@ -83,7 +84,9 @@ def probe_metrics(
     experience ends and evaluations only); everything (histograms, task encoding, heatmaps) at
     the end of each training experience and, for the activity, each evaluated experience.
     ``probe_size``: samples of the fixed probe batch; ``max_units``: units sampled per layer
-    for the activity statistics (:class:`ActivityProbeMetric`). Defaults:
+    for the activity statistics and ``eval_experiences`` which evaluated experiences the
+    activity probes measure (``"trained"``: those trained so far; :class:`ActivityProbeMetric`).
+    Defaults:
     :data:`strategies.avalanche.config.PROBES`. ``task_encoding_kwargs`` go to
     :class:`TaskEncodingMetric` (e.g. ``recruit_by``).
     """
@@ -93,7 +96,11 @@ def probe_metrics(
     if activity:
         metrics.append(
             ActivityProbeMetric(
-                probe_size=probe_size, histograms=histograms, every=every, max_units=max_units
+                probe_size=probe_size,
+                histograms=histograms,
+                every=every,
+                max_units=max_units,
+                eval_experiences=eval_experiences,
             )
         )
     if task_encoding:

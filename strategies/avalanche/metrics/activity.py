@@ -53,6 +53,9 @@ class ActivityProbeMetric(_ProbeMetric):
         max_units: a layer with more units is measured on a fixed random sample of
             ``max_units`` of them (seeded by the layer's name), so the cost of the
             participation ratio (``units^2``) stays bounded on wide layers; ``None``: all.
+        eval_experiences: ``"trained"`` probes an evaluated experience only once a training
+            experience of the same index has been trained (the others show the response of a
+            network that has not seen them); ``"all"`` probes every evaluated experience.
     """
 
     def __init__(
@@ -63,8 +66,15 @@ class ActivityProbeMetric(_ProbeMetric):
         ei_balance: bool = True,
         every: int = 0,
         max_units: int | None = 1024,
+        eval_experiences: str = "all",
     ):
         super().__init__()
+        if eval_experiences not in ("trained", "all"):
+            raise ValueError(
+                f"eval_experiences must be 'trained' or 'all', got {eval_experiences!r}"
+            )
+        self.eval_experiences = eval_experiences
+        self._trained: set[int] = set()
         if isinstance(probe_size, bool) or not isinstance(probe_size, int) or probe_size < 2:
             raise ValueError(f"probe_size must be an int >= 2, got {probe_size!r}")
         self.probe_size = probe_size
@@ -133,7 +143,13 @@ class ActivityProbeMetric(_ProbeMetric):
             )
         return values
 
-    def after_eval_exp(self, strategy: Any) -> list[MetricValue]:
+    def after_training_exp(self, strategy: Any) -> None:
+        self._trained.add(int(strategy.experience.current_experience))
+
+    def after_eval_exp(self, strategy: Any) -> list[MetricValue] | None:
+        current = int(strategy.experience.current_experience)
+        if self.eval_experiences == "trained" and current not in self._trained:
+            return None
         (_, eid), x, t = self._probe_batch(strategy)
         values = self._measure(strategy.model, x, t, f"Exp{eid:03d}", self.histograms)
         return self._emit(strategy, values)
