@@ -13,7 +13,8 @@
 #    the conv net) and prints the fused BioRule step's ratio to torch.optim.Adam(fused=True) for
 #    each model, and counts the kernel launches and host synchronisations of one step
 #    (--profile; tables and figure under $GPU_CHECK_OUT, default runs/gpu_check);
-# 4. runs benchmarks/gpu_resnet.py (ResNet-18, SplitCIFAR-100-format stream) if that file exists;
+# 4. runs benchmarks/gpu_resnet.py (ResNet-18, SplitCIFAR-100-format stream; needs avalanche-lib,
+#    else it says so and counts as failed);
 # 5. runs tests/test_on_device.py, test_optim.py, test_distributed.py and test_fuzz.py with
 #    BIOPLASTIC_TEST_DEVICE set: test_distributed trains `bioplastic train --device cuda` as one
 #    process and as 2 torchrun ranks sharing the GPU (gloo reduces CUDA tensors) and checks that
@@ -65,7 +66,7 @@ if [ "$DEVICE" = cuda ]; then
   fi
   nvidia-smi -L
 fi
-"$PY" - "$DEVICE" <<'PYEOF'
+"$PY" - "$DEVICE" <<'PYEOF' || exit 1
 import sys
 
 import torch
@@ -97,7 +98,10 @@ for model, rows in results["models"].items():
         print(f"  {model}: {bio:.3f} ms / {adam:.3f} ms = {bio / adam:.2f}x")
 PYEOF
 
-if [ -f benchmarks/gpu_resnet.py ]; then
+if ! "$PY" -c "import avalanche" >/dev/null 2>&1; then
+  echo "== benchmarks/gpu_resnet.py: skipped, $PY cannot import avalanche (pip install -e '.[avalanche]')"
+  failed+=("gpu_resnet (no avalanche)")
+elif [ -f benchmarks/gpu_resnet.py ]; then
   echo "== benchmarks/gpu_resnet.py on $DEVICE"
   stage "gpu_resnet" "${GPU_CHECK_RESNET_S:-300}" "$PY" benchmarks/gpu_resnet.py --device "$DEVICE" \
     $([ "$DEVICE" = cpu ] && echo --quick) --out "$OUT/gpu_resnet"
