@@ -29,13 +29,16 @@ the common-mode share of the last hidden layer's pre-activations at initialisati
 
 ``--depth-sweep`` instead trains bio on plain and inhibited MNIST-1D MLPs of depths 1-4 and
 widths 256 and 512 (SGD with PyTorch's init as the reference) and writes
-``benchmarks/results/interneurons_depth.{json,md}``.
+``benchmarks/results/interneurons_depth.{json,md}``. Figures:
+``benchmarks/results/figures/interneurons.png`` and ``interneurons_depth.png``; ``--replot``
+redraws tables and figures from the saved results without running anything.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -46,6 +49,7 @@ from torch import nn
 from bioplastic._io import json_text, write_atomic
 from bioplastic.cli._args import positive_int
 from bioplastic.experiments._common import mean_std
+from bioplastic.experiments._figures import new_figure, save_figure
 from bioplastic.experiments.rulebench import TASKS, Task, build_model, load_task, run_jobs
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -202,6 +206,61 @@ def depth_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def figure(result: dict, path: Path) -> Path:
+    """Bio on the plain and the inhibited network, and the best dense baseline, per task."""
+    names = list(result["summary"])
+    fig = new_figure(7.5, 3.6)
+    ax = fig.add_subplot(1, 1, 1)
+    xs = range(len(names))
+    for k, (label, get) in enumerate((
+        ("bio, plain", lambda e: e["plain/bio"]["test"]),
+        ("bio, inhibited", lambda e: e["inhibited/bio"]["test"]),
+        ("best dense", lambda e: e["best_dense"]["test"]),
+    )):  # fmt: skip
+        ax.bar([x + (k - 1) * 0.27 for x in xs], [get(result["summary"][n]) for n in names],
+               width=0.27, label=label)  # fmt: skip
+    ax.set_xticks(list(xs), names, rotation=15, fontsize=7)
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"feedforward inhibition (10% interneurons), {len(result['seeds'])} seeds")
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def depth_figure(result: dict, path: Path) -> Path:
+    """Test accuracy against depth per width: bio plain, bio inhibited, SGD."""
+    widths = result["widths"]
+    fig = new_figure(3.3 * len(widths), 3.2)
+    for i, w in enumerate(widths):
+        ax = fig.add_subplot(1, len(widths), i + 1)
+        for key, label, style in (("plain/bio", "bio, plain", "o-"),
+                                  ("inhibited/bio", "bio, inhibited", "s-"),
+                                  ("plain/sgd", "SGD (PyTorch init)", "^--")):  # fmt: skip
+            ax.plot(result["depths"], [result["table"][f"{d}x{w}"][key] for d in result["depths"]],
+                    style, label=label)  # fmt: skip
+        ax.set_xticks(result["depths"])
+        ax.set_xlabel("hidden layers")
+        ax.set_title(f"MNIST-1D, width {w}")
+        if i == 0:
+            ax.set_ylabel("test accuracy")
+            ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def replot(out: Path, figures: Path, depth: bool) -> dict:
+    """The markdown and figure of saved results (``--replot``; ``depth``: the sweep's)."""
+    if depth:
+        out = out.with_name(out.name + "_depth")
+    path = out.with_suffix(".json")
+    if not path.exists():
+        raise SystemExit(f"interneurons.py --replot: no results at {path}; run without --replot")
+    result = json.loads(path.read_text())
+    text = depth_markdown(result) if depth else markdown(result)
+    write_atomic(out.with_suffix(".md"), text)
+    (depth_figure if depth else figure)(result, figures / f"{out.name}.png")
+    print(text)
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
@@ -216,6 +275,10 @@ def main(argv: list[str] | None = None) -> dict:
                         help="instead: MNIST-1D MLPs, depths 1-4, widths 256, 512")  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS / "interneurons",
                         help="stem of the .json/.md (replaced; sweep: +_depth)")  # fmt: skip
+    parser.add_argument("--replot", action="store_true",
+                        help="redraw tables and figures from saved results")  # fmt: skip
+    parser.add_argument("--figures", type=Path, default=RESULTS / "figures",
+                        help="folder of the figure (<out name>.png)")  # fmt: skip
     parser.add_argument("--journal", type=Path, default=Path("runs/interneurons.jsonl"),
                         help="finished runs, reused when the code is unchanged (an "
                         "interrupted run continues from it)")  # fmt: skip
@@ -231,6 +294,8 @@ def main(argv: list[str] | None = None) -> dict:
             for name in names for arch, rules in rules_of(name).items() for rule in rules
             for s in seeds]  # fmt: skip
     say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    if args.replot:
+        return replot(args.out, args.figures, depth=args.depth_sweep)
     if args.depth_sweep:
         result = depth_sweep(seeds, args.workers, say, args.journal)
         out = args.out.with_name(args.out.name + "_depth")
@@ -238,6 +303,7 @@ def main(argv: list[str] | None = None) -> dict:
         write_atomic(out.with_suffix(".json"), json_text(result, indent=1) + "\n")
         text = depth_markdown(result)
         write_atomic(out.with_suffix(".md"), text)
+        depth_figure(result, args.figures / f"{out.name}.png")
         print(text)
         return result
     runs = run_jobs(jobs, args.workers, say, args.journal)
@@ -249,6 +315,7 @@ def main(argv: list[str] | None = None) -> dict:
     write_atomic(args.out.with_suffix(".json"), json_text(result, indent=1) + "\n")
     text = markdown(result)
     write_atomic(args.out.with_suffix(".md"), text)
+    figure(result, args.figures / f"{args.out.name}.png")
     print(text)
     return result
 

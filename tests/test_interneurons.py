@@ -187,3 +187,37 @@ def test_train_cli_refuses_a_bad_interneuron_fraction(tmp_path, capsys):
 def test_a_bad_interneuron_count_is_refused_naming_it(make, n):
     with pytest.raises(ValueError, match="interneurons"):
         make(4, n)
+
+
+def _benchmark_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "interneurons.py"
+    spec = importlib.util.spec_from_file_location("interneurons_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmark_writes_tables_and_a_figure_and_replots_them_alike(tmp_path, capsys):
+    bench = _benchmark_script()
+    args = ["--seeds", "1", "--tasks", "digits-mlp1x256", "--out", str(tmp_path / "inh"),
+            "--journal", str(tmp_path / "runs.jsonl"), "--figures", str(tmp_path)]  # fmt: skip
+    result = bench.main(args)
+    entry = result["summary"]["digits-mlp1x256"]
+    assert entry["inhibited/bio"]["dale_violations"] == 0
+    assert entry["best_dense"]["name"] in ("plain/adam", "plain/sgd", "inhibited/adam",
+                                           "inhibited/sgd", "inhibited/adam-dale",
+                                           "inhibited/sgd-dale")  # fmt: skip
+    text = (tmp_path / "inh.md").read_text()
+    header, rule, row = text.splitlines()[4:7]
+    assert header.count("|") == rule.count("|") == row.count("|") == 10
+    assert (tmp_path / "inh.png").stat().st_size > 0
+    (tmp_path / "inh.md").unlink()
+    bench.main([*args, "--replot"])
+    assert (tmp_path / "inh.md").read_text() == text
+    for bad in (["--seeds", "0"], ["--tasks", ","], ["--depth-sweep", "--tasks", "glyphs500-mlp"]):
+        with pytest.raises(SystemExit):
+            bench.main(bad)
+    assert "error" in capsys.readouterr().err
