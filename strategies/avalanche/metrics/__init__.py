@@ -9,7 +9,8 @@ TensorBoard shows them during training:
   connectivity, Dale violations, sign flips since the start of training, log-magnitude
   statistics and E/I totals, the rule's structural counts when the optimizer is a BioRule, and
   histograms of the weights and log-magnitudes;
-* :class:`ActivityProbeMetric` (after each evaluated experience, on a fixed probe batch of that
+* :class:`ActivityProbeMetric` (after each evaluated experience, or with
+  ``eval_experiences="trained"`` each one trained so far, on a fixed probe batch of that
   experience's evaluation data): population and lifetime sparseness, silent fraction,
   participation ratio, E/I input balance and activity histograms;
 * :class:`TaskEncodingMetric` (after each training experience): the synapses and units each
@@ -82,10 +83,10 @@ def probe_metrics(
 
     Cadence: the weight and activity scalars every ``every`` training iterations (0: at
     experience ends and evaluations only); everything (histograms, task encoding, heatmaps) at
-    the end of each training experience and, for the activity, each evaluated experience.
-    ``probe_size``: samples of the fixed probe batch; ``max_units``: units sampled per layer
-    for the activity statistics and ``eval_experiences`` which evaluated experiences the
-    activity probes measure (``"trained"``: those trained so far; :class:`ActivityProbeMetric`).
+    the end of each training experience and, for the activity, each evaluated experience that
+    ``eval_experiences`` admits (``"trained"``: those trained so far; ``"all"``).
+    ``probe_size``: samples of the fixed probe batch; ``max_units``: units sampled per layer for
+    the activity statistics (:class:`ActivityProbeMetric`).
     Defaults:
     :data:`strategies.avalanche.config.PROBES`. ``task_encoding_kwargs`` go to
     :class:`TaskEncodingMetric` (e.g. ``recruit_by``).
