@@ -247,7 +247,8 @@ def depth_figure(result: dict, path: Path) -> Path:
 
 
 def replot(out: Path, figures: Path, depth: bool) -> dict:
-    """The markdown and figure of saved results (``--replot``; ``depth``: the sweep's)."""
+    """The markdown and figure of saved results (``--replot``, and after every run: the tables
+    and figures always come from the saved JSON; ``depth``: the sweep's)."""
     if depth:
         out = out.with_name(out.name + "_depth")
     path = out.with_suffix(".json")
@@ -299,25 +300,16 @@ def main(argv: list[str] | None = None) -> dict:
     if args.depth_sweep:
         result = depth_sweep(seeds, args.workers, say, args.journal)
         out = args.out.with_name(args.out.name + "_depth")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(out.with_suffix(".json"), json_text(result, indent=1) + "\n")
-        text = depth_markdown(result)
-        write_atomic(out.with_suffix(".md"), text)
-        depth_figure(result, args.figures / f"{out.name}.png")
-        print(text)
-        return result
-    runs = run_jobs(jobs, args.workers, say, args.journal)
-    shares = {name: {arch: round(common_mode_share(variant(name, arch), 0), 4) for arch in RULES}
-              for name in names}  # fmt: skip
-    result = {"seeds": seeds, "interneurons": INTERNEURONS, "runs": runs,
-              "summary": summarise(runs, shares, names)}  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.out.with_suffix(".json"), json_text(result, indent=1) + "\n")
-    text = markdown(result)
-    write_atomic(args.out.with_suffix(".md"), text)
-    figure(result, args.figures / f"{args.out.name}.png")
-    print(text)
-    return result
+    else:
+        runs = run_jobs(jobs, args.workers, say, args.journal)
+        shares = {name: {arch: round(common_mode_share(variant(name, arch), 0), 4)
+                         for arch in RULES} for name in names}  # fmt: skip
+        result = {"seeds": seeds, "interneurons": INTERNEURONS, "runs": runs,
+                  "summary": summarise(runs, shares, names)}  # fmt: skip
+        out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out.with_suffix(".json"), json_text(result, indent=1) + "\n")
+    return replot(args.out, args.figures, depth=args.depth_sweep)
 
 
 if __name__ == "__main__":
