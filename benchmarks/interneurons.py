@@ -48,6 +48,7 @@ from torch import nn
 
 from bioplastic._io import json_text, write_atomic
 from bioplastic.cli._args import positive_int
+from bioplastic.dale import INTERNEURONS
 from bioplastic.experiments._common import mean_std
 from bioplastic.experiments._figures import new_figure, save_figure
 from bioplastic.experiments.rulebench import TASKS, Task, build_model, load_task, run_jobs
@@ -55,7 +56,6 @@ from bioplastic.experiments.rulebench import TASKS, Task, build_model, load_task
 RESULTS = Path(__file__).resolve().parent / "results"
 TASK_NAMES = ("digits-mlp1x256", "mnist1d-mlp2x256", "mnist1d-mlp3x512", "glyphs500-mlp",
               "glyphs100-conv2", "glyphs100-conv4")  # fmt: skip
-INTERNEURONS = 0.1
 RULES = {
     "plain": ("bio", "adam", "sgd"),
     "inhibited": ("bio", "adam-dale", "sgd-dale", "adam", "sgd"),
@@ -71,7 +71,7 @@ def rules_of(name: str) -> dict[str, tuple[str, ...]]:
 def variant(name: str, arch: str):
     task = TASKS[name]
     if arch == "plain":
-        return task
+        return dataclasses.replace(task, interneurons=0.0)
     return dataclasses.replace(task, name=f"{name}+inh", interneurons=INTERNEURONS)
 
 

@@ -21,6 +21,7 @@ from bioplastic._checks import check_bool, check_choice, check_fraction, check_i
 from bioplastic.probes import synaptic_layers
 
 __all__ = [
+    "INTERNEURONS",
     "BioConvNet",
     "BioMLP",
     "DaleConv2d",
@@ -398,21 +399,29 @@ def on_off_sign(n_inputs: int) -> Tensor:
     return torch.cat([torch.ones(n_inputs), -torch.ones(n_inputs)])
 
 
+#: BioMLP's feedforward inhibition: interneurons per layer after the first, as a fraction of
+#: the layer's inputs (``benchmarks/interneurons.py`` measured it; 0 gives the plain Dale MLP).
+INTERNEURONS = 0.1
+
+
 class BioMLP(nn.Module):
     """A ReLU multilayer perceptron with Dale-typed layers.
 
     Args:
         in_features, hidden, out_features: layer sizes (``hidden`` a tuple of widths, or
             one int for one hidden layer).
-        inh_fraction: fraction of inhibitory units in every hidden layer.
+        inh_fraction: fraction of inhibitory units in every hidden layer (the plain Dale MLP,
+            ``interneurons=0``; with interneurons it types only the first layer's inputs, and
+            only without ``on_off``).
         on_off: feed the input through :class:`OnOffSplit` so the first layer has one
             excitatory and one inhibitory afferent per input feature.
         flatten: flatten inputs of any shape to ``[batch, in_features]`` first.
-        interneurons: 0 (default) types a fraction ``inh_fraction`` of every layer's inputs
-            inhibitory. A fraction above 0 makes every hidden unit excitatory and gives every
-            layer after the first :class:`InhibitedLinear` feedforward inhibition through
-            ``max(1, round(interneurons * width))`` interneurons (0.1 in
-            ``benchmarks/interneurons.py``). The first layer reads the ON/OFF input as before.
+        interneurons: feedforward inhibition (default :data:`INTERNEURONS`, 0.1): every hidden
+            unit is excitatory and every layer after the first is an :class:`InhibitedLinear`
+            fed by ``max(1, round(interneurons * width))`` interneurons, each a weighted mean of
+            the layer's inputs. It removes the input shift that all units of a Dale layer
+            share. 0 gives the plain Dale MLP instead: a fraction ``inh_fraction`` of every
+            hidden layer's units inhibitory. The first layer reads the ON/OFF input either way.
     """
 
     def __init__(
@@ -425,7 +434,7 @@ class BioMLP(nn.Module):
         on_off: bool = True,
         flatten: bool = True,
         seed: int | None = 0,
-        interneurons: float = 0.0,
+        interneurons: float = INTERNEURONS,
     ):
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features)):

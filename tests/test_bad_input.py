@@ -117,7 +117,7 @@ def test_biomlp_refuses_bad_arguments(kwargs, name):
 
 
 def test_biomlp_takes_an_int_as_one_hidden_layer():
-    net = BioMLP(in_features=8, hidden=16, out_features=3)
+    net = BioMLP(in_features=8, hidden=16, out_features=3, interneurons=0)
     assert [m.out_features for m in net.modules() if isinstance(m, nn.Linear)] == [16, 3]
 
 

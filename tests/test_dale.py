@@ -107,10 +107,10 @@ def test_bioconvnet_is_dale_typed_and_runs():
 def test_dale_sign_follows_the_model_to_a_checkpoint():
     model = bp.BioMLP(4, (6,), 2)
     state = model.state_dict()
-    assert "net.2.dale_sign" in state
+    assert "net.2.dale_sign" in state and "net.4.principal.dale_sign" in state
     other = bp.BioMLP(4, (6,), 2, seed=3)
     other.load_state_dict(state)
-    assert torch.equal(other.net[4].dale_sign, model.net[4].dale_sign)
+    assert torch.equal(other.net[4].principal.dale_sign, model.net[4].principal.dale_sign)
 
 
 def test_bio_rule_reads_signs_of_fully_absent_columns_from_dalify():

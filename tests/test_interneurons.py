@@ -96,8 +96,14 @@ def test_bio_mlp_with_interneurons_has_them_after_the_first_layer_only():
     assert (layers[1].principal.dale_sign[:40] == 1).all()  # every hidden unit excitatory
 
 
-def test_bio_mlp_without_interneurons_keeps_its_layout():
-    keys = list(bp.BioMLP(10, (8,), 3).state_dict())
+def test_bio_mlp_has_interneurons_by_default_and_without_them_keeps_its_layout():
+    inhibited = bp.BioMLP(10, (8, 8), 3)
+    assert [type(m).__name__ for m in inhibited.net[2::2]] == [
+        "DaleLinear",
+        *["InhibitedLinear"] * 2,
+    ]
+    assert inhibited.net[4].interneurons.out_features == 1  # round(0.1 * 8)
+    keys = list(bp.BioMLP(10, (8,), 3, interneurons=0).state_dict())
     assert keys == ["net.2.weight", "net.2.bias", "net.2.dale_sign", "net.4.weight",
                     "net.4.bias", "net.4.dale_sign"]  # fmt: skip
 
@@ -148,29 +154,33 @@ def test_train_cli_builds_the_inhibited_mlp_and_refuses_to_resume_it_as_another(
     from bioplastic.cli import main
 
     out = tmp_path / "inh"
-    assert main([*TRAIN, "--interneurons", "0.1", "--out", str(out)]) == 0
+    assert main([*TRAIN, "--out", str(out)]) == 0  # the default: 0.1
     result = json.loads((out / "train.json").read_text())
     assert result["dale_violations"] == 0
     state = D.load_checkpoint(out / D.CHECKPOINT_NAME)
     assert state["config"]["interneurons"] == 0.1
     assert any(".interneurons.weight" in k for k in state["model"])
     capsys.readouterr()
-    assert main([*TRAIN, "--out", str(out), "--resume"]) == 2  # --interneurons 0 now
+    assert main([*TRAIN, "--interneurons", "0", "--out", str(out), "--resume"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "interneurons 0.1 (now 0.0)" in err
 
 
-def test_checkpoints_from_before_interneurons_still_resume(tmp_path):
+def test_checkpoints_from_before_interneurons_still_resume(tmp_path, capsys):
     from bioplastic import distributed as D
     from bioplastic.cli import main
 
+    plain = [*TRAIN, "--interneurons", "0"]  # the architecture of earlier versions
     out = tmp_path / "old"
-    assert main([*TRAIN, "--epochs", "1", "--out", str(out)]) == 0
+    assert main([*plain, "--epochs", "1", "--out", str(out)]) == 0
     path = out / D.CHECKPOINT_NAME
     state = D.load_checkpoint(path)
     del state["config"]["interneurons"]  # as written by earlier versions
     D.save_checkpoint(path, state)
-    assert main([*TRAIN, "--out", str(out), "--resume"]) == 0
+    capsys.readouterr()
+    assert main([*TRAIN, "--out", str(out), "--resume"]) == 2  # today's default is another net
+    assert "interneurons 0.0 (now 0.1)" in capsys.readouterr().err
+    assert main([*plain, "--out", str(out), "--resume"]) == 0
 
 
 def test_train_cli_refuses_a_bad_interneuron_fraction(tmp_path, capsys):

@@ -156,6 +156,22 @@ def test_rescale_layers_multiplies_logits_and_keeps_decisions():
         rescale_layers_(scaled, {"0": -1.0})
 
 
+def test_rescaling_an_inhibited_mlp_keeps_its_decisions_and_leaves_the_interneurons_alone():
+    import bioplastic as bp
+
+    model = bp.BioMLP(4, (16, 16), 3, seed=0)
+    names = [n for n, _ in bp.synaptic_layers(model)]
+    assert "net.4.interneurons" in names
+    principal = [n for n in names if "interneurons" not in n]
+    scaled = copy.deepcopy(model)
+    total = rescale_layers_(scaled, dict(zip(principal, (2.0, 0.5, 3.0), strict=True)))
+    x = torch.rand(20, 4)
+    with torch.no_grad():
+        assert torch.allclose(scaled(x), total * model(x), atol=1e-5)
+    with pytest.raises(ValueError, match="interneuron"):
+        rescale_layers_(scaled, {"net.4.interneurons": 2.0})
+
+
 def test_apgd_dlr_accuracy_is_invariant_to_logit_scale():
     model = _mlp()
     x, y = torch.rand(40, 4), torch.randint(0, 3, (40,))

@@ -48,6 +48,7 @@ from bioplastic.cli._args import (
     set_threads,
     threads,
 )
+from bioplastic.dale import INTERNEURONS
 
 __all__ = ["EXIT_SIGTERM", "add_parser"]
 
@@ -150,9 +151,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--interneurons",
         type=_fraction(lo_open=False),
-        default=0.0,
+        default=INTERNEURONS,
         help="feedforward inhibition: this fraction of interneurons in every layer after the "
-        "first (0, the default: none; 0.1 in benchmarks/interneurons.py)",
+        f"first (default {INTERNEURONS}; 0: the plain Dale MLP)",
     )
     p.add_argument("--epochs", type=positive_int, default=10, help="total epochs")
     p.add_argument(

@@ -189,12 +189,14 @@ def build_model(config: str, n_in: int, n_out: int, hidden: Sequence[int], seed:
 
 
 class _MultiHead(nn.Module):
-    """A trunk and one 2-way head per task; ``task`` picks the head."""
+    """A trunk and one 2-way head per task; ``task`` picks the head. An inhibited readout's
+    interneurons stay shared: every head reads the hidden units and the interneurons."""
 
     def __init__(self, model: BioMLP, n_tasks: int, per_task: int):
         super().__init__()
         self.trunk = model.net[:-1]
-        readout = model.net[-1]
+        self.interneurons = getattr(model.net[-1], "interneurons", None)
+        readout = getattr(model.net[-1], "principal", model.net[-1])
         self.heads = nn.ModuleList()
         for t in range(n_tasks):
             head = nn.Linear(readout.in_features, per_task)
@@ -207,7 +209,10 @@ class _MultiHead(nn.Module):
         self.task = 0
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.heads[self.task](self.trunk(x))
+        h = self.trunk(x)
+        if self.interneurons is not None:
+            h = torch.cat([h, self.interneurons(h)], dim=-1)
+        return self.heads[self.task](h)
 
 
 # ------------------------------------------------------------------------------------ jobs

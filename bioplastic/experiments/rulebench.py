@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from bioplastic.baselines import PEER_NAMES, SparsePeer, make_optimizer
-from bioplastic.dale import BioMLP, DaleConv2d, DaleLinear, OnOffSplit, on_off_sign
+from bioplastic.dale import INTERNEURONS, BioMLP, DaleConv2d, DaleLinear, OnOffSplit, on_off_sign
 from bioplastic.experiments._figures import new_figure
 from bioplastic.inhibition import InhibitedConv2d, InhibitedLinear
 from bioplastic.probes import synaptic_layers, weight_report
@@ -63,7 +63,19 @@ class Task:
     n_classes: int = 10
     epochs: int = 30
     batch_size: int = 64
-    interneurons: float = 0.0  # BioMLP(interneurons=...): feedforward inhibition (mlp only)
+    #: Feedforward inhibition (BioMLP's ``interneurons``) for every rule; None (default): the
+    #: sign-constrained rules (bio, eg, enforced) train BioMLP's default on an MLP, and the
+    #: dense baselines and peers (free signs) the plain network, as good or better for them
+    #: (``benchmarks/results/interneurons.md``). Conv nets: none (1x1 interneurons cost there).
+    interneurons: float | None = None
+
+    def interneurons_for(self, rule: str) -> float:
+        """The interneuron fraction ``rule`` trains this task with (see ``interneurons``)."""
+        if self.interneurons is not None:
+            return self.interneurons
+        if self.arch != "mlp" or rule in (*DENSE_RULES, *PEER_NAMES):
+            return 0.0
+        return INTERNEURONS
 
 
 TASKS: dict[str, Task] = {
@@ -120,17 +132,21 @@ def _glyph_split(n_classes: int, flatten: bool) -> tuple[Tensor, Tensor, Tensor,
 
 
 # ------------------------------------------------------------------------------------ models
-def build_model(task: Task, in_shape: Sequence[int], init: str, seed: int) -> nn.Module:
+def build_model(
+    task: Task, in_shape: Sequence[int], init: str, seed: int, interneurons: float | None = None
+) -> nn.Module:
     """The task's model with Dale initialisation (``init="dale"``) or PyTorch's (``"default"``).
 
     Both have the same architecture (the ON/OFF input split included); ``"default"`` resets
     every Linear/Conv layer with its own ``reset_parameters()`` and drops the presynaptic types.
+    ``interneurons`` (default: bio's, :meth:`Task.interneurons_for`) sets the inhibition.
     """
+    inh = task.interneurons_for("bio") if interneurons is None else interneurons
     if task.arch == "mlp":
         model: nn.Module = BioMLP(math.prod(in_shape), task.width, task.n_classes, seed=seed,
-                                  interneurons=task.interneurons)  # fmt: skip
+                                  interneurons=inh)  # fmt: skip
     else:
-        model = _conv_net(in_shape[0], task.width, task.n_classes, seed, task.interneurons)
+        model = _conv_net(in_shape[0], task.width, task.n_classes, seed, inh)
     if init == "default":
         torch.manual_seed(seed)
         for _, layer in synaptic_layers(model):
@@ -189,7 +205,7 @@ def run_one(
     xtr, ytr, xte, yte = load_task(task) if data is None else data
     torch.manual_seed(seed)
     init = "default" if rule in ("adam", "sgd", *PEER_NAMES) else "dale"
-    model = build_model(task, xtr.shape[1:], init, seed)
+    model = build_model(task, xtr.shape[1:], init, seed, task.interneurons_for(rule))
     reference = {k: v.clone() for k, v in model.state_dict().items()}
     steps = task.epochs * math.ceil(len(xtr) / task.batch_size)
     if rule in PEER_NAMES:
@@ -289,8 +305,8 @@ def _code_fingerprint() -> str:
 def _key(job: Job) -> str:
     task, rule, seed, connectivity, options = job
     target = None if connectivity is None else round(connectivity, 6)
-    return json.dumps([task.name, task.width, task.epochs, task.interneurons, rule, seed, target,
-                       options, _CODE])  # fmt: skip
+    return json.dumps([task.name, task.width, task.epochs, task.interneurons_for(rule), rule,
+                       seed, target, options, _CODE])  # fmt: skip
 
 
 _CODE = _code_fingerprint()

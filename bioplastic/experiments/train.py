@@ -71,7 +71,7 @@ from torch.nn.parallel import DistributedDataParallel
 from bioplastic._io import lock_folder, remove_stale_temporaries
 from bioplastic._progress import Stages, bar
 from bioplastic.baselines import OPTIMIZER_NAMES, make_optimizer
-from bioplastic.dale import BioMLP
+from bioplastic.dale import INTERNEURONS, BioMLP
 from bioplastic.distributed import (
     BACKENDS,
     CHECKPOINT_FORMAT,
@@ -130,8 +130,9 @@ class TrainConfig:
             ``enforced``).
         rule_options: keyword arguments for the rule (override its defaults).
         hidden: widths of the hidden layers of the :class:`bioplastic.BioMLP`.
-        interneurons: the BioMLP's ``interneurons`` (0: none; 0.1: feedforward inhibition
-            through 10% interneurons in every layer after the first).
+        interneurons: the BioMLP's ``interneurons``: feedforward inhibition through this
+            fraction of interneurons in every layer after the first (default
+            :data:`bioplastic.dale.INTERNEURONS`, 0.1; 0: the plain Dale MLP).
         epochs: total number of epochs (a resumed run trains the remaining ones).
         batch_size: the *global* batch size, split over the ranks.
         seed: seeds the model, the rule's generator and the data order.
@@ -153,7 +154,7 @@ class TrainConfig:
     rule: str = "bio"
     rule_options: dict[str, Any] = field(default_factory=dict)
     hidden: tuple[int, ...] = (64,)
-    interneurons: float = 0.0
+    interneurons: float = INTERNEURONS
     epochs: int = 10
     batch_size: int = 32
     seed: int = 0
@@ -250,11 +251,11 @@ def _resume_state(config: TrainConfig, info: DistInfo) -> dict[str, Any] | None:
     if not (config.resume and path.exists()):
         return None
     data = load_checkpoint(path)
-    saved = data["config"]
     wanted = config.fingerprint()
-    differ = [k for k in _RESUME_KEYS if saved.get(k, _KEYS_ADDED.get(k)) != wanted[k]]
+    saved = {k: data["config"].get(k, _KEYS_ADDED.get(k)) for k in _RESUME_KEYS}
+    differ = [k for k in _RESUME_KEYS if saved[k] != wanted[k]]
     if differ:
-        detail = ", ".join(f"{k} {saved.get(k)!r} (now {wanted[k]!r})" for k in differ)
+        detail = ", ".join(f"{k} {saved[k]!r} (now {wanted[k]!r})" for k in differ)
         raise ValueError(f"{path}: checkpoint of another configuration: {detail}")
     if data["epoch"] > config.epochs:
         raise ValueError(

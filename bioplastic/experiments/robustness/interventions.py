@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from bioplastic.baselines import make_optimizer
 from bioplastic.experiments.robustness.data import _Batches
 from bioplastic.experiments.robustness.measure import _connectivity, _measure
+from bioplastic.inhibition import ConvInterneurons, Interneurons
 from bioplastic.probes import synaptic_layers
 from bioplastic.representation import weight_scale_stats
 from bioplastic.robustness import train_to_accuracy
@@ -59,12 +60,20 @@ def rescale_layers_(model: nn.Module, factors: Mapping[str, float]) -> float:
     in :func:`~bioplastic.probes.synaptic_layers` order, the bias of layer ``l`` is multiplied
     by the product of the factors of layers ``1..l``; the logits are then the original logits
     times ``prod(factors)`` and every decision is unchanged. Layers not named keep factor 1.
-    Returns that overall factor.
+    Interneurons (:mod:`bioplastic.inhibition`) average their inputs, so they pass the scale
+    of their inputs on unchanged; naming one is an error (the layer that reads them would see
+    its excitatory and inhibitory inputs at different scales). Returns the overall factor.
     """
     layers = synaptic_layers(model)
     unknown = set(factors) - {n for n, _ in layers}
     if unknown:
         raise ValueError(f"factors names unknown layers: {sorted(unknown)}")
+    averaging = sorted(n for n, m in layers if isinstance(m, (Interneurons, ConvInterneurons)))
+    if set(averaging) & set(factors):
+        raise ValueError(
+            f"interneuron layers cannot be rescaled: {sorted(set(averaging) & set(factors))}"
+        )
+    layers = [(n, m) for n, m in layers if n not in averaging]
     total = 1.0
     with torch.no_grad():
         for name, m in layers:
@@ -155,8 +164,9 @@ def _interventions(
     bio_scale = weight_scale_stats(bio)
     factors = {
         name: adam_scale[name]["frobenius"] / bio_scale[name]["frobenius"]
-        for name in bio_scale
+        for name, layer in synaptic_layers(bio)
         if bio_scale[name]["frobenius"] > 0
+        and not isinstance(layer, (Interneurons, ConvInterneurons))
     }
     overall = rescale_layers_(scaled, factors)
     row = {
