@@ -1,0 +1,177 @@
+"""BioRule's hyper-parameters changed one at a time around the defaults, on the rule benchmark.
+
+Rule v2 asks for one set of defaults that serves every task. Each variant here changes one
+hyper-parameter of :class:`bioplastic.BioRule` (or BioMLP's interneuron fraction) from its
+default; bio trains every task with the rule benchmark's data, schedule and models
+(:mod:`bioplastic.experiments.rulebench`, MLPs with feedforward inhibition, the default). The
+table gives, per task, the test accuracy and the change against the defaults on the same seeds,
+and the rows are ordered by the mean change over tasks. A variant that gains on every task is a
+candidate default, to be measured by the rule benchmark (3 seeds) before it becomes one; this
+sweep alone changes nothing.
+
+Writes ``benchmarks/results/defaults_sweep.{json,md}``; every finished run is appended to
+``--journal`` at once, and a rerun reads finished runs back (so a cut-off run continues).
+
+    python benchmarks/defaults_sweep.py [--seeds 2] [--workers N] [--tasks a,b]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+from bioplastic._io import json_text, write_atomic
+from bioplastic.cli._args import positive_int
+from bioplastic.experiments.rulebench import TASKS, run_jobs
+
+RESULTS = Path(__file__).resolve().parent / "results"
+#: The rule benchmark's tasks that the sweep trains (conv4 left out: the slowest, by far).
+SWEEP_TASKS = ("digits-mlp1x256", "mnist1d-mlp2x256", "mnist1d-mlp3x512", "glyphs500-mlp",
+               "glyphs100-conv2")  # fmt: skip
+#: name -> BioRule options (``interneurons`` is BioMLP's; it leaves conv nets unchanged).
+VARIANTS: dict[str, dict] = {
+    "defaults": {},
+    "lr 0.04": {"lr": 0.04},
+    "lr 0.16": {"lr": 0.16},
+    "fan_in_exponent 0.25": {"fan_in_exponent": 0.25},
+    "fan_in_exponent 0.75": {"fan_in_exponent": 0.75},
+    "cost 0.2": {"cost": 0.2},
+    "cost 0.8": {"cost": 0.8},
+    "prune_threshold 0.05": {"prune_threshold": 0.05},
+    "prune_threshold 0.2": {"prune_threshold": 0.2},
+    "max_step 0.1": {"max_step": 0.1},
+    "max_step 0.4": {"max_step": 0.4},
+    "momentum 0.8": {"momentum": 0.8},
+    "momentum 0.95": {"momentum": 0.95},
+    "grad_beta 0.9": {"grad_beta": 0.9},
+    "grad_beta 0.999": {"grad_beta": 0.999},
+    "budget_rate 0.001": {"budget_rate": 0.001},
+    "budget_rate 0.1": {"budget_rate": 0.1},
+    "normalize_by tensor": {"normalize_by": "tensor"},
+    "warmup 0": {"warmup": 0},
+    "warmup 1000": {"warmup": 1000},
+    "noise 0.05": {"noise": 0.05},
+    "growth (every 100 steps, 1%)": {"grow_every": 100, "grow_fraction": 0.01},
+    "interneurons 0.05": {"interneurons": 0.05},
+    "interneurons 0.2": {"interneurons": 0.2},
+}
+
+
+def jobs_of(tasks, variants, seeds) -> list:
+    """Rule benchmark jobs ``(task, "bio", seed, None, options)`` of every case."""
+    jobs = []
+    for name in tasks:
+        for variant in variants:
+            options = dict(VARIANTS[variant])
+            task = TASKS[name]
+            if "interneurons" in options:
+                inh = options.pop("interneurons")
+                if task.arch != "mlp":
+                    continue  # conv nets have no interneurons by default
+                task = dataclasses.replace(task, name=f"{name}+inh{inh}", interneurons=inh)
+            jobs += [(task, "bio", s, None, options or None) for s in seeds]
+    return jobs
+
+
+def variant_of(row: dict) -> str:
+    options = dict(row.get("options") or {})
+    if "+inh" in row["task"]:
+        options["interneurons"] = float(row["task"].split("+inh")[1])
+    return next(name for name, o in VARIANTS.items() if o == options)
+
+
+def summarise(runs: list[dict], tasks) -> dict:
+    """Per variant and task: mean test accuracy and connectivity, and the paired change of the
+    test accuracy against the defaults (the mean over seeds both have)."""
+    by: dict = {}
+    for row in runs:
+        task = row["task"].split("+inh")[0]
+        by.setdefault(variant_of(row), {}).setdefault(task, {})[row["seed"]] = row
+    table: dict = {}
+    for variant, per_task in by.items():
+        entry = {}
+        for task in tasks:
+            rows = per_task.get(task, {})
+            base = by["defaults"].get(task, {})
+            seeds = sorted(s for s in rows if s in base and rows[s]["test"] is not None)
+            if not seeds:
+                continue
+            entry[task] = {
+                "test": statistics.fmean(rows[s]["test"] for s in seeds),
+                "change": statistics.fmean(
+                    rows[s]["test"] - (base[s]["test"] or 0.0) for s in seeds
+                ),  # fmt: skip
+                "connectivity": statistics.fmean(rows[s]["connectivity"] for s in seeds),
+                "seeds": seeds,
+            }
+        changes = [e["change"] for e in entry.values()]
+        table[variant] = {"tasks": entry, "mean_change": statistics.fmean(changes),
+                          "worst_change": min(changes)}  # fmt: skip
+    return table
+
+
+def markdown(result: dict) -> str:
+    tasks, table = result["tasks"], result["table"]
+    lines = [
+        f"# BioRule's defaults, one change at a time ({len(result['seeds'])} seed(s))",
+        "",
+        "bio on the rule benchmark's tasks (its data, schedule and models; MLPs with feedforward "
+        "inhibition); `python benchmarks/defaults_sweep.py`. Cells: test accuracy (change "
+        "against the defaults on the same seeds), connectivity. Ordered by the mean change.",
+        "",
+        "| variant | " + " | ".join(tasks) + " | mean change | worst change |",
+        "|---" * (len(tasks) + 3) + "|",
+    ]
+    order = sorted(table, key=lambda v: (v != "defaults", -table[v]["mean_change"]))
+    for variant in order:
+        cells = []
+        for task in tasks:
+            e = table[variant]["tasks"].get(task)
+            cell = "-" if e is None else f"{e['test']:.3f} ({e['change']:+.3f})"
+            cells.append(cell if e is None else f"{cell}, {e['connectivity']:.2f}")
+        lines.append(f"| {variant} | " + " | ".join(cells) +
+                     f" | {table[variant]['mean_change']:+.3f} "
+                     f"| {table[variant]['worst_change']:+.3f} |")  # fmt: skip
+    env = result["environment"]
+    lines += ["", f"Environment: torch {env['torch']}, {env['cpus']} CPUs, {env['workers']} "
+              "workers, 1 thread per run."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=positive_int, default=2, help="seeds per case (2)")
+    parser.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1)
+    parser.add_argument("--tasks", default=",".join(SWEEP_TASKS), help="comma-separated tasks")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names")
+    parser.add_argument("--journal", type=Path, default=Path("runs/defaults_sweep.jsonl"))
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    args = parser.parse_args(argv)
+    tasks, variants = args.tasks.split(","), args.variants.split(",")
+    unknown = [t for t in tasks if t not in TASKS] + [v for v in variants if v not in VARIANTS]
+    if unknown or "defaults" not in variants:
+        parser.error(f"unknown task or variant {unknown}" if unknown else "variants need defaults")
+    seeds = list(range(args.seeds))
+    runs = run_jobs(jobs_of(tasks, variants, seeds), args.workers,
+                    lambda line: print(line, flush=True), args.journal)  # fmt: skip
+    result = {"tasks": tasks, "variants": variants, "seeds": seeds, "runs": runs,
+              "table": summarise(runs, tasks),
+              "environment": {"python": platform.python_version(), "torch": torch.__version__,
+                              "cpus": os.cpu_count(), "workers": args.workers}}  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_atomic(args.out / "defaults_sweep.json", json_text(result))
+    text = markdown(result)
+    write_atomic(args.out / "defaults_sweep.md", text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
