@@ -19,9 +19,13 @@ from torch import nn
 from torch.optim import Optimizer
 
 from bioplastic._checks import check_number
+from bioplastic.dale import INTERNEURONS
 from bioplastic.optim import BioRule
 
-__all__ = ["EnforcedAdam", "OPTIMIZER_NAMES", "PEER_NAMES", "SparsePeer", "make_optimizer"]
+__all__ = [
+    "EnforcedAdam", "OPTIMIZER_NAMES", "PEER_NAMES", "SIGN_PRESERVING", "SparsePeer",
+    "interneurons_for", "make_optimizer",
+]  # fmt: skip
 
 
 class EnforcedAdam(torch.optim.Adam):
@@ -148,6 +152,19 @@ _OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
     "enforced": dict(lr=1e-3),
 }
 OPTIMIZER_NAMES = tuple(_OPTIMIZER_DEFAULTS)
+#: The rules that keep every synapse's sign (and so a Dale-typed network's types).
+SIGN_PRESERVING = ("bio", "eg", "enforced")
+
+
+def interneurons_for(rule: str) -> float:
+    """BioMLP's ``interneurons`` for a network that ``rule`` trains: the default
+    (:data:`bioplastic.dale.INTERNEURONS`) for the sign-preserving rules, whose Dale-typed
+    layers it helps, and 0 (the plain network) for ``adam`` and ``sgd``: from the Dale init of
+    an inhibited network of two or more hidden layers they fail in some seeds, and on the plain
+    one they do as well or better (``benchmarks/results/interneurons.md``)."""
+    if rule not in _OPTIMIZER_DEFAULTS:
+        raise ValueError(f"unknown optimizer {rule!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
+    return INTERNEURONS if rule in SIGN_PRESERVING else 0.0
 
 
 def make_optimizer(name: str, params, **kwargs) -> Optimizer:

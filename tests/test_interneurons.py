@@ -231,3 +231,18 @@ def test_the_benchmark_writes_tables_and_a_figure_and_replots_them_alike(tmp_pat
         with pytest.raises(SystemExit):
             bench.main(bad)
     assert "error" in capsys.readouterr().err
+
+
+def test_only_the_sign_preserving_rules_get_interneurons_in_the_few_shot_backbones():
+    from bioplastic.baselines import interneurons_for
+    from bioplastic.experiments.fewshot.pretrain import _make_model
+
+    assert [interneurons_for(r) for r in ("bio", "eg", "enforced", "adam", "sgd")] == [
+        bp.dale.INTERNEURONS, bp.dale.INTERNEURONS, bp.dale.INTERNEURONS, 0.0, 0.0
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        interneurons_for("adamw")
+    for rule, inhibited in (("bio", True), ("adam", False)):
+        model, features, readout = _make_model("mlp", (1, 8, 8), (16, 16), 5, seed=0, rule=rule)
+        assert isinstance(readout, bp.InhibitedLinear) is inhibited
+        assert features(torch.rand(3, 1, 8, 8)).shape == (3, 16)

@@ -31,8 +31,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bioplastic.baselines import PEER_NAMES, SparsePeer, make_optimizer
-from bioplastic.dale import INTERNEURONS, BioMLP, DaleConv2d, DaleLinear, OnOffSplit, on_off_sign
+from bioplastic.baselines import PEER_NAMES, SparsePeer, interneurons_for, make_optimizer
+from bioplastic.dale import BioMLP, DaleConv2d, DaleLinear, OnOffSplit, on_off_sign
 from bioplastic.experiments._figures import new_figure
 from bioplastic.inhibition import InhibitedConv2d, InhibitedLinear
 from bioplastic.probes import synaptic_layers, weight_report
@@ -63,19 +63,19 @@ class Task:
     n_classes: int = 10
     epochs: int = 30
     batch_size: int = 64
-    #: Feedforward inhibition (BioMLP's ``interneurons``) for every rule; None (default): the
-    #: sign-constrained rules (bio, eg, enforced) train BioMLP's default on an MLP, and the
-    #: dense baselines and peers (free signs) the plain network, as good or better for them
-    #: (``benchmarks/results/interneurons.md``). Conv nets: none (1x1 interneurons cost there).
+    #: Feedforward inhibition (BioMLP's ``interneurons``) for every rule; None (default): on
+    #: an MLP, :func:`bioplastic.baselines.interneurons_for` the rule (the default for bio, eg
+    #: and enforced; the plain network for the dense baselines, Dale init or not, and for the
+    #: peers, which train free signs). Conv nets: none (1x1 interneurons cost there).
     interneurons: float | None = None
 
     def interneurons_for(self, rule: str) -> float:
         """The interneuron fraction ``rule`` trains this task with (see ``interneurons``)."""
         if self.interneurons is not None:
             return self.interneurons
-        if self.arch != "mlp" or rule in (*DENSE_RULES, *PEER_NAMES):
+        if self.arch != "mlp" or rule in PEER_NAMES:
             return 0.0
-        return INTERNEURONS
+        return interneurons_for(rule.removesuffix("-dale"))
 
 
 TASKS: dict[str, Task] = {

@@ -13,17 +13,25 @@ from torch import Tensor, nn
 
 from bioplastic import BioConvNet, BioMLP, make_optimizer
 from bioplastic._progress import bar
+from bioplastic.baselines import interneurons_for
 from bioplastic.experiments.metatrain import evaluate_maml, make_maml, meta_train
 from bioplastic.probes import weight_report
 from bioplastic.train import accuracy, train_epochs
 
 
 def _make_model(
-    arch: str, input_shape: tuple[int, ...], hidden: tuple[int, ...], n_out: int, seed: int
+    arch: str,
+    input_shape: tuple[int, ...],
+    hidden: tuple[int, ...],
+    n_out: int,
+    seed: int,
+    rule: str = "bio",
 ) -> tuple[nn.Module, nn.Module, nn.Module]:
-    """``(model, features, readout)``; the same seed gives the same initial weights."""
+    """``(model, features, readout)`` for ``rule`` to train; the same seed gives the same
+    initial weights (an MLP's interneurons: :func:`~bioplastic.baselines.interneurons_for`)."""
     if arch == "mlp":
-        model = BioMLP(int(np.prod(input_shape)), hidden, n_out, seed=seed)
+        model = BioMLP(int(np.prod(input_shape)), hidden, n_out, seed=seed,
+                       interneurons=interneurons_for(rule))  # fmt: skip
         return model, model.net[:-1], model.net[-1]
     if arch == "conv":
         if len(input_shape) != 3:

@@ -310,7 +310,7 @@ class _Run:
     def _pretrained(self, rule, seed, train_idx, held_idx, episode_sets, device_sets) -> None:
         plan, data = self.plan, self.data
         model, features, readout = _make_model(
-            plan.arch, data.input_shape, plan.hidden, self.n_train_classes, seed
+            plan.arch, data.input_shape, plan.hidden, self.n_train_classes, seed, rule
         )
         model.to(plan.device)  # in place: features and readout are its sub-modules
         with self.stages("pretrain"):
@@ -326,7 +326,9 @@ class _Run:
 
     def _maml(self, rule, seed, train_idx, episode_sets, device_sets) -> None:
         plan = self.plan
-        model, _, _ = _make_model(plan.arch, self.data.input_shape, plan.hidden, plan.ways, seed)
+        model, _, _ = _make_model(
+            plan.arch, self.data.input_shape, plan.hidden, plan.ways, seed, rule
+        )
         model.to(plan.device)
         with self.stages("maml"):
             self._maml_run(model, rule, seed, train_idx, episode_sets, device_sets)
