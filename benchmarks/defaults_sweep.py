@@ -58,7 +58,7 @@ VARIANTS: dict[str, dict] = {
     "warmup 0": {"warmup": 0},
     "warmup 1000": {"warmup": 1000},
     "noise 0.05": {"noise": 0.05},
-    "growth (every 100 steps, 1%)": {"grow_every": 100, "grow_fraction": 0.01},
+    "growth (1% every 100 steps)": {"grow_every": 100, "grow_fraction": 0.01},
     "interneurons 0.05": {"interneurons": 0.05},
     "interneurons 0.2": {"interneurons": 0.2},
 }

@@ -1,0 +1,48 @@
+"""benchmarks/defaults_sweep.py: one change at a time, compared with the defaults on equal seeds."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+
+def _script():
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "defaults_sweep.py"
+    spec = importlib.util.spec_from_file_location("defaults_sweep", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_sweep_compares_each_variant_with_the_defaults_on_the_same_seeds(tmp_path):
+    sweep = _script()
+    jobs = sweep.jobs_of(["digits-mlp1x256", "glyphs100-conv2"], ["defaults", "interneurons 0.2"],
+                         [0, 1])  # fmt: skip
+    # interneurons change the MLP only (conv nets have none); options go to the rule
+    assert [(j[0].name, j[2]) for j in jobs] == [
+        ("digits-mlp1x256", 0), ("digits-mlp1x256", 1), ("digits-mlp1x256+inh0.2", 0),
+        ("digits-mlp1x256+inh0.2", 1), ("glyphs100-conv2", 0), ("glyphs100-conv2", 1),
+    ]  # fmt: skip
+    assert jobs[2][0].interneurons_for("bio") == 0.2 and jobs[2][4] is None
+    sweep.main(["--seeds", "1", "--workers", "1", "--tasks", "digits-mlp1x256", "--variants",
+                "defaults,lr 0.16,interneurons 0.2", "--out", str(tmp_path),
+                "--journal", str(tmp_path / "runs.jsonl")])  # fmt: skip
+    result = json.loads((tmp_path / "defaults_sweep.json").read_text())
+    table = result["table"]
+    assert table["defaults"]["tasks"]["digits-mlp1x256"]["change"] == 0
+    faster = [r for r in result["runs"] if r.get("options") == {"lr": 0.16}][0]
+    base = [r for r in result["runs"] if r["task"] == "digits-mlp1x256" and not r.get("options")]
+    entry = table["lr 0.16"]["tasks"]["digits-mlp1x256"]
+    assert entry["change"] == pytest.approx(faster["test"] - base[0]["test"])
+    assert entry["connectivity"] < table["defaults"]["tasks"]["digits-mlp1x256"]["connectivity"]
+    text = (tmp_path / "defaults_sweep.md").read_text()
+    assert text.count("\n| ") == 4 and "| interneurons 0.2 |" in text  # header and 3 variants
+
+
+def test_unknown_variants_and_a_sweep_without_the_defaults_are_refused(capsys):
+    sweep = _script()
+    for variants in ("defaults,lr 9", "lr 0.16"):
+        with pytest.raises(SystemExit):
+            sweep.main(["--variants", variants])
+    assert "error" in capsys.readouterr().err
