@@ -53,7 +53,10 @@ VARIANTS: dict[str, dict] = {
     "grad_beta 0.9": {"grad_beta": 0.9},
     "grad_beta 0.999": {"grad_beta": 0.999},
     "budget_rate 0.001": {"budget_rate": 0.001},
+    "budget_rate 0.03": {"budget_rate": 0.03},
     "budget_rate 0.1": {"budget_rate": 0.1},
+    "budget_rate 0.3": {"budget_rate": 0.3},
+    "budget_rate 0.1 + cost 0.2": {"budget_rate": 0.1, "cost": 0.2},
     "normalize_by tensor": {"normalize_by": "tensor"},
     "warmup 0": {"warmup": 0},
     "warmup 1000": {"warmup": 1000},
@@ -154,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--journal", type=Path, default=Path("runs/defaults_sweep.jsonl"))
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args(argv)
-    tasks, variants = args.tasks.split(","), args.variants.split(",")
+    tasks, variants = args.tasks.split(","), [v.strip() for v in args.variants.split(",")]
     unknown = [t for t in tasks if t not in TASKS] + [v for v in variants if v not in VARIANTS]
     if unknown or "defaults" not in variants:
         parser.error(f"unknown task or variant {unknown}" if unknown else "variants need defaults")

@@ -23,8 +23,8 @@ from bioplastic.dale import INTERNEURONS
 from bioplastic.optim import BioRule
 
 __all__ = [
-    "EnforcedAdam", "OPTIMIZER_NAMES", "PEER_NAMES", "SIGN_PRESERVING", "SparsePeer",
-    "interneurons_for", "make_optimizer",
+    "EnforcedAdam", "OPTIMIZER_NAMES", "PEER_NAMES", "SparsePeer", "interneurons_for",
+    "make_optimizer",
 ]  # fmt: skip
 
 
@@ -152,19 +152,19 @@ _OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
     "enforced": dict(lr=1e-3),
 }
 OPTIMIZER_NAMES = tuple(_OPTIMIZER_DEFAULTS)
-#: The rules that keep every synapse's sign (and so a Dale-typed network's types).
-SIGN_PRESERVING = ("bio", "eg", "enforced")
 
 
 def interneurons_for(rule: str) -> float:
     """BioMLP's ``interneurons`` for a network that ``rule`` trains: the default
-    (:data:`bioplastic.dale.INTERNEURONS`) for the sign-preserving rules, whose Dale-typed
-    layers it helps, and 0 (the plain network) for ``adam`` and ``sgd``: from the Dale init of
-    an inhibited network of two or more hidden layers they fail in some seeds, and on the plain
-    one they do as well or better (``benchmarks/results/interneurons.md``)."""
+    (:data:`bioplastic.dale.INTERNEURONS`) for ``bio``, whose homeostasis holds the
+    interneurons' totals and each unit's E/I balance, and 0 (the plain network) for the other
+    rules, which have no homeostasis: from an inhibited network's Dale init of two or more
+    hidden layers they fail in some seeds (Adam and SGD in ``benchmarks/results/interneurons.md``;
+    EG and enforcement lost 0.1-0.2 and collapsed in some seeds when the rule benchmark and the
+    few-shot benchmark gave it to them), and on the plain one they do as well or better."""
     if rule not in _OPTIMIZER_DEFAULTS:
         raise ValueError(f"unknown optimizer {rule!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
-    return INTERNEURONS if rule in SIGN_PRESERVING else 0.0
+    return INTERNEURONS if rule == "bio" else 0.0
 
 
 def make_optimizer(name: str, params, **kwargs) -> Optimizer:

@@ -154,9 +154,9 @@ def test_train_cli_builds_the_inhibited_mlp_and_refuses_to_resume_it_as_another(
     from bioplastic.cli import main
 
     out = tmp_path / "inh"
-    assert main([*TRAIN, "--out", str(out)]) == 0  # the default: 0.1
+    assert main([*TRAIN, "--out", str(out)]) == 0  # bio's default: 0.1
     result = json.loads((out / "train.json").read_text())
-    assert result["dale_violations"] == 0
+    assert result["dale_violations"] == 0 and result["config"]["interneurons"] == 0.1
     state = D.load_checkpoint(out / D.CHECKPOINT_NAME)
     assert state["config"]["interneurons"] == 0.1
     assert any(".interneurons.weight" in k for k in state["model"])
@@ -164,6 +164,9 @@ def test_train_cli_builds_the_inhibited_mlp_and_refuses_to_resume_it_as_another(
     assert main([*TRAIN, "--interneurons", "0", "--out", str(out), "--resume"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "interneurons 0.1 (now 0.0)" in err
+    plain = tmp_path / "adam"  # the rules without homeostasis train the plain network
+    assert main([*TRAIN, "--rule", "adam", "--epochs", "1", "--out", str(plain)]) == 0
+    assert json.loads((plain / "train.json").read_text())["config"]["interneurons"] == 0.0
 
 
 def test_checkpoints_from_before_interneurons_still_resume(tmp_path, capsys):
@@ -233,12 +236,12 @@ def test_the_benchmark_writes_tables_and_a_figure_and_replots_them_alike(tmp_pat
     assert "error" in capsys.readouterr().err
 
 
-def test_only_the_sign_preserving_rules_get_interneurons_in_the_few_shot_backbones():
+def test_only_bio_gets_interneurons_in_the_few_shot_backbones():
     from bioplastic.baselines import interneurons_for
     from bioplastic.experiments.fewshot.pretrain import _make_model
 
     assert [interneurons_for(r) for r in ("bio", "eg", "enforced", "adam", "sgd")] == [
-        bp.dale.INTERNEURONS, bp.dale.INTERNEURONS, bp.dale.INTERNEURONS, 0.0, 0.0
+        bp.dale.INTERNEURONS, 0.0, 0.0, 0.0, 0.0
     ]  # fmt: skip
     with pytest.raises(ValueError, match="unknown optimizer"):
         interneurons_for("adamw")

@@ -125,18 +125,18 @@ def test_a_peer_that_cannot_reach_the_connectivity_is_reported_not_run():
     assert "first layer dense" in summary[TINY.name]["rigl"]["not_run"]
 
 
-def test_sign_constrained_rules_train_the_inhibited_mlp_and_the_others_the_plain_one(monkeypatch):
+def test_bio_trains_the_inhibited_mlp_and_the_other_rules_the_plain_one(monkeypatch):
     from bioplastic.dale import INTERNEURONS
 
     mlp, conv = rb.TASKS["mnist1d-mlp2x256"], rb.TASKS["glyphs100-conv2"]
-    assert [mlp.interneurons_for(r) for r in ("bio", "eg", "enforced")] == [INTERNEURONS] * 3
-    assert not any(mlp.interneurons_for(r) for r in (*rb.DENSE_RULES, "deepr", "softdeepr", "rigl"))
+    assert mlp.interneurons_for("bio") == INTERNEURONS
+    assert not any(mlp.interneurons_for(r) for r in rb.RULES if r != "bio")
     assert not any(conv.interneurons_for(r) for r in rb.RULES)
     assert not replace(mlp, interneurons=0.0).interneurons_for("bio")  # an explicit value wins
     assert replace(mlp, interneurons=0.2).interneurons_for("adam") == 0.2
     built = []
     original = rb.build_model
     monkeypatch.setattr(rb, "build_model", lambda *a: built.append(a[-1]) or original(*a))
-    for rule in ("bio", "adam"):
+    for rule in ("bio", "adam", "eg"):
         rb.run_one(replace(TINY, epochs=1), rule, seed=0)
-    assert built == [INTERNEURONS, 0.0]
+    assert built == [INTERNEURONS, 0.0, 0.0]

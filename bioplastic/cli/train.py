@@ -151,9 +151,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--interneurons",
         type=_fraction(lo_open=False),
-        default=INTERNEURONS,
+        default=None,
         help="feedforward inhibition: this fraction of interneurons in every layer after the "
-        f"first (default {INTERNEURONS}; 0: the plain Dale MLP)",
+        f"first (default: {INTERNEURONS} for --rule bio, whose homeostasis keeps them "
+        "balanced; 0, the plain Dale MLP, for the other rules)",
     )
     p.add_argument("--epochs", type=positive_int, default=10, help="total epochs")
     p.add_argument(

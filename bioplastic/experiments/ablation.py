@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from bioplastic import probes as P
-from bioplastic.baselines import make_optimizer
+from bioplastic.baselines import interneurons_for, make_optimizer
 from bioplastic.dale import BioMLP, _assign_sign
 from bioplastic.experiments._common import mean_std, paired_difference
 from bioplastic.experiments.rulebench import _read_journal
@@ -168,10 +168,12 @@ def build_model(config: str, n_in: int, n_out: int, hidden: Sequence[int], seed:
     """``BioMLP(n_in, hidden, n_out)`` as ``config`` wants it: Dale-typed with the variant's
     ``on_off``/``sigma``; ``dale=False`` gives every entry its own sign (each row of every
     layer shuffled, which keeps each unit's E/I input balance but mixes the signs of every
-    presynaptic unit, and the types dropped); ``adam-torch`` has PyTorch's initialisation."""
+    presynaptic unit, and the types dropped); ``adam-torch`` has PyTorch's initialisation.
+    Interneurons: :func:`~bioplastic.baselines.interneurons_for` the config's rule."""
     spec = VARIANTS.get(config, {}).get("model", {})
+    inh = interneurons_for("adam" if config in BASELINES else "bio")
     model = BioMLP(n_in, tuple(hidden), n_out, on_off=spec.get("on_off", True),
-                   sigma=spec.get("sigma", 0.5), seed=seed)  # fmt: skip
+                   sigma=spec.get("sigma", 0.5), seed=seed, interneurons=inh)  # fmt: skip
     if config == "adam-torch" or not spec.get("dale", True):
         gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)

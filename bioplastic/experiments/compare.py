@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from bioplastic._progress import Stages, bar
-from bioplastic.baselines import OPTIMIZER_NAMES, make_optimizer
+from bioplastic.baselines import OPTIMIZER_NAMES, interneurons_for, make_optimizer
 from bioplastic.dale import BioMLP, dalify
 from bioplastic.data.sources import load_digits_arrays
 from bioplastic.experiments._common import mean_std, n_seeds, without_spread
@@ -36,9 +36,9 @@ TARGETS = {
 }
 
 
-def _build(kind: str, hidden: tuple[int, ...], seed: int) -> nn.Module:
-    if kind == "biomlp":
-        return BioMLP(64, hidden, 10, on_off=True, seed=seed)
+def _build(kind: str, hidden: tuple[int, ...], seed: int, rule: str) -> nn.Module:
+    if kind == "biomlp":  # interneurons for the rule with homeostasis only (interneurons_for)
+        return BioMLP(64, hidden, 10, on_off=True, seed=seed, interneurons=interneurons_for(rule))
     layers: list[nn.Module] = []
     n_in = 64
     for width in hidden:
@@ -88,11 +88,10 @@ def compare_rules(
             torch.as_tensor(a).to(device) for a in load_digits_arrays(seed=seed)
         )
         for kind in models:
-            init = _build(kind, hidden, seed).state_dict()
             for rule in rules:
                 torch.manual_seed(seed)
-                model = _build(kind, hidden, seed)
-                model.load_state_dict(init)
+                model = _build(kind, hidden, seed, rule)  # the same seed: the same init
+                init = {k: v.clone() for k, v in model.state_dict().items()}
                 model.to(device)
                 optimizer = make_optimizer(rule, model.parameters(), **rule_kwargs.get(rule, {}))
                 stages = Stages()

@@ -64,9 +64,9 @@ class Task:
     epochs: int = 30
     batch_size: int = 64
     #: Feedforward inhibition (BioMLP's ``interneurons``) for every rule; None (default): on
-    #: an MLP, :func:`bioplastic.baselines.interneurons_for` the rule (the default for bio, eg
-    #: and enforced; the plain network for the dense baselines, Dale init or not, and for the
-    #: peers, which train free signs). Conv nets: none (1x1 interneurons cost there).
+    #: an MLP, :func:`bioplastic.baselines.interneurons_for` the rule (the default for bio;
+    #: the plain network for the others, the dense baselines with either init and the peers).
+    #: Conv nets: none (1x1 interneurons cost there).
     interneurons: float | None = None
 
     def interneurons_for(self, rule: str) -> float:

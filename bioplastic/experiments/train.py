@@ -70,8 +70,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from bioplastic._io import lock_folder, remove_stale_temporaries
 from bioplastic._progress import Stages, bar
-from bioplastic.baselines import OPTIMIZER_NAMES, make_optimizer
-from bioplastic.dale import INTERNEURONS, BioMLP
+from bioplastic.baselines import OPTIMIZER_NAMES, interneurons_for, make_optimizer
+from bioplastic.dale import BioMLP
 from bioplastic.distributed import (
     BACKENDS,
     CHECKPOINT_FORMAT,
@@ -131,8 +131,9 @@ class TrainConfig:
         rule_options: keyword arguments for the rule (override its defaults).
         hidden: widths of the hidden layers of the :class:`bioplastic.BioMLP`.
         interneurons: the BioMLP's ``interneurons``: feedforward inhibition through this
-            fraction of interneurons in every layer after the first (default
-            :data:`bioplastic.dale.INTERNEURONS`, 0.1; 0: the plain Dale MLP).
+            fraction of interneurons in every layer after the first; ``None`` (default): the
+            rule's, :func:`bioplastic.baselines.interneurons_for` (0.1 for bio, whose
+            homeostasis keeps them balanced; 0, the plain Dale MLP, for the other rules).
         epochs: total number of epochs (a resumed run trains the remaining ones).
         batch_size: the *global* batch size, split over the ranks.
         seed: seeds the model, the rule's generator and the data order.
@@ -154,7 +155,7 @@ class TrainConfig:
     rule: str = "bio"
     rule_options: dict[str, Any] = field(default_factory=dict)
     hidden: tuple[int, ...] = (64,)
-    interneurons: float = INTERNEURONS
+    interneurons: float | None = None
     epochs: int = 10
     batch_size: int = 32
     seed: int = 0
@@ -184,7 +185,9 @@ class TrainConfig:
         ):
             raise ValueError(f"hidden must be one or more positive ints, got {self.hidden!r}")
         i = self.interneurons
-        if not (isinstance(i, (int, float)) and not isinstance(i, bool) and 0 <= i <= 1):
+        if i is not None and not (
+            isinstance(i, (int, float)) and not isinstance(i, bool) and 0 <= i <= 1
+        ):
             raise ValueError(f"interneurons must be a fraction in [0, 1], got {i!r}")
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
@@ -210,7 +213,13 @@ class TrainConfig:
         """The entries a checkpoint must match to be resumed, as plain Python values."""
         data = asdict(self)
         data["hidden"] = list(self.hidden)
+        data["interneurons"] = self.inhibition
         return {k: data[k] for k in _RESUME_KEYS}
+
+    @property
+    def inhibition(self) -> float:
+        """``interneurons``, or the rule's default when it is ``None``."""
+        return interneurons_for(self.rule) if self.interneurons is None else self.interneurons
 
 
 def _load_data(dataset: str, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -431,7 +440,7 @@ def _build_model(
     """
     torch.manual_seed(config.seed)
     model = BioMLP(n_inputs, tuple(config.hidden), n_classes, seed=config.seed,
-                   interneurons=config.interneurons)  # fmt: skip
+                   interneurons=config.inhibition)  # fmt: skip
     model.to(info.device)
     return model, _build_optimizer(config, model.parameters())
 
@@ -572,7 +581,7 @@ def _finish(
         dist.barrier()  # every rank's files exist before rank 0 reports
     final = history[-1] if history else {}
     return {
-        "config": {**asdict(config), "out": str(config.out), "hidden": list(config.hidden)},
+        "config": {**asdict(config), "out": str(config.out), **config.fingerprint()},
         "world_size": info.world_size,
         "backend": info.backend,
         "device": str(info.device),

@@ -220,6 +220,8 @@ def section_weight_histograms(ctx: ReportContext) -> Section:
     change sign, ``|w|`` is used. No verdict: the lognormal claim is judged on all seeds in
     the section above; this is the picture.
     """
+    from bioplastic.baselines import interneurons_for
+
     cfg = _get(ctx.load("digits_rules.json"), "config", default={}) or {}
     epochs = 10 if ctx.quick else int(cfg.get("epochs", 30))
     batch = int(cfg.get("batch_size", 32))
@@ -232,6 +234,7 @@ def section_weight_histograms(ctx: ReportContext) -> Section:
         "batch_size": batch,
         "seed": 0,
         "dataset": "digits",
+        "interneurons": {rule: interneurons_for(rule) for rule in rules},
     }
     hists = _weight_histograms(ctx, config, rules, hidden, epochs, batch)
     path = _plot_weight_histograms(ctx, hists, rules, hidden, epochs)
@@ -261,7 +264,7 @@ def _weight_histograms(
     configuration is ``config``, else by training one model per rule (and recording them)."""
     import torch
 
-    from bioplastic.baselines import make_optimizer
+    from bioplastic.baselines import interneurons_for, make_optimizer
     from bioplastic.dale import BioMLP
     from bioplastic.data.sources import load_digits_arrays
     from bioplastic.probes import synaptic_layers
@@ -282,7 +285,7 @@ def _weight_histograms(
         ctx.say(f"weight histograms: training {', '.join(rules)} for {epochs} epochs")
         for rule in rules:
             torch.manual_seed(0)
-            model = BioMLP(64, hidden, 10, on_off=True, seed=0)
+            model = BioMLP(64, hidden, 10, on_off=True, seed=0, interneurons=interneurons_for(rule))
             optimizer = make_optimizer(rule, model.parameters())
             train_epochs(model, optimizer, x_train, y_train, epochs, batch, 0)
             weights[rule] = [m.weight.detach().clone() for _, m in synaptic_layers(model)]

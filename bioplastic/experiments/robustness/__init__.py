@@ -1,7 +1,9 @@
 """The robustness experiment: learning rules at matched clean accuracy, attacked and analysed.
 
 :func:`run_robustness` trains the same Dale-initialised :class:`~bioplastic.dale.BioMLP` (ON/OFF
-input split; one initialisation per seed, shared by every rule, and one batch order per seed)
+input split, and bio's interneurons: the interventions move weights between the trained models,
+so every rule trains one network; one initialisation per seed, shared by every rule, and one
+batch order per seed)
 with each learning rule until its *validation* accuracy first reaches a common target
 (:func:`bioplastic.robustness.train_to_accuracy`, checked every ``eval_every_steps`` steps).
 This is the matched-accuracy protocol: robustness depends strongly on how well a model fits,
