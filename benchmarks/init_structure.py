@@ -43,7 +43,7 @@ TASK = TASKS["mnist1d-mlp3x512"]
 
 def build(init: str, seed: int, in_shape) -> nn.Module:
     """The task's model with one of :data:`INITS`."""
-    model = build_model(TASK, in_shape, "default" if init == "torch" else "dale", seed)
+    model = build_model(TASK, in_shape, "default" if init == "torch" else "dale", seed, 0.0)
     if init == "torch" or init == "dale-0.5":
         return model
     gen = torch.Generator().manual_seed(seed + 1000)

@@ -410,9 +410,10 @@ class BioMLP(nn.Module):
     Args:
         in_features, hidden, out_features: layer sizes (``hidden`` a tuple of widths, or
             one int for one hidden layer).
-        inh_fraction: fraction of inhibitory units in every hidden layer (the plain Dale MLP,
-            ``interneurons=0``; with interneurons it types only the first layer's inputs, and
-            only without ``on_off``).
+        inh_fraction: fraction of inhibitory units in every hidden layer of the plain Dale MLP
+            (``interneurons=0``; default 0.2). With interneurons every hidden unit is
+            excitatory, so it types only the first layer's inputs without ``on_off``, and
+            passing it with ``on_off`` is an error (it would do nothing).
         on_off: feed the input through :class:`OnOffSplit` so the first layer has one
             excitatory and one inhibitory afferent per input feature.
         flatten: flatten inputs of any shape to ``[batch, in_features]`` first.
@@ -429,7 +430,7 @@ class BioMLP(nn.Module):
         in_features: int = 64,
         hidden: tuple[int, ...] = (256,),
         out_features: int = 10,
-        inh_fraction: float = 0.2,
+        inh_fraction: float | None = None,
         sigma: float = 0.5,
         on_off: bool = True,
         flatten: bool = True,
@@ -447,11 +448,17 @@ class BioMLP(nn.Module):
         hidden = tuple(hidden)
         if any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in hidden):
             raise ValueError(f"hidden must be a tuple of positive ints, got {hidden!r}")
-        check_fraction("inh_fraction", inh_fraction, lo_open=False)
         check_number("sigma", sigma, 0.0, 5.0, lo_open=True, hi_open=True)
         check_bool("on_off", on_off)
         check_bool("flatten", flatten)
         check_number("interneurons", interneurons, 0.0, 1.0)
+        if inh_fraction is not None and interneurons and on_off:
+            raise ValueError(
+                f"inh_fraction={inh_fraction!r} has no effect with interneurons={interneurons!r} "
+                "(every hidden unit is excitatory): pass interneurons=0 for the plain Dale MLP"
+            )
+        inh_fraction = 0.2 if inh_fraction is None else inh_fraction
+        check_fraction("inh_fraction", inh_fraction, lo_open=False)
         if seed is not None:
             check_int("seed (or None)", seed, 0, _MAX_SEED)
         gen = torch.Generator()

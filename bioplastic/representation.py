@@ -370,9 +370,17 @@ def lipschitz_upper_bound(model: nn.Module) -> float:
     across rules only together with the logit margin (:func:`input_gradient_stats`): for a
     ReLU network, multiplying a layer's weights and all later biases by ``c > 0`` multiplies
     the bound and the logits by ``c`` and leaves every decision unchanged.
+
+    An inhibited layer (:mod:`bioplastic.inhibition`) reads ``[h; I h]``, whose norm is at most
+    ``sqrt(1 + ||I||^2) ||h||``: that is the factor of its interneurons ``I``.
     """
+    from bioplastic.inhibition import ConvInterneurons, Interneurons
+
+    averaging = {n for n, m in synaptic_layers(model)
+                 if isinstance(m, (Interneurons, ConvInterneurons))}  # fmt: skip
     stats = weight_scale_stats(model)
-    return float(math.prod(s["spectral"] for s in stats.values()))
+    return float(math.prod(math.hypot(1.0, s["spectral"]) if name in averaging else s["spectral"]
+                           for name, s in stats.items()))  # fmt: skip
 
 
 def _margin(logits: Tensor, y: Tensor) -> Tensor:

@@ -109,6 +109,8 @@ def test_dalify_warns_when_a_layer_gets_no_inhibitory_unit():
         ({"hidden": "64"}, "hidden"),
         ({"on_off": "no"}, "on_off"),
         ({"seed": 2**64}, "seed"),
+        ({"inh_fraction": 0.3}, "interneurons=0"),  # no effect with interneurons and ON/OFF
+        ({"inh_fraction": 1.5, "interneurons": 0}, "inh_fraction"),
     ],
 )
 def test_biomlp_refuses_bad_arguments(kwargs, name):

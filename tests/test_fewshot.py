@@ -369,3 +369,18 @@ def test_fewshot_cli_tiny_run(tmp_path):
     results = json.loads((out / "fewshot_digits.json").read_text())
     assert {row["rule"] for row in results["accuracy"]} == {"bio", "adam"}
     assert (out / "fewshot_digits.md").exists()
+
+
+def test_an_inhibited_readout_is_fine_tuned_on_the_features_and_its_interneurons():
+    import bioplastic as bp
+    from bioplastic.experiments.fewshot.evaluate import readout_inputs
+
+    readout = bp.InhibitedLinear(8, 5, interneurons=2)
+    feats = torch.rand(4, 8)
+    inputs, sign = readout_inputs(readout, feats)
+    assert inputs.shape == (4, 10) and sign.tolist() == [1.0] * 8 + [-1.0] * 2
+    with torch.no_grad():  # the principal on these inputs is the readout itself
+        torch.testing.assert_close(readout.principal(inputs), readout(feats))
+    plain = bp.DaleLinear(8, 5)
+    assert readout_inputs(plain, feats)[0] is feats
+    assert torch.equal(readout_inputs(plain, feats)[1], plain.dale_sign)

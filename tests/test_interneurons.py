@@ -249,3 +249,10 @@ def test_only_bio_gets_interneurons_in_the_few_shot_backbones():
         model, features, readout = _make_model("mlp", (1, 8, 8), (16, 16), 5, seed=0, rule=rule)
         assert isinstance(readout, bp.InhibitedLinear) is inhibited
         assert features(torch.rand(3, 1, 8, 8)).shape == (3, 16)
+
+
+def test_inh_fraction_still_types_the_plain_mlp_and_the_first_layer_without_on_off():
+    plain = bp.BioMLP(10, (20,), 3, inh_fraction=0.3, interneurons=0)
+    assert (plain.net[4].dale_sign < 0).sum() == 6  # 30% of the 20 hidden units
+    first = bp.BioMLP(10, (20, 20), 3, inh_fraction=0.3, on_off=False).net[1]
+    assert (first.dale_sign < 0).sum() == 3 and isinstance(first, bp.DaleLinear)

@@ -122,3 +122,22 @@ def test_log_magnitude_histogram_fits_a_lognormal_and_ignores_absent_synapses():
     assert math.fsum(d * w for d, w in zip(h["density"], widths, strict=True)) == pytest.approx(1)
     with pytest.raises(ValueError, match="present"):
         log_magnitude_histogram(torch.zeros(10))
+
+
+def test_lipschitz_bound_of_an_inhibited_mlp_counts_the_interneurons_as_sqrt_1_plus_norm_squared():
+    import math
+
+    import bioplastic as bp
+    from bioplastic.representation import lipschitz_upper_bound, weight_scale_stats
+
+    model = bp.BioMLP(6, (16, 16), 3, seed=0)
+    stats = weight_scale_stats(model)
+    factors = [math.hypot(1.0, s["spectral"]) if name.endswith(".interneurons") else s["spectral"]
+               for name, s in stats.items()]  # fmt: skip
+    assert sum(name.endswith(".interneurons") for name in stats) == 2
+    assert lipschitz_upper_bound(model) == pytest.approx(math.prod(factors))
+    x = torch.rand(256, 6)
+    y = x + 1e-3 * torch.randn_like(x)
+    with torch.no_grad():
+        ratio = (model(x) - model(y)).norm(dim=1) / (x - y).norm(dim=1)
+    assert float(ratio.max()) <= lipschitz_upper_bound(model)

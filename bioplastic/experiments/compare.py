@@ -131,6 +131,7 @@ def compare_rules(
             "epochs": epochs,
             "batch_size": batch_size,
             "hidden": list(hidden),
+            "interneurons": {rule: interneurons_for(rule) for rule in rules},  # biomlp
             "rule_kwargs": rule_kwargs,
             "torch": torch.__version__,
             "device": str(device),

@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from bioplastic._progress import Stages, bar
 from strategies.fewshot.finetune import finetune_readout_features
@@ -29,6 +31,18 @@ def _draw_episodes(data, ways, shots, queries, episodes, seed, sampler, device, 
     return episode_sets, device_sets, digests
 
 
+def readout_inputs(readout, feats: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """What a fine-tuned readout reads, and the presynaptic types: the features, or for an
+    inhibited readout (:class:`~bioplastic.inhibition.InhibitedLinear`) the features (all
+    excitatory) and its frozen interneurons' activity (inhibitory), as its ``principal`` does."""
+    if not hasattr(readout, "interneurons"):
+        return feats, getattr(readout, "dale_sign", None)
+    if feats is not None:
+        with torch.no_grad():
+            feats = torch.cat([feats, readout.interneurons(feats)], dim=-1)
+    return feats, readout.principal.dale_sign
+
+
 def _evaluate_backbone(
     features, readout, rule, seed, methods, shots, test_x, episode_sets, device_sets,
     finetune_steps, finetune_lr, record, proto_times, stages=None,
@@ -37,7 +51,7 @@ def _evaluate_backbone(
     their wall times are added to ``stages`` (a :class:`bioplastic._progress.Stages`)."""
     stages = Stages() if stages is None else stages
     feats = embed(features, test_x) if "finetune" in methods else None
-    dale_sign = getattr(readout, "dale_sign", None)
+    feats, dale_sign = readout_inputs(readout, feats)
     for k in shots:
         eps, dev_eps = episode_sets[k], device_sets[k]
         if "proto" in methods:

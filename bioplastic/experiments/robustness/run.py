@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from bioplastic._checks import check_int
 from bioplastic._progress import Stages, format_stages
-from bioplastic.baselines import OPTIMIZER_NAMES, make_optimizer
+from bioplastic.baselines import OPTIMIZER_NAMES, interneurons_for, make_optimizer
 from bioplastic.dale import BioMLP
 from bioplastic.experiments._common import jsonable
 from bioplastic.experiments.robustness.analysis import analyse, summarise
@@ -27,6 +27,10 @@ from bioplastic.experiments.robustness.data import (
 from bioplastic.experiments.robustness.interventions import _interventions
 from bioplastic.experiments.robustness.measure import _measure, _receptive_fields
 from bioplastic.robustness import ATTACKS, train_to_accuracy
+
+#: The interneurons of the network every rule trains: bio's (the interventions move weights
+#: between the trained models, so all rules share one network and one initialisation).
+INHIBITION = interneurons_for("bio")
 
 # --------------------------------------------------------------------------- the experiment
 
@@ -175,7 +179,9 @@ def run_robustness(
     data = None
     for seed in seed_list:
         data = _seed_data(dataset, seed, val_fraction, n_test, device)
-        init = BioMLP(data["n_features"], tuple(hidden), 10, on_off=True, seed=seed).state_dict()
+        init = BioMLP(
+            data["n_features"], tuple(hidden), 10, on_off=True, seed=seed, interneurons=INHIBITION
+        ).state_dict()
         trained = _train_rules(
             dataset, rules, seed, data, init, cfg, protocol, progress, runs, rule_settings,
             receptive if seed == seed_list[0] else None, n_receptive_fields,
@@ -284,7 +290,9 @@ def _train_and_measure(
     t0 = time.perf_counter()
     device = protocol["device"]
     torch.manual_seed(seed)
-    model = BioMLP(data["n_features"], protocol["hidden"], 10, on_off=True, seed=seed)
+    model = BioMLP(
+        data["n_features"], protocol["hidden"], 10, on_off=True, seed=seed, interneurons=INHIBITION
+    )
     model.load_state_dict(init)
     model.to(device)
     loader = _Batches(*data["train"], protocol["batch_size"], seed)
@@ -343,7 +351,8 @@ def _results_config(
     eval_every_steps = protocol["eval_every_steps"]
     return {
         "dataset": dataset,
-        "model": f"BioMLP({data['n_features']}, {hidden}, 10, on_off=True)",
+        "model": f"BioMLP({data['n_features']}, {hidden}, 10, on_off=True, "
+        f"interneurons={INHIBITION})",
         "rules": rules,
         "seeds": seed_list,
         "target_accuracy": protocol["target"],
