@@ -1,7 +1,8 @@
 """bio vs eg vs adam vs enforced on scikit-learn's digits: accuracy and emergent weight statistics.
 
 Trains a BioMLP (ON/OFF input split) and a plain ``nn.Sequential`` MLP passed through
-``dalify`` with each rule from the same initialisation, for several seeds, and writes
+``dalify`` with each rule from the same initialisation (the BioMLP's readout has interneurons
+for bio only), for several seeds, and writes
 ``benchmarks/results/digits_rules.{json,md}`` with test accuracy, connectivity, Dale
 violations, sign flips and log-magnitude skewness/kurtosis per layer, plus the foundation's
 target checks for ``bio`` with its default settings.

@@ -13,8 +13,8 @@ hidden layer (digits 1x256) only the readout has interneurons.
 Runs the rule benchmark's MLP tasks (digits 1x256, MNIST-1D 2x256 and 3x512, glyphs 500-class
 784-512-256; same data, schedule and evaluation as ``benchmarks/rulebench.py``), 3 seeds, with
 
-- ``plain``: :class:`bioplastic.BioMLP` as in the rule benchmark (bio; and adam/sgd with
-  PyTorch's init, the dense baselines),
+- ``plain``: ``BioMLP(interneurons=0)``, the plain Dale MLP (bio; and adam/sgd with
+  PyTorch's init, the rule benchmark's dense baselines),
 - ``inhibited``: ``BioMLP(interneurons=0.1)`` (bio; adam/sgd with the Dale init and with
   PyTorch's init on the same architecture),
 

@@ -1,5 +1,6 @@
 """benchmarks/defaults_sweep.py: one change at a time, compared with the defaults on equal seeds."""
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -15,8 +16,33 @@ def _script():
     return module
 
 
-def test_the_sweep_compares_each_variant_with_the_defaults_on_the_same_seeds(tmp_path):
+def test_changes_are_paired_by_seed_and_the_worst_task_is_reported():
     sweep = _script()
+    row = lambda task, seed, test, **options: {  # noqa: E731
+        "task": task,
+        "seed": seed,
+        "test": test,
+        "connectivity": 0.5,
+        "options": options or None,
+    }
+    runs = [row("a", 0, 0.5), row("a", 1, 0.7), row("b", 0, 0.4), row("b", 1, 0.4),
+            row("a", 1, 0.9, lr=0.16), row("b", 0, 0.3, lr=0.16), row("b", 1, 0.2, lr=0.16),
+            row("a+inh0.2", 0, 0.6)]  # fmt: skip
+    table = sweep.summarise(runs, ["a", "b"])
+    faster = table["lr 0.16"]
+    assert faster["tasks"]["a"]["change"] == pytest.approx(0.2)  # seed 1 only: 0.9 - 0.7
+    assert faster["tasks"]["a"]["seeds"] == [1]
+    assert faster["tasks"]["b"]["change"] == pytest.approx(-0.15)
+    assert faster["mean_change"] == pytest.approx(0.025)
+    assert faster["worst_change"] == pytest.approx(-0.15)
+    assert table["interneurons 0.2"]["tasks"]["a"]["change"] == pytest.approx(0.1)
+    assert "b" not in table["interneurons 0.2"]["tasks"]
+
+
+def test_the_sweep_compares_each_variant_with_the_defaults_on_the_same_seeds(tmp_path, monkeypatch):
+    sweep = _script()
+    tiny = dataclasses.replace(sweep.TASKS["digits-mlp1x256"], width=(32,), epochs=3)
+    monkeypatch.setitem(sweep.TASKS, "digits-mlp1x256", tiny)
     jobs = sweep.jobs_of(["digits-mlp1x256", "glyphs100-conv2"], ["defaults", "interneurons 0.2"],
                          [0, 1])  # fmt: skip
     # interneurons change the MLP only (conv nets have none); options go to the rule

@@ -182,7 +182,7 @@ def test_checkpoints_from_before_interneurons_still_resume(tmp_path, capsys):
     D.save_checkpoint(path, state)
     capsys.readouterr()
     assert main([*TRAIN, "--out", str(out), "--resume"]) == 2  # today's default is another net
-    assert "interneurons 0.0 (now 0.1)" in capsys.readouterr().err
+    assert "interneurons 0.0 (now 0.1); pass --interneurons 0.0" in capsys.readouterr().err
     assert main([*plain, "--out", str(out), "--resume"]) == 0
 
 

@@ -27,7 +27,8 @@ def add_parser(sub) -> None:
         "compare",
         help="learning rules side by side on the bundled digits (accuracy, sparsity, Dale)",
         description="Train the same Dale-initialised MLPs on scikit-learn's digits with each "
-        "rule and report test accuracy, connectivity, Dale violations and log-weight shape.",
+        "rule (the BioMLP's readout has interneurons for bio only) and report test accuracy, "
+        "connectivity, Dale violations and log-weight shape.",
     )
     p.add_argument(
         "--rules",

@@ -81,8 +81,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
 }
 
-#: The dense baseline on the same architecture: Adam from the Dale initialisation and from
-#: PyTorch's default initialisation.
+#: The dense baseline: Adam from the Dale initialisation and from PyTorch's default
+#: initialisation, on the plain BioMLP (the variants have bio's interneurons; ``benchmarks/
+#: robustness.py`` instead trains Adam on bio's network). "Dale typing off" strips the
+#: interneurons' types too.
 BASELINES = ("adam-dale", "adam-torch")
 
 

@@ -1,9 +1,11 @@
 """Learning rules side by side on the bundled digits: accuracy and weight statistics.
 
 This is the foundation comparison: each rule trains the same model from the same Dale
-initialisation on the same batches, and we measure what each rule makes of the weights:
-test accuracy, connectivity, Dale violations, sign flips and the shape of the log-magnitude
-distribution per layer. Used by ``bioplastic compare`` and ``benchmarks/digits_rules.py``.
+initialisation on the same batches (the BioMLP's readout has interneurons for bio only,
+:func:`~bioplastic.baselines.interneurons_for`; its hidden layer is the same), and we measure
+what each rule makes of the weights: test accuracy, connectivity, Dale violations, sign flips
+and the shape of the log-magnitude distribution per layer.
+Used by ``bioplastic compare`` and ``benchmarks/digits_rules.py``.
 """
 
 from __future__ import annotations
@@ -62,10 +64,11 @@ def compare_rules(
     """Train every (model, rule, seed) on digits and return runs and per-(model, rule) summaries.
 
     Every rule of one (model, seed) starts from the same initial weights (a Dale
-    initialisation, so ``adam`` and ``enforced`` start from signs they are free to break or
-    made to keep) and sees the same batches. ``rule_kwargs[name]`` overrides that rule's
-    defaults. ``device`` is where models and data live (``"cuda"`` uses the GPU and BioRule's
-    ``torch._foreach_`` path there). Returns a JSON-serialisable dict with ``config``,
+    initialisation; the BioMLP's readout has interneurons for bio only, so ``adam`` and
+    ``enforced`` start from signs they are free to break or made to keep) and sees the same
+    batches. ``rule_kwargs[name]`` overrides that rule's defaults. ``device`` is where models
+    and data live (``"cuda"`` uses the GPU and BioRule's ``torch._foreach_`` path there).
+    Returns a JSON-serialisable dict with ``config``,
     ``runs`` (one entry per run, with per-layer weight probes) and ``summary`` (mean and std
     over seeds).
     """

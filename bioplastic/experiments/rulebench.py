@@ -7,7 +7,8 @@ glyphs with 500 classes and an MLP 784-512-256-500. One epoch budget and batch s
 task, the same for every rule.
 
 Rules (:data:`RULES`): ``bio``, ``eg``, ``enforced`` and ``adam-dale``/``sgd-dale`` on the
-Dale-initialised model; ``adam``/``sgd`` on the same architecture with PyTorch's default
+Dale-initialised model (on an MLP bio's has feedforward inhibition, the others' none:
+:meth:`Task.interneurons_for`); ``adam``/``sgd`` on the same architecture with PyTorch's default
 initialisation (the better of the four backprop runs is the dense baseline); and the peers of
 :class:`bioplastic.baselines.SparsePeer` (``deepr``, ``rigl`` at bio's mean connectivity on that
 task, ``softdeepr`` at its own). Every rule runs with its defaults: nothing is tuned per task.

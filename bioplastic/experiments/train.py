@@ -265,7 +265,8 @@ def _resume_state(config: TrainConfig, info: DistInfo) -> dict[str, Any] | None:
     differ = [k for k in _RESUME_KEYS if saved[k] != wanted[k]]
     if differ:
         detail = ", ".join(f"{k} {saved[k]!r} (now {wanted[k]!r})" for k in differ)
-        raise ValueError(f"{path}: checkpoint of another configuration: {detail}")
+        hint = f"; pass --interneurons {saved['interneurons']}" if "interneurons" in differ else ""
+        raise ValueError(f"{path}: checkpoint of another configuration: {detail}{hint}")
     if data["epoch"] > config.epochs:
         raise ValueError(
             f"{path}: checkpoint has {data['epoch']} epochs done, more than epochs={config.epochs}"

@@ -7,8 +7,9 @@ backbones, :mod:`.evaluate` draws the episodes and scores them, :mod:`.run` driv
 :func:`run_fewshot_benchmark` does the whole loop for one dataset and returns a JSON-serialisable
 dict; :func:`format_markdown` renders it. Per seed and rule:
 
-1. **Pre-training** (methods ``proto``, ``finetune``): a backbone (the same architecture and the
-   same Dale-typed initialisation for every rule; only the learning rule differs) is trained by
+1. **Pre-training** (methods ``proto``, ``finetune``): a backbone (the same Dale-typed
+   initialisation for every rule, except that an MLP has interneurons for bio only,
+   :func:`~bioplastic.baselines.interneurons_for`) is trained by
    ordinary classification over all meta-train classes with ``bioplastic.make_optimizer(rule)``
    on 1 - ``holdout_fraction`` of each class's instances; its *clean accuracy* is measured on
    the held-out instances of those classes, and its connectivity, Dale violations and sign
