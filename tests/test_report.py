@@ -126,6 +126,7 @@ def _histograms() -> dict:
             "batch_size": 32,
             "seed": 0,
             "dataset": "digits",
+            "interneurons": {"bio": 0.1, "eg": 0.0, "adam": 0.0, "enforced": 0.0},
         },
         "histograms": {
             r: log_magnitude_histogram(
