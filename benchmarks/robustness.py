@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from bioplastic._progress import say
+from bioplastic.cli._args import rule_option
 from bioplastic.experiments.robustness import (
     analyse,
     format_markdown,
@@ -61,6 +62,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument(
+        "--bio-option", dest="bio_options", type=rule_option, action="append", default=[],
+        metavar="KEY=VALUE", help="a BioRule hyper-parameter for bio (a setting under test; "
+        "repeatable; default: the rule's defaults)",
+    )  # fmt: skip
+    parser.add_argument(
         "--reanalyse",
         action="store_true",
         help="recompute summary and analysis of the saved runs (no training, no attacks)",
@@ -86,10 +92,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
             pgd_steps=args.pgd_steps,
             restarts=args.restarts,
             progress=say,
+            bio_options=dict(args.bio_options),
         )
+        options = "".join(f" --bio-option {k}={v!r}" for k, v in args.bio_options)
         results["command"] = (
             f"python benchmarks/robustness.py --datasets {dataset} --rules {args.rules} "
             f"--seeds {args.seeds} --pgd-steps {args.pgd_steps} --restarts {args.restarts}"
+            + options
+            + ("" if args.out == str(RESULTS) else f" --out {args.out}")
         )
         results["seconds"] = time.perf_counter() - start
         results["provenance"] = _provenance()

@@ -181,3 +181,24 @@ def test_apgd_dlr_accuracy_is_invariant_to_logit_scale():
     quiet_acc = apgd_dlr_accuracy(model, (x, y), 0.2, steps=5)
     assert quiet_acc <= clean
     assert apgd_dlr_accuracy(loud, (x, y), 0.2, steps=5) == pytest.approx(quiet_acc, abs=0.03)
+
+
+def test_bio_options_reach_bio_only_and_bad_ones_are_refused_before_any_work(monkeypatch):
+    import bioplastic.experiments.robustness.run as run
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("loaded data before checking bio_options")
+
+    monkeypatch.setattr(run, "_seed_data", no_data)
+    with pytest.raises(ValueError, match="budget_rate"):
+        run_robustness("digits", rules=("bio", "adam"), seeds=1, bio_options={"budget_rate": 2.0})
+    monkeypatch.undo()
+    result = run_robustness(
+        "digits", rules=("bio", "eg"), seeds=1, target_accuracy=0.5, hidden=(8,), max_epochs=1,
+        epsilons=(0.0, 0.1), l2_epsilons=(0.0, 0.5), pgd_steps=2, masking_eps=(0.1,),
+        masking_steps=2, masking_restarts=1, n_receptive_fields=2, n_test=60,
+        bio_options={"budget_rate": 0.1},
+    )  # fmt: skip
+    settings = result["config"]["rule_settings"]
+    assert settings["bio"]["budget_rate"] == 0.1
+    assert settings["eg"]["budget_rate"] != 0.1  # eg keeps its own settings

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import ast
 from pathlib import Path
+from typing import Any
 
 from bioplastic._device import DEVICE_CHOICES, resolve_device
 
@@ -23,6 +25,7 @@ __all__ = [
     "out_path",
     "positive_int",
     "resolve_cli_device",
+    "rule_option",
     "set_threads",
     "threads",
 ]
@@ -204,3 +207,24 @@ def add_progress_argument(parser: argparse.ArgumentParser) -> None:
         help="no progress bars (drawn only on a terminal; BIOPLASTIC_PROGRESS=0 also turns "
         "them off)",
     )
+
+
+#: Longest rule option value (``KEY=VALUE``): no hyper-parameter needs more.
+_MAX_OPTION_LENGTH = 200
+
+
+def rule_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of a rule's hyper-parameter: the value as a Python literal, or a bare word."""
+    key, sep, raw = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. noise=0.1), got {clip(text)}")
+    if len(raw) > _MAX_OPTION_LENGTH:
+        raise argparse.ArgumentTypeError(
+            f"the value of {clip(key)} is {len(raw)} characters long (at most {_MAX_OPTION_LENGTH})"
+        )
+    try:
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError):
+        value = raw.strip()  # a bare word, e.g. grow_mode=random
+    return key, value

@@ -21,7 +21,6 @@ answer within 300 s in epoch 3, batch 7 (...)``, and exit status 1.
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import errno
 import os
@@ -45,6 +44,7 @@ from bioplastic.cli._args import (
     error_line,
     out_path,
     positive_int,
+    rule_option,
     set_threads,
     threads,
 )
@@ -60,8 +60,6 @@ EXIT_SIGTERM = 143
 #: bound far above any useful MLP here, and far below what would exhaust memory.
 MAX_WIDTH = 65536
 MAX_HIDDEN_WEIGHTS = 10**8
-#: Longest ``--rule-option`` value: no hyper-parameter needs more.
-_MAX_OPTION_LENGTH = 200
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -107,22 +105,6 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _rule_option(text: str) -> tuple[str, Any]:
-    key, sep, raw = text.partition("=")
-    key = key.strip().replace("-", "_")
-    if not sep or not key.isidentifier():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. noise=0.1), got {clip(text)}")
-    if len(raw) > _MAX_OPTION_LENGTH:
-        raise argparse.ArgumentTypeError(
-            f"the value of {clip(key)} is {len(raw)} characters long (at most {_MAX_OPTION_LENGTH})"
-        )
-    try:
-        value = ast.literal_eval(raw.strip())
-    except (ValueError, SyntaxError):
-        value = raw.strip()  # a bare word, e.g. grow_mode=random
-    return key, value
-
-
 def add_parser(subparsers: Any) -> None:
     """Register ``bioplastic train`` on the ``bioplastic`` subcommand parsers."""
     from bioplastic.baselines import OPTIMIZER_NAMES
@@ -140,7 +122,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--rule-option",
         dest="rule_options",
-        type=_rule_option,
+        type=rule_option,
         action="append",
         default=[],
         metavar="KEY=VALUE",

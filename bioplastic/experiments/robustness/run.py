@@ -26,6 +26,7 @@ from bioplastic.experiments.robustness.data import (
 )
 from bioplastic.experiments.robustness.interventions import _interventions
 from bioplastic.experiments.robustness.measure import _measure, _receptive_fields
+from bioplastic.optim import BioRule
 from bioplastic.robustness import ATTACKS, train_to_accuracy
 
 #: The interneurons of the network every rule trains: bio's (the interventions move weights
@@ -81,6 +82,7 @@ def run_robustness(
     n_test: int | None = None,
     progress: Callable[[str], None] | None = None,
     device: str | torch.device = "cpu",
+    bio_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train each rule to matched clean accuracy, attack it, probe it, and analyse the result.
 
@@ -115,6 +117,9 @@ def run_robustness(
         device: where models and data live for training, attacks and probes (``"cpu"``,
             ``"cuda"``, ...); models are initialised on the CPU and then moved, so every
             device starts from the same weights. Results are plain Python numbers.
+        bio_options: hyper-parameters of bio's :class:`~bioplastic.BioRule` that replace its
+            defaults (a setting under test; checked before any work, and recorded with the
+            others in ``config["rule_settings"]``).
 
     Returns:
         A JSON-ready dict: ``schema``, ``config``, ``runs`` (one per rule and seed: ``rule``,
@@ -133,6 +138,7 @@ def run_robustness(
     """
     # ~80 lines: resolving 24 arguments into cfg/protocol is most of it; the steps are helpers.
     rules, seed_list = _check_config(dataset, rules, seeds, target_accuracy, attacks)
+    BioRule.validate_options(**dict(bio_options or {}))
     defaults = DATASET_DEFAULTS[dataset]
     target = defaults["target_accuracy"] if target_accuracy is None else float(target_accuracy)
     max_epochs = defaults["max_epochs"] if max_epochs is None else int(max_epochs)
@@ -169,6 +175,7 @@ def run_robustness(
         "max_epochs": max_epochs,
         "eval_every_steps": eval_every_steps,
         "device": device,
+        "bio_options": dict(bio_options or {}),
     }
     do_interventions = interventions and "bio" in rules and "adam" in rules
     start_all = time.perf_counter()
@@ -296,7 +303,8 @@ def _train_and_measure(
     model.load_state_dict(init)
     model.to(device)
     loader = _Batches(*data["train"], protocol["batch_size"], seed)
-    optimizer = make_optimizer(rule, model.parameters())
+    options = protocol["bio_options"] if rule == "bio" else {}
+    optimizer = make_optimizer(rule, model.parameters(), **options)
     stages = Stages()
     with stages("train"):
         training = train_to_accuracy(
