@@ -146,3 +146,20 @@ def test_unknown_variant_is_refused():
     with pytest.raises(ValueError, match="unknown variants"):
         ab.run_ablation(("no such row",), 1, settings={**ab.QUICK, **STREAM})
     assert isinstance(ab.build_model("defaults", 4, 2, (3,), 0), nn.Module)
+
+
+def test_multi_head_shares_an_inhibited_readouts_interneurons_across_heads():
+    import torch
+
+    from bioplastic.experiments.ablation import _MultiHead, build_model
+
+    model = build_model("defaults", 6, 4, (8, 8), seed=0)
+    readout = model.net[-1]
+    heads = _MultiHead(model, n_tasks=2, per_task=2)
+    assert any(p is readout.interneurons.weight for p in heads.parameters())
+    x = torch.rand(5, 6)
+    with torch.no_grad():
+        full = readout(heads.trunk(x))
+        for t in range(2):  # each head is its slice of the inhibited readout
+            heads.task = t
+            torch.testing.assert_close(heads(x), full[:, 2 * t : 2 * t + 2])
