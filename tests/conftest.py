@@ -33,6 +33,18 @@ def make_mlp(*sizes: int, seed: int | None = None, dale: bool = False) -> nn.Seq
     return model
 
 
+def load_benchmark(name: str):
+    """The script ``benchmarks/<name>.py`` as a module (the benchmarks are not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def assert_bio_rule_trains_keeping_signs(model: nn.Module, x, y, steps: int, **rule) -> None:
     """Step ``BioRule(**rule)`` ``steps`` times on ``(x, y)``: the loss falls, every present
     synapse keeps its sign and no layer breaks Dale's law. ``from conftest import ...``."""

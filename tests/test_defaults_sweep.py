@@ -1,19 +1,14 @@
 """benchmarks/defaults_sweep.py: one change at a time, compared with the defaults on equal seeds."""
 
 import dataclasses
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 
 def _script():
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "defaults_sweep.py"
-    spec = importlib.util.spec_from_file_location("defaults_sweep", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("defaults_sweep")
 
 
 def test_changes_are_paired_by_seed_and_the_worst_task_is_reported():

@@ -203,14 +203,9 @@ def test_a_bad_interneuron_count_is_refused_naming_it(make, n):
 
 
 def _benchmark_script():
-    import importlib.util
-    from pathlib import Path
+    from conftest import load_benchmark
 
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "interneurons.py"
-    spec = importlib.util.spec_from_file_location("interneurons_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("interneurons")
 
 
 def test_the_benchmark_writes_tables_and_a_figure_and_replots_them_alike(tmp_path, capsys):
