@@ -159,9 +159,9 @@ def interneurons_for(rule: str) -> float:
     (:data:`bioplastic.dale.INTERNEURONS`) for ``bio``, whose homeostasis holds the
     interneurons' totals and each unit's E/I balance, and 0 (the plain network) for the other
     rules, which have no homeostasis: from an inhibited network's Dale init of two or more
-    hidden layers they fail in some seeds (Adam and SGD in ``benchmarks/results/interneurons.md``;
-    EG and enforcement lost 0.1-0.2 and collapsed in some seeds when the rule benchmark and the
-    few-shot benchmark gave it to them), and on the plain one they do as well or better."""
+    hidden layers Adam and SGD fail in some seeds (``benchmarks/results/interneurons.md``; EG
+    and enforcement lost accuracy too in a first run that gave it to them), and on the plain
+    one they do as well or better."""
     if rule not in _OPTIMIZER_DEFAULTS:
         raise ValueError(f"unknown optimizer {rule!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
     return INTERNEURONS if rule == "bio" else 0.0
