@@ -13,6 +13,10 @@ Writes ``benchmarks/results/defaults_sweep.{json,md}``; every finished run is ap
 ``--journal`` at once, and a rerun reads finished runs back (so a cut-off run continues).
 
     python benchmarks/defaults_sweep.py [--seeds 2] [--workers N] [--tasks a,b]
+        [--variants "defaults,budget_rate 0.1"] [--out FOLDER]
+
+Variant names are the keys of :data:`VARIANTS` (``--help`` lists them); ``defaults``, the
+baseline every change is compared with, is always run.
 """
 
 from __future__ import annotations
@@ -151,16 +155,20 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=positive_int, default=2, help="seeds per case (2)")
-    parser.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
+                        help="processes (default: the CPU count, %(default)s)")  # fmt: skip
     parser.add_argument("--tasks", default=",".join(SWEEP_TASKS), help="comma-separated tasks")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated names, from: " + "; ".join(VARIANTS))  # fmt: skip
     parser.add_argument("--journal", type=Path, default=Path("runs/defaults_sweep.jsonl"))
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args(argv)
     tasks, variants = args.tasks.split(","), [v.strip() for v in args.variants.split(",")]
-    unknown = [t for t in tasks if t not in TASKS] + [v for v in variants if v not in VARIANTS]
-    if unknown or "defaults" not in variants:
-        parser.error(f"unknown task or variant {unknown}" if unknown else "variants need defaults")
+    if unknown := [t for t in tasks if t not in TASKS]:
+        parser.error(f"unknown task {unknown}; tasks: {', '.join(TASKS)}")
+    if unknown := [v for v in variants if v not in VARIANTS]:
+        parser.error(f"unknown variant {unknown}; variants: {'; '.join(VARIANTS)}")
+    variants = ["defaults", *[v for v in variants if v != "defaults"]]  # the baseline
     seeds = list(range(args.seeds))
     runs = run_jobs(jobs_of(tasks, variants, seeds), args.workers,
                     lambda line: print(line, flush=True), args.journal)  # fmt: skip

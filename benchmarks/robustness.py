@@ -52,12 +52,28 @@ def _provenance() -> dict:
     return {"git_commit": git("rev-parse", "HEAD"), "uncommitted": [c[3:] for c in changed]}
 
 
+def _check_args(parser: argparse.ArgumentParser, args) -> None:
+    """Every dataset, rule and bio option checked before any work (one line, exit 2)."""
+    from bioplastic.baselines import OPTIMIZER_NAMES
+    from bioplastic.experiments.robustness import DATASETS
+    from bioplastic.optim import BioRule
+
+    bad = [d for d in args.datasets.split(",") if d not in DATASETS]
+    bad += [r for r in args.rules.split(",") if r not in OPTIMIZER_NAMES]
+    if bad:
+        parser.error(f"unknown dataset or rule {bad}: datasets {DATASETS}, rules {OPTIMIZER_NAMES}")
+    try:
+        BioRule.validate_options(**dict(args.bio_options))
+    except (TypeError, ValueError) as err:
+        parser.error(f"--bio-option: {err}")
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default="digits,mnist1d")
-    parser.add_argument("--rules", default="bio,adam,eg,enforced")
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--pgd-steps", type=int, default=20)
+    parser.add_argument("--datasets", default="digits,mnist1d", help="%(default)s")
+    parser.add_argument("--rules", default="bio,adam,eg,enforced", help="%(default)s")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (%(default)s)")
+    parser.add_argument("--pgd-steps", type=int, default=20, help="%(default)s")
     parser.add_argument("--restarts", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(RESULTS))
@@ -72,6 +88,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         help="recompute summary and analysis of the saved runs (no training, no attacks)",
     )
     args = parser.parse_args(argv)
+    _check_args(parser, args)
     torch.set_num_threads(args.threads)
     all_results = []
     for dataset in args.datasets.split(","):

@@ -5,6 +5,7 @@ offline data, robustness evaluation and the command line. It never imports Avala
 learn2learn; their integrations live in the ``strategies`` package.
 """
 
+from bioplastic import representation  # noqa: E402,F401  (bp.representation after import)
 from bioplastic.baselines import OPTIMIZER_NAMES, EnforcedAdam, make_optimizer
 from bioplastic.dale import (
     BioConvNet,

@@ -423,6 +423,10 @@ class BioMLP(nn.Module):
             the layer's inputs. It removes the input shift that all units of a Dale layer
             share. 0 gives the plain Dale MLP instead: a fraction ``inh_fraction`` of every
             hidden layer's units inhibitory. The first layer reads the ON/OFF input either way.
+            The interneurons need :class:`~bioplastic.BioRule`'s homeostasis: for another rule
+            pass ``interneurons=bioplastic.baselines.interneurons_for(rule)`` (0), since from
+            this init EG, SGD and Adam learn worse or fail. A state dict of one layout does not
+            load into the other (the error says which to build).
     """
 
     def __init__(
@@ -455,7 +459,8 @@ class BioMLP(nn.Module):
         if inh_fraction is not None and interneurons and on_off:
             raise ValueError(
                 f"inh_fraction={inh_fraction!r} has no effect with interneurons={interneurons!r} "
-                "(every hidden unit is excitatory): pass interneurons=0 for the plain Dale MLP"
+                "(every hidden unit is excitatory): pass interneurons=0 for the plain Dale MLP, "
+                "or drop inh_fraction to keep the feedforward inhibition"
             )
         inh_fraction = 0.2 if inh_fraction is None else inh_fraction
         check_fraction("inh_fraction", inh_fraction, lo_open=False)
@@ -486,6 +491,18 @@ class BioMLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict``; a state dict of the other layout (with or without
+        interneurons: ``BioMLP``'s default changed) is refused with the argument to build."""
+        theirs = any(".interneurons." in k for k in state_dict)
+        if strict and theirs != any(".interneurons." in k for k in self.state_dict()):
+            build = f"interneurons={INTERNEURONS} (the default)" if theirs else "interneurons=0"
+            raise RuntimeError(
+                f"the state dict is of a BioMLP {'with' if theirs else 'without'} interneurons, "
+                f"this one {'has none' if theirs else 'has them'}: build it with {build}"
+            )
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
 
 class BioConvNet(nn.Module):

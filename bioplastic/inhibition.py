@@ -90,6 +90,10 @@ class InhibitedLinear(nn.Module):
     def forward(self, h: Tensor) -> Tensor:
         return self.principal(torch.cat([h, self.interneurons(h)], dim=-1))
 
+    def extra_repr(self) -> str:
+        n = self.interneurons.out_features
+        return f"principal reads {self.interneurons.in_features} inputs + {n} interneurons"
+
 
 class InhibitedConv2d(nn.Module):
     """:class:`InhibitedLinear` for convolutions: ``principal`` (a :class:`DaleConv2d` with

@@ -47,10 +47,11 @@ def test_the_sweep_compares_each_variant_with_the_defaults_on_the_same_seeds(tmp
     ]  # fmt: skip
     assert jobs[2][0].interneurons_for("bio") == 0.2 and jobs[2][4] is None
     sweep.main(["--seeds", "1", "--workers", "1", "--tasks", "digits-mlp1x256", "--variants",
-                "defaults,lr 0.16,interneurons 0.2", "--out", str(tmp_path),
+                "lr 0.16,interneurons 0.2", "--out", str(tmp_path),
                 "--journal", str(tmp_path / "runs.jsonl")])  # fmt: skip
     result = json.loads((tmp_path / "defaults_sweep.json").read_text())
     table = result["table"]
+    assert result["variants"][0] == "defaults"  # the baseline always runs
     assert table["defaults"]["tasks"]["digits-mlp1x256"]["change"] == 0
     faster = [r for r in result["runs"] if r.get("options") == {"lr": 0.16}][0]
     base = [r for r in result["runs"] if r["task"] == "digits-mlp1x256" and not r.get("options")]
@@ -61,9 +62,11 @@ def test_the_sweep_compares_each_variant_with_the_defaults_on_the_same_seeds(tmp
     assert text.count("\n| ") == 4 and "| interneurons 0.2 |" in text  # header and 3 variants
 
 
-def test_unknown_variants_and_a_sweep_without_the_defaults_are_refused(capsys):
+def test_unknown_variants_and_tasks_are_refused_listing_the_known_ones(capsys):
     sweep = _script()
-    for variants in ("defaults,lr 9", "lr 0.16"):
+    for flag, value, known in (("--variants", "defaults,lr 9", "budget_rate 0.1"),
+                               ("--tasks", "nope", "glyphs500-mlp")):  # fmt: skip
         with pytest.raises(SystemExit):
-            sweep.main(["--variants", variants])
-    assert "error" in capsys.readouterr().err
+            sweep.main([flag, value])
+        err = capsys.readouterr().err
+        assert "error: unknown" in err and known in err

@@ -182,7 +182,7 @@ def test_checkpoints_from_before_interneurons_still_resume(tmp_path, capsys):
     D.save_checkpoint(path, state)
     capsys.readouterr()
     assert main([*TRAIN, "--out", str(out), "--resume"]) == 2  # today's default is another net
-    assert "interneurons 0.0 (now 0.1); pass --interneurons 0.0" in capsys.readouterr().err
+    assert "interneurons 0.0 (now 0.1); pass --interneurons 0\n" in capsys.readouterr().err
     assert main([*plain, "--out", str(out), "--resume"]) == 0
 
 
@@ -251,3 +251,17 @@ def test_inh_fraction_still_types_the_plain_mlp_and_the_first_layer_without_on_o
     assert (plain.net[4].dale_sign < 0).sum() == 6  # 30% of the 20 hidden units
     first = bp.BioMLP(10, (20, 20), 3, inh_fraction=0.3, on_off=False).net[1]
     assert (first.dale_sign < 0).sum() == 3 and isinstance(first, bp.DaleLinear)
+
+
+def test_a_state_dict_of_the_other_layout_is_refused_naming_the_argument_to_build():
+    plain = bp.BioMLP(8, (16, 16), 3, interneurons=0).state_dict()  # the layout before 0.1
+    with pytest.raises(RuntimeError, match="without interneurons.*build it with interneurons=0"):
+        bp.BioMLP(8, (16, 16), 3).load_state_dict(plain)
+    inhibited = bp.BioMLP(8, (16, 16), 3)
+    with pytest.raises(RuntimeError, match=r"with interneurons.*interneurons=0\.1"):
+        bp.BioMLP(8, (16, 16), 3, interneurons=0).load_state_dict(inhibited.state_dict())
+    other = bp.BioMLP(8, (16, 16), 3, seed=5)
+    other.load_state_dict(inhibited.state_dict())
+    x = torch.rand(4, 8)
+    torch.testing.assert_close(other(x), inhibited(x))
+    assert "16 inputs + 2 interneurons" in repr(inhibited.net[4])

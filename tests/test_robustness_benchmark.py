@@ -202,3 +202,21 @@ def test_bio_options_reach_bio_only_and_bad_ones_are_refused_before_any_work(mon
     settings = result["config"]["rule_settings"]
     assert settings["bio"]["budget_rate"] == 0.1
     assert settings["eg"]["budget_rate"] != 0.1  # eg keeps its own settings
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--datasets", "digits,nope"], "unknown dataset or rule ['nope']"),
+        (["--rules", "bio,nope"], "unknown dataset or rule ['nope']"),
+        (["--bio-option", "foo=1"], "--bio-option: unknown BioRule options ['foo']"),
+        (["--bio-option", "lr=abc"], "--bio-option: lr must be"),
+    ],
+)
+def test_the_benchmark_script_refuses_bad_arguments_before_any_work(args, says, capsys, tmp_path):
+    from conftest import load_benchmark
+
+    with pytest.raises(SystemExit):
+        load_benchmark("robustness").main([*args, "--out", str(tmp_path / "out")])
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -265,7 +265,7 @@ def _resume_state(config: TrainConfig, info: DistInfo) -> dict[str, Any] | None:
     differ = [k for k in _RESUME_KEYS if saved[k] != wanted[k]]
     if differ:
         detail = ", ".join(f"{k} {saved[k]!r} (now {wanted[k]!r})" for k in differ)
-        hint = f"; pass --interneurons {saved['interneurons']}" if "interneurons" in differ else ""
+        hint = f"; pass --interneurons {saved['interneurons']:g}" * (differ == ["interneurons"])
         raise ValueError(f"{path}: checkpoint of another configuration: {detail}{hint}")
     if data["epoch"] > config.epochs:
         raise ValueError(
