@@ -41,6 +41,7 @@ import dataclasses
 import json
 import statistics
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -263,6 +264,8 @@ def replot(out: Path, figures: Path, depth: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    # the inhibited variant trains adam and sgd on the interneurons on purpose (to measure it)
+    warnings.filterwarnings("ignore", "make_optimizer.*interneurons", UserWarning)
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

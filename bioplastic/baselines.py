@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -20,6 +21,7 @@ from torch.optim import Optimizer
 
 from bioplastic._checks import check_number
 from bioplastic.dale import INTERNEURONS
+from bioplastic.inhibition import INTERNEURON_MARK
 from bioplastic.optim import BioRule
 
 __all__ = [
@@ -167,6 +169,11 @@ def interneurons_for(rule: str) -> float:
     return INTERNEURONS if rule == "bio" else 0.0
 
 
+def _tensors(params: list) -> list:
+    """The tensors of ``params`` (tensors, or param group dicts)."""
+    return [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
+
+
 def make_optimizer(name: str, params, **kwargs) -> Optimizer:
     """Build an optimizer by name: ``bio``, ``eg``, ``sgd``, ``adam`` or ``enforced``.
 
@@ -176,9 +183,21 @@ def make_optimizer(name: str, params, **kwargs) -> Optimizer:
     given. For ``eg``, ``weight_decay`` is the EG decay on synapses (it is ``decay``);
     ``other_weight_decay`` is the L2 decay of non-synapse parameters. Keyword arguments
     override the defaults of each name.
+
+    Warns when a rule other than ``bio`` gets interneurons (BioMLP's default network): they need
+    bio's homeostasis (see :func:`interneurons_for`).
     """
     if name not in _OPTIMIZER_DEFAULTS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
+    params = list(params)
+    if name != "bio" and any(getattr(p, INTERNEURON_MARK, False) for p in _tensors(params)):
+        warnings.warn(
+            f"make_optimizer({name!r}): the model has interneurons (BioMLP's default), which "
+            f"need bio's homeostasis; {name} learns worse or fails from this init. Build the model "
+            f"with interneurons=bioplastic.baselines.interneurons_for({name!r}) (0)",
+            UserWarning,
+            stacklevel=2,
+        )
     options = {**_OPTIMIZER_DEFAULTS[name], **kwargs}
     if name in ("bio", "eg"):
         if name == "eg":

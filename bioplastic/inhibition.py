@@ -20,11 +20,19 @@ from bioplastic.dale import DaleConv2d, DaleLinear
 
 __all__ = ["ConvInterneurons", "InhibitedConv2d", "InhibitedLinear", "Interneurons"]
 
+#: The attribute that marks an interneuron layer's weight (``make_optimizer`` warns when a rule
+#: without homeostasis gets one).
+INTERNEURON_MARK = "interneuron_weight"
+
 
 class _WeightedMeans:
     """Interneuron weights normalised to a total of 1 per interneuron (a weighted mean)."""
 
     weight: Tensor
+
+    def __setstate__(self, state) -> None:  # a deep copy or unpickled copy keeps the mark
+        super().__setstate__(state)
+        setattr(self.weight, INTERNEURON_MARK, True)
 
     @torch.no_grad()
     def normalise_rows_(self) -> None:
@@ -52,6 +60,7 @@ class Interneurons(_WeightedMeans, DaleLinear):
         DaleLinear.__init__(self, in_features, n, bias=False, sigma=sigma,
                             dale_sign=torch.ones(in_features), generator=generator)  # fmt: skip
         self.normalise_rows_()
+        setattr(self.weight, INTERNEURON_MARK, True)
 
 
 class ConvInterneurons(_WeightedMeans, DaleConv2d):
@@ -64,6 +73,7 @@ class ConvInterneurons(_WeightedMeans, DaleConv2d):
         DaleConv2d.__init__(self, in_channels, n, 1, sigma=sigma, bias=False,
                             dale_sign=torch.ones(in_channels), generator=generator)  # fmt: skip
         self.normalise_rows_()
+        setattr(self.weight, INTERNEURON_MARK, True)
 
 
 class InhibitedLinear(nn.Module):

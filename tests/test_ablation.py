@@ -35,8 +35,9 @@ def test_noise_row_has_noise_and_baselines_are_adam():
     model = ab.build_model("noise 0.1", 8, 3, (6,), 0)
     assert ab.make_rule("noise 0.1", model.parameters()).param_groups[0]["noise"] == 0.1
     assert ab.make_rule("defaults", model.parameters()).param_groups[0]["noise"] == 0.0
-    for base in ab.BASELINES:
-        assert type(ab.make_rule(base, model.parameters())) is torch.optim.Adam
+    for base in ab.BASELINES:  # on their own (plain) network
+        params = ab.build_model(base, 8, 3, (6,), 0).parameters()
+        assert type(ab.make_rule(base, params)) is torch.optim.Adam
 
 
 def test_model_variants():

@@ -265,3 +265,19 @@ def test_a_state_dict_of_the_other_layout_is_refused_naming_the_argument_to_buil
     x = torch.rand(4, 8)
     torch.testing.assert_close(other(x), inhibited(x))
     assert "16 inputs + 2 interneurons" in repr(inhibited.net[4])
+
+
+def test_make_optimizer_warns_when_a_rule_without_homeostasis_gets_interneurons():
+    import copy
+    import warnings
+
+    inhibited = bp.BioMLP(8, (16, 16), 3)
+    for rule in ("adam", "sgd", "eg", "enforced"):
+        with pytest.warns(UserWarning, match=f"interneurons_for\\('{rule}'\\)"):
+            bp.make_optimizer(rule, inhibited.parameters())
+    with pytest.warns(UserWarning, match="interneurons"):  # a deep copy keeps the mark
+        bp.make_optimizer("adam", [{"params": list(copy.deepcopy(inhibited).parameters())}])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bp.make_optimizer("bio", inhibited.parameters())
+        bp.make_optimizer("adam", bp.BioMLP(8, (16, 16), 3, interneurons=0).parameters())

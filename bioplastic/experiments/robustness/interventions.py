@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -101,10 +102,13 @@ def _masked_finetune(
     layers = dict(synaptic_layers(model))
     for name, mask in masks.items():
         prune.custom_from_mask(layers[name], "weight", mask)
+    with warnings.catch_warnings():  # adam trains bio's network here, interneurons included
+        warnings.filterwarnings("ignore", "make_optimizer.*interneurons", UserWarning)
+        optimizer = make_optimizer("adam", model.parameters())
     try:
         result = train_to_accuracy(
             model,
-            make_optimizer("adam", model.parameters()),
+            optimizer,
             loader,
             val,
             target,

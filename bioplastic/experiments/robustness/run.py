@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -304,7 +305,9 @@ def _train_and_measure(
     model.to(device)
     loader = _Batches(*data["train"], protocol["batch_size"], seed)
     options = protocol["bio_options"] if rule == "bio" else {}
-    optimizer = make_optimizer(rule, model.parameters(), **options)
+    with warnings.catch_warnings():  # every rule trains bio's network here, interneurons included
+        warnings.filterwarnings("ignore", "make_optimizer.*interneurons", UserWarning)
+        optimizer = make_optimizer(rule, model.parameters(), **options)
     stages = Stages()
     with stages("train"):
         training = train_to_accuracy(
