@@ -41,13 +41,13 @@ import dataclasses
 import json
 import statistics
 import sys
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from bioplastic._io import json_text, write_atomic
+from bioplastic.baselines import interneurons_on_purpose
 from bioplastic.cli._args import positive_int
 from bioplastic.dale import INTERNEURONS
 from bioplastic.experiments._common import mean_std
@@ -264,8 +264,6 @@ def replot(out: Path, figures: Path, depth: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    # the inhibited variant trains adam and sgd on the interneurons on purpose (to measure it)
-    warnings.filterwarnings("ignore", "make_optimizer.*interneurons", UserWarning)
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -304,7 +302,8 @@ def main(argv: list[str] | None = None) -> dict:
         result = depth_sweep(seeds, args.workers, say, args.journal)
         out = args.out.with_name(args.out.name + "_depth")
     else:
-        runs = run_jobs(jobs, args.workers, say, args.journal)
+        with interneurons_on_purpose():  # the inhibited variant trains adam and sgd on them
+            runs = run_jobs(jobs, args.workers, say, args.journal)
         shares = {name: {arch: round(common_mode_share(variant(name, arch), 0), 4)
                          for arch in RULES} for name in names}  # fmt: skip
         result = {"seeds": seeds, "interneurons": INTERNEURONS, "runs": runs,

@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -26,7 +28,7 @@ from bioplastic.optim import BioRule
 
 __all__ = [
     "EnforcedAdam", "OPTIMIZER_NAMES", "PEER_NAMES", "SparsePeer", "interneurons_for",
-    "make_optimizer",
+    "interneurons_on_purpose", "make_optimizer",
 ]  # fmt: skip
 
 
@@ -167,6 +169,16 @@ def interneurons_for(rule: str) -> float:
     if rule not in _OPTIMIZER_DEFAULTS:
         raise ValueError(f"unknown optimizer {rule!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
     return INTERNEURONS if rule == "bio" else 0.0
+
+
+@contextlib.contextmanager
+def interneurons_on_purpose() -> Iterator[None]:
+    """Silence :func:`make_optimizer`'s warning about interneurons within the block, for code
+    that trains another rule on an inhibited network on purpose (to measure it, or to compare
+    rules on one network); forked worker processes started within it inherit this."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "make_optimizer.*interneurons", UserWarning)
+        yield
 
 
 def _tensors(params: list) -> list:

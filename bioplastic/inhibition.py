@@ -18,11 +18,20 @@ from torch import Tensor, nn
 from bioplastic._checks import check_int
 from bioplastic.dale import DaleConv2d, DaleLinear
 
-__all__ = ["ConvInterneurons", "InhibitedConv2d", "InhibitedLinear", "Interneurons"]
+__all__ = [
+    "ConvInterneurons", "InhibitedConv2d", "InhibitedLinear", "Interneurons",
+    "is_interneuron_layer",
+]  # fmt: skip
 
 #: The attribute that marks an interneuron layer's weight (``make_optimizer`` warns when a rule
 #: without homeostasis gets one).
 INTERNEURON_MARK = "interneuron_weight"
+
+
+def is_interneuron_layer(module: nn.Module) -> bool:
+    """Whether ``module`` is a layer of interneurons (:class:`Interneurons`,
+    :class:`ConvInterneurons`): its rows are weighted means, so it passes its inputs' scale on."""
+    return isinstance(module, _WeightedMeans)
 
 
 class _WeightedMeans:
@@ -97,8 +106,12 @@ class InhibitedLinear(nn.Module):
         self.principal = DaleLinear(in_features + interneurons, out_features, sigma=sigma,
                                     dale_sign=sign, generator=generator)  # fmt: skip
 
+    def principal_inputs(self, h: Tensor) -> Tensor:
+        """What ``principal`` reads: ``h`` (excitatory) and the interneurons' activity."""
+        return torch.cat([h, self.interneurons(h)], dim=-1)
+
     def forward(self, h: Tensor) -> Tensor:
-        return self.principal(torch.cat([h, self.interneurons(h)], dim=-1))
+        return self.principal(self.principal_inputs(h))
 
     def extra_repr(self) -> str:
         n = self.interneurons.out_features

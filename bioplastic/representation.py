@@ -374,10 +374,9 @@ def lipschitz_upper_bound(model: nn.Module) -> float:
     An inhibited layer (:mod:`bioplastic.inhibition`) reads ``[h; I h]``, whose norm is at most
     ``sqrt(1 + ||I||^2) ||h||``: that is the factor of its interneurons ``I``.
     """
-    from bioplastic.inhibition import ConvInterneurons, Interneurons
+    from bioplastic.inhibition import is_interneuron_layer
 
-    averaging = {n for n, m in synaptic_layers(model)
-                 if isinstance(m, (Interneurons, ConvInterneurons))}  # fmt: skip
+    averaging = {n for n, m in synaptic_layers(model) if is_interneuron_layer(m)}
     stats = weight_scale_stats(model)
     return float(math.prod(math.hypot(1.0, s["spectral"]) if name in averaging else s["spectral"]
                            for name, s in stats.items()))  # fmt: skip

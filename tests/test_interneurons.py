@@ -281,3 +281,5 @@ def test_make_optimizer_warns_when_a_rule_without_homeostasis_gets_interneurons(
         warnings.simplefilter("error")
         bp.make_optimizer("bio", inhibited.parameters())
         bp.make_optimizer("adam", bp.BioMLP(8, (16, 16), 3, interneurons=0).parameters())
+        with bp.baselines.interneurons_on_purpose():  # code that means it
+            bp.make_optimizer("adam", inhibited.parameters())

@@ -39,7 +39,7 @@ def readout_inputs(readout, feats: Tensor | None) -> tuple[Tensor | None, Tensor
         return feats, getattr(readout, "dale_sign", None)
     if feats is not None:
         with torch.no_grad():
-            feats = torch.cat([feats, readout.interneurons(feats)], dim=-1)
+            feats = readout.principal_inputs(feats)
     return feats, readout.principal.dale_sign
 
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from bioplastic.baselines import make_optimizer
+from bioplastic.baselines import interneurons_on_purpose, make_optimizer
 from bioplastic.experiments.robustness.data import _Batches
 from bioplastic.experiments.robustness.measure import _connectivity, _measure
-from bioplastic.inhibition import ConvInterneurons, Interneurons
+from bioplastic.inhibition import is_interneuron_layer
 from bioplastic.probes import synaptic_layers
 from bioplastic.representation import weight_scale_stats
 from bioplastic.robustness import train_to_accuracy
@@ -69,7 +68,7 @@ def rescale_layers_(model: nn.Module, factors: Mapping[str, float]) -> float:
     unknown = set(factors) - {n for n, _ in layers}
     if unknown:
         raise ValueError(f"factors names unknown layers: {sorted(unknown)}")
-    averaging = sorted(n for n, m in layers if isinstance(m, (Interneurons, ConvInterneurons)))
+    averaging = sorted(n for n, m in layers if is_interneuron_layer(m))
     if set(averaging) & set(factors):
         raise ValueError(
             f"interneuron layers cannot be rescaled: {sorted(set(averaging) & set(factors))}"
@@ -102,8 +101,7 @@ def _masked_finetune(
     layers = dict(synaptic_layers(model))
     for name, mask in masks.items():
         prune.custom_from_mask(layers[name], "weight", mask)
-    with warnings.catch_warnings():  # adam trains bio's network here, interneurons included
-        warnings.filterwarnings("ignore", "make_optimizer.*interneurons", UserWarning)
+    with interneurons_on_purpose():  # adam trains bio's network here
         optimizer = make_optimizer("adam", model.parameters())
     try:
         result = train_to_accuracy(
@@ -169,8 +167,7 @@ def _interventions(
     factors = {
         name: adam_scale[name]["frobenius"] / bio_scale[name]["frobenius"]
         for name, layer in synaptic_layers(bio)
-        if bio_scale[name]["frobenius"] > 0
-        and not isinstance(layer, (Interneurons, ConvInterneurons))
+        if bio_scale[name]["frobenius"] > 0 and not is_interneuron_layer(layer)
     }
     overall = rescale_layers_(scaled, factors)
     row = {

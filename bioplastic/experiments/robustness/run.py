@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -13,7 +12,12 @@ from torch import Tensor, nn
 
 from bioplastic._checks import check_int
 from bioplastic._progress import Stages, format_stages
-from bioplastic.baselines import OPTIMIZER_NAMES, interneurons_for, make_optimizer
+from bioplastic.baselines import (
+    OPTIMIZER_NAMES,
+    interneurons_for,
+    interneurons_on_purpose,
+    make_optimizer,
+)
 from bioplastic.dale import BioMLP
 from bioplastic.experiments._common import jsonable
 from bioplastic.experiments.robustness.analysis import analyse, summarise
@@ -305,8 +309,7 @@ def _train_and_measure(
     model.to(device)
     loader = _Batches(*data["train"], protocol["batch_size"], seed)
     options = protocol["bio_options"] if rule == "bio" else {}
-    with warnings.catch_warnings():  # every rule trains bio's network here, interneurons included
-        warnings.filterwarnings("ignore", "make_optimizer.*interneurons", UserWarning)
+    with interneurons_on_purpose():  # every rule trains bio's network here
         optimizer = make_optimizer(rule, model.parameters(), **options)
     stages = Stages()
     with stages("train"):
