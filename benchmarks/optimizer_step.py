@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shlex
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -42,6 +44,7 @@ from torch import nn
 
 import bioplastic as bp
 from bioplastic._io import json_text, write_atomic
+from bioplastic.baselines import PEER_NAMES, SparsePeer
 from bioplastic.experiments._figures import new_figure, save_figure
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -52,7 +55,10 @@ MODELS = {
     "conv": None,
 }
 OPTIMIZERS = ("adam()", "adam-foreach", "adam-fused", "sgd", "bio", "bio-noise",
-              "bio-consolidated", "bio-fused")  # fmt: skip
+              "bio-consolidated", "bio-fused", *PEER_NAMES)  # fmt: skip
+#: Connectivity the peers run at (bio reaches 0.1-0.4 on the rule benchmark's tasks).
+PEER_CONNECTIVITY = 0.25
+SKIPPED: dict[str, dict[str, str]] = {}  # model -> optimizer -> why it was not run
 DESCRIPTIONS = {
     "adam()": "torch.optim.Adam() (defaults)",
     "adam-foreach": "torch.optim.Adam(foreach=True)",
@@ -62,6 +68,11 @@ DESCRIPTIONS = {
     "bio-noise": "BioRule(noise=0.18, noise_halflife=0)",
     "bio-consolidated": "BioRule() after consolidate(0.3, 0.1) and consolidate(0.3, 0.5)",
     "bio-fused": "BioRule(fused=True)",
+    "deepr": "DEEP R (deep-rewire 1.0.5, bioplastic.baselines.SparsePeer('deepr'), "
+    f"connectivity {PEER_CONNECTIVITY})",
+    "softdeepr": "Soft-DEEP R (deep-rewire 1.0.5, SparsePeer('softdeepr'))",
+    "rigl": f"RigL around Adam (rigl-torch 0.5.2, SparsePeer('rigl'), connectivity "
+    f"{PEER_CONNECTIVITY}; its rewiring, every 100 steps, falls outside the timed steps)",
 }
 
 
@@ -80,8 +91,11 @@ def build(model_name: str, device: str) -> tuple[nn.Module, torch.Tensor]:
     return model.to(device), x.to(device)
 
 
-def make(name: str, params) -> torch.optim.Optimizer:
-    params = list(params)
+def make(name: str, model: nn.Module):
+    """The optimizer ``name`` for ``model`` (a peer may re-parameterise the model's weights)."""
+    if name in PEER_NAMES:
+        return SparsePeer(name, model, connectivity=PEER_CONNECTIVITY, total_steps=10**6)
+    params = list(model.parameters())
     if name == "adam()":
         return torch.optim.Adam(params)
     if name == "adam-foreach":
@@ -101,9 +115,17 @@ def make(name: str, params) -> torch.optim.Optimizer:
     return opt
 
 
-def state_bytes(opt: torch.optim.Optimizer) -> int:
-    tensors = [v for state in opt.state.values() for v in state.values() if torch.is_tensor(v)]
-    return sum(v.numel() * v.element_size() for v in tensors)
+def state_bytes(opt, model: nn.Module, n_params: int) -> int:
+    """Bytes of optimizer state; for a peer, of all its optimizers plus what it keeps beyond
+    the plain float32 weights (DEEP R's re-parameterisation, RigL's masks)."""
+    tensors = [v for o in getattr(opt, "optimizers", [opt]) for state in o.state.values()
+               for v in state.values() if torch.is_tensor(v)]  # fmt: skip
+    total = sum(v.numel() * v.element_size() for v in tensors)
+    if isinstance(opt, SparsePeer):
+        held = [*model.parameters(), *model.buffers()]
+        held += [m for m in getattr(opt.scheduler, "backward_masks", None) or [] if m is not None]
+        total += sum(t.numel() * t.element_size() for t in held) - 4 * n_params
+    return total
 
 
 def sync(device: str) -> None:
@@ -116,10 +138,17 @@ def measure_model(model_name: str, names: list[str], args: argparse.Namespace) -
     runs = {}
     for name in names:
         model, x = build(model_name, args.device)
+        n_params = sum(p.numel() for p in model.parameters())
+        try:
+            opt = make(name, model)  # first: a peer's gradients are those of its parameterisation
+        except (ValueError, ImportError) as error:  # a peer that cannot run here (extra missing,
+            # or its connectivity is out of reach on this model)
+            SKIPPED.setdefault(model_name, {})[name] = str(error)
+            continue
         target = torch.zeros(len(x), dtype=torch.long, device=args.device)
         nn.functional.cross_entropy(model(x), target).backward()
-        grads = [p.grad.clone() for p in model.parameters()]
-        runs[name] = {"model": model, "grads": grads, "opt": make(name, model.parameters())}
+        grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+        runs[name] = {"model": model, "grads": grads, "opt": opt, "n_params": n_params}
         runs[name]["times"] = []
     for i in range(args.warmup + args.repeats):
         for run in runs.values():
@@ -136,10 +165,10 @@ def measure_model(model_name: str, names: list[str], args: argparse.Namespace) -
                 run["times"].append(elapsed)
     rows = {}
     for name, run in runs.items():
-        n_params = sum(p.numel() for p in run["model"].parameters())
+        n_params = run["n_params"]
         rows[name] = {
             "median_ms": 1000 * statistics.median(run["times"]),
-            "state_bytes_per_param": state_bytes(run["opt"]) / n_params,
+            "state_bytes_per_param": state_bytes(run["opt"], run["model"], n_params) / n_params,
             "n_params": n_params,
             "first_step_s": run["first_step_s"],
         }
@@ -162,8 +191,8 @@ def profile_model(model_name: str, names: list[str], args: argparse.Namespace, s
     for name in names:
         model, x = build(model_name, args.device)
         target = torch.zeros(len(x), dtype=torch.long, device=args.device)
+        opt = make(name, model)
         nn.functional.cross_entropy(model(x), target).backward()
-        opt = make(name, model.parameters())
         for _ in range(3):  # past the first (compiling) step and the lazy state
             opt.step()
         sync(args.device)
@@ -205,7 +234,7 @@ def table(results: dict) -> str:
         f"Optimizer step on {results['device']} ({results['device_name']}), "
         f"{results['threads']} thread(s), torch {results['torch']}, median of "
         f"{results['repeats']} steps (optimizers stepped in turn; a ratio is the median over "
-        "rounds of the two step times within a round); `python benchmarks/optimizer_step.py`",
+        f"rounds of the two step times within a round); `{results['command']}`",
         "",
         "| model | params | optimizer | step ms | vs Adam() | vs Adam(fused) | state bytes/param |",
         "|---|---:|---|---:|---:|---:|---:|",
@@ -218,7 +247,9 @@ def table(results: dict) -> str:
                 f"| {row.get('ratio_vs_adam()', float('nan')):.2f} | {fused:.2f} "
                 f"| {row['state_bytes_per_param']:.2f} |"
             )
-    lines += ["", "Optimizers:"] + [f"- `{k}`: {v}" for k, v in DESCRIPTIONS.items()]
+    lines += ["", "Optimizers:"] + [f"- `{k}`: {v}" for k, v in results["optimizers"].items()]
+    for model_name, why in results.get("skipped", {}).items():
+        lines += [f"- not run on {model_name}: `{k}` ({v})" for k, v in why.items()]
     first = {m: rows["bio-fused"]["first_step_s"] for m, rows in results["models"].items()
              if "bio-fused" in rows}  # fmt: skip
     if first:
@@ -233,10 +264,11 @@ def figure(results: dict, path: Path) -> Path:
     fig = new_figure(6.0, 4.2)
     ax = fig.add_subplot(1, 1, 1)
     mlps = [m for m in results["models"] if m.startswith("mlp")]
-    names = list(next(iter(results["models"].values())))
+    names = dict.fromkeys(n for m in mlps for n in results["models"][m])
     for name in names:
-        xs = [results["models"][m][name]["n_params"] for m in mlps]
-        ys = [results["models"][m][name]["median_ms"] for m in mlps]
+        ran = [m for m in mlps if name in results["models"][m]]
+        xs = [results["models"][m][name]["n_params"] for m in ran]
+        ys = [results["models"][m][name]["median_ms"] for m in ran]
         style = "-" if name.startswith("bio") else "--"
         ax.plot(xs, ys, style, marker="o", label=name)
     ax.set_xscale("log")
@@ -270,7 +302,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no GPU")
     torch.set_num_threads(args.threads)
+    shown = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     results = {
+        "command": f"python benchmarks/optimizer_step.py {shown}".strip(),
         "device": args.device,
         "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else
         platform.processor() or platform.machine(),
@@ -283,6 +317,7 @@ def main(argv: list[str] | None = None) -> dict:
     for model_name in models:
         results["models"][model_name] = measure_model(model_name, names, args)
         print(f"{model_name}: done", flush=True)
+    results["skipped"] = SKIPPED
     text = table(results)
     print(text)
     out = Path(args.out)

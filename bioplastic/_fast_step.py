@@ -1,4 +1,4 @@
-"""The fast path of ``BioRule``'s step for Dale-typed weights (eager, and ``fused=True``).
+"""The eager fast path of ``BioRule``'s step for Dale-typed weights.
 
 It computes the same equations as :func:`bioplastic.functional.bio_step` followed by
 ``prune_mode="unit"`` elimination (the reference path, kept for everything this path does not
@@ -21,9 +21,8 @@ cover), in fewer passes over the weight:
 
 The results equal the reference path up to float rounding (the summation order of the row
 sums, ``exp2(x / ln 2)`` against ``exp(x)``): ``tests/test_perf_step.py`` checks this against a
-plain per-tensor implementation. :func:`fused_update_` and :func:`fused_eliminate_` are the same
-math written for
-``torch.compile`` (``BioRule(fused=True)``); random draws stay outside it.
+plain per-tensor implementation. :mod:`bioplastic._fused_step` is the same math compiled with
+``torch.compile`` (``BioRule(fused=True)``).
 """
 
 from __future__ import annotations
@@ -41,8 +40,6 @@ __all__ = [
     "DalePlan",
     "dale_log2_step",
     "dale_eliminate_",
-    "fused_update_",
-    "fused_eliminate_",
     "LOG2E",
 ]
 
@@ -164,76 +161,9 @@ def dale_eliminate_(
     w.mul_(keep)
 
 
-def fused_update_(
-    w: Tensor,
-    g: Tensor,
-    buf: Tensor,
-    scale: Tensor,
-    rows: Tensor,
-    exc: Tensor,
-    plasticity: Tensor | None,
-    noise: Tensor | None,
-    hp: Tensor,
-) -> None:
-    """The weight-sized part of :func:`dale_log2_step` and the multiplication, written for
-    ``torch.compile`` (``BioRule(fused=True)``): inductor makes one vectorised loop of it.
-
-    ``rows`` ``[rows, 4]`` holds per unit ``cost * mbar`` (E, I) and ``log2(budget / sum)``
-    (E, I), computed eagerly from one matrix product; ``exc`` is ``plan.types[0]``; ``hp`` is
-    ``[lr, momentum, max_step, decay]`` (a tensor: changing rates does not recompile);
-    ``noise`` is ``noise_std * xi`` drawn by the caller, or ``None``. Updates ``w`` and ``buf``.
-    """
-    lr, momentum, max_step, decay = hp.unbind(0)
-    exc = exc > 0
-    new_buf = buf * momentum + g * scale * torch.where(exc, 1.0, -1.0)
-    mbar_e, mbar_i, log_e, log_i = rows.unsqueeze(2).unbind(1)
-    x = new_buf + torch.where(exc, mbar_e, -mbar_i) / w + decay  # + cost * mbar / |w|
-    if plasticity is not None:
-        x = x * plasticity
-    bound = max_step / lr
-    x = x.clamp(-bound, bound) * (-lr * LOG2E) + torch.where(exc, log_e, log_i)
-    if noise is not None:
-        x = x + noise * LOG2E
-    w.mul_(torch.exp2(x))
-    buf.copy_(new_buf)
-
-
-def fused_eliminate_(w: Tensor, exc: Tensor, protected: Tensor | None, prune: Tensor) -> Tensor:
-    """:func:`dale_eliminate_` for ``torch.compile``, after making ``w`` finite as the reference
-    path does (``inf`` to the largest value, NaN to 0; the identity on a finite weight).
-
-    Returns a 0-dim bool: whether ``w`` was finite before (if not, the caller cleans the
-    momentum buffer, as ``_keep_finite_`` does).
-    """
-    big = torch.finfo(w.dtype).max
-    finite = (w.abs() <= big).all(1).all()  # per row first: one loop with the sums below
-    clean = torch.where(w == w, w, 0.0).clamp(-big, big)  # nan_to_num, in vector instructions
-    inh = 1.0 - exc
-    magnitude = clean * (2.0 * exc - 1.0)
-    present = (clean != 0).to(w.dtype)
-    count_e = (present * exc).sum(1, keepdim=True).clamp(min=1)
-    count_i = (present * inh).sum(1, keepdim=True).clamp(min=1)
-    thr_e = (magnitude * exc).sum(1, keepdim=True) / count_e * prune
-    thr_i = (magnitude * inh).sum(1, keepdim=True) / count_i * prune
-    keep = magnitude > torch.where(exc > 0, thr_e, thr_i)
-    if protected is not None:
-        keep = keep | (protected > 0)
-    w.copy_(torch.where(keep, clean, 0.0))
-    return finite
-
-
 # --------------------------------------------------------------------------------------------
 # dispatch (called by BioRule for each synapse tensor, in order)
 # --------------------------------------------------------------------------------------------
-
-_COMPILED: dict = {}
-
-
-def compiled(fn):
-    """``torch.compile(fn)``, built on first use (dynamic shapes: one graph for all weights)."""
-    if fn not in _COMPILED:
-        _COMPILED[fn] = torch.compile(fn, dynamic=True)
-    return _COMPILED[fn]
 
 
 def _fast_ok(group: dict, p: Tensor, state: dict, lr: float) -> bool:
@@ -258,28 +188,12 @@ def protected_mask(group: dict, state: dict, like: Tensor) -> Tensor | None:
     return None
 
 
-#: Weights with fewer entries take the eager fast path under ``fused=True``: for them the
-#: compiled call's overhead (guards, two calls) exceeds what fusing saves (measured on CPU).
-FUSED_MIN_NUMEL = 65536
-
-
-def _fused_ok(group: dict, p: Tensor, scale: Tensor | None, eliminate: bool) -> bool:
-    unit = group["prune_mode"] == "unit" or not group["prune_threshold"]
-    return (
-        group["fused"] and eliminate and unit and group["momentum"] > 0 and group["cost"] > 0
-        and group["homeostasis"] and scale is not None and scale.dim() == 2
-        and p.numel() >= FUSED_MIN_NUMEL
-    )  # fmt: skip
-
-
 def step_tensor(opt, group, p, g, state, scale, rate, noise, *, eliminate: bool):
     """Step one synapse tensor of ``opt`` (a :class:`~bioplastic.BioRule`).
 
     Returns ``(scratch, sums, None)`` when the update is written and ``"unit"`` elimination is
-    pending (:func:`dale_eliminate_`, after one finiteness check for all tensors), a 0-dim bool
-    when the fused path did both (whether the weight was finite before elimination: if not,
-    the caller cleans the momentum buffer), or ``None`` when the update is written and the
-    reference order follows (keep finite, grow, eliminate).
+    pending (:func:`dale_eliminate_`, after one finiteness check for all tensors), or ``None``
+    when the update is written and the reference order follows (keep finite, grow, eliminate).
     """
     lr = rate * (p.numel() // p.shape[0]) ** -group["fan_in_exponent"]
     if not _fast_ok(group, p, state, lr):
@@ -296,23 +210,6 @@ def step_tensor(opt, group, p, g, state, scale, rate, noise, *, eliminate: bool)
     plasticity = None if plasticity is None else plasticity.view(rows, -1)
     generator = opt._generator(p.device) if noise else None
     offsets = opt._generator(torch.device("cpu")) if noise else None
-    if _fused_ok(group, p, scale, eliminate):
-        xi = None
-        if noise:
-            xi = torch.zeros_like(w)
-            F.add_noise_(xi, noise, generator, group["noise_reuse"], offsets)
-        sums = plan.signed @ w.T
-        rows = torch.cat(
-            [
-                _metabolic_rows(sums, plan, group["cost"]),
-                _log2_budget_factors(sums, state["budgets"], group["budget_rate"]),
-            ]
-        )
-        hp = [lr, group["momentum"], group["max_step"], group["decay"], group["prune_threshold"]]
-        hp = torch.tensor(hp, dtype=p.dtype, device=p.device)
-        compiled(fused_update_)(w, g2, buf, scale, rows.T, plan.types[0], plasticity, xi, hp[:4])
-        protected = protected_mask(group, state, w)
-        return compiled(fused_eliminate_)(w, plan.types[0], protected, hp[4])
     budgets = (state["budgets"], group["budget_rate"]) if group["homeostasis"] else None
     x = dale_log2_step(
         w, g2, buf, plan, scale, plasticity, budgets, lr=lr, momentum=group["momentum"],
@@ -439,13 +336,12 @@ def multi_eliminate_(ws, scratch, sums, plans, prune, protected, known) -> list:
     return after
 
 
-def finish(opt, group: dict, params: list, states: list, pending: list, fused: list) -> set[int]:
+def finish(opt, group: dict, params: list, states: list, pending: list) -> set[int]:
     """Complete the fast paths of one step; return the indices whose elimination is done.
 
     ``pending`` holds ``(index, scratch, sums, known)`` from :func:`step_tensor`: one
     synchronisation checks all sums; a weight that overflowed keeps the reference order (made
-    finite, then eliminated by the caller). ``fused`` holds ``(index, finite)``: the momentum of
-    a weight that overflowed is cleaned, as ``_keep_finite_`` does.
+    finite, then eliminated by the caller).
     """
     done = set()
     if pending:
@@ -467,13 +363,6 @@ def finish(opt, group: dict, params: list, states: list, pending: list, fused: l
                 else:
                     opt._counts[p] = (*known, plan, p._version, p.data_ptr())
             done.update(index)
-    if fused:
-        finite = torch.stack([ok.cpu() for _, ok in fused]).tolist()
-        for (i, _), ok in zip(fused, finite, strict=True):
-            done.add(i)
-            if not ok and "momentum_buffer" in states[i]:
-                big = torch.finfo(params[i].dtype).max
-                torch.nan_to_num_(states[i]["momentum_buffer"], nan=0.0, posinf=big, neginf=-big)
     return done
 
 

@@ -115,6 +115,7 @@ class RuleStateMixin:
             _upgrade_state_(state)
         self._plans = {}
         self._counts = {}
+        self._fused_sums = {}
         steps = bio.get("group_steps") if bio is not None else None
         if steps is None or len(steps) != len(self.param_groups):
             # an older state dict: the groups' step counts are their parameters' largest

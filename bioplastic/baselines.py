@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import warnings
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from bioplastic.optim import BioRule
 
 __all__ = [
     "EnforcedAdam", "OPTIMIZER_NAMES", "PEER_NAMES", "SparsePeer", "interneurons_for",
-    "interneurons_on_purpose", "make_optimizer",
+    "interneurons_on_purpose", "make_optimizer", "optimizer_options",
 ]  # fmt: skip
 
 
@@ -186,6 +187,20 @@ def _tensors(params: list) -> list:
     return [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
 
 
+def optimizer_options(name: str) -> tuple[str, ...]:
+    """The keyword arguments :func:`make_optimizer` accepts for ``name`` (sorted)."""
+    if name not in _OPTIMIZER_DEFAULTS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
+    cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "enforced": EnforcedAdam}
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    names = {
+        p.name
+        for p in inspect.signature(cls.get(name, BioRule)).parameters.values()
+        if p.kind in keyword and p.name != "params"
+    }
+    return tuple(sorted(names | ({"other_weight_decay"} if name == "eg" else set())))
+
+
 def make_optimizer(name: str, params, **kwargs) -> Optimizer:
     """Build an optimizer by name: ``bio``, ``eg``, ``sgd``, ``adam`` or ``enforced``.
 
@@ -197,10 +212,15 @@ def make_optimizer(name: str, params, **kwargs) -> Optimizer:
     override the defaults of each name.
 
     Warns when a rule other than ``bio`` gets interneurons (BioMLP's default network): they need
-    bio's homeostasis (see :func:`interneurons_for`).
+    bio's homeostasis (see :func:`interneurons_for`). An option the rule does not take is
+    refused with a ValueError listing the ones it does (:func:`optimizer_options`).
     """
-    if name not in _OPTIMIZER_DEFAULTS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
+    unknown = sorted(set(kwargs) - set(optimizer_options(name)))
+    if unknown:
+        raise ValueError(
+            f"{name} takes no option {', '.join(unknown)}; its options: "
+            f"{', '.join(optimizer_options(name))}"
+        )
     params = list(params)
     if name != "bio" and any(getattr(p, INTERNEURON_MARK, False) for p in _tensors(params)):
         warnings.warn(

@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from bioplastic import _fast_step as fast
+from bioplastic import _fused_step as compiled_step
 from bioplastic import functional as F
 from bioplastic._fast_step import DalePlan
 from bioplastic._rule_options import validate_group
@@ -119,10 +120,12 @@ class BioRule(RuleStateMixin, Optimizer):
             weight's present synapses between steps (recounted when ``p._version`` moved:
             change weights in place under ``torch.no_grad()``, not through ``p.data``).
         fused: compile the weight-sized part of the step with ``torch.compile`` (inductor; the
-            first step compiles, seconds to tens of seconds); random draws stay eager, so the
-            noise stream is the same. Weights under 65,536 entries keep the eager path (the
-            compiled call costs more than it saves). Results equal the other paths up to
-            float rounding.
+            first step compiles, seconds to tens of seconds): one kernel for the update, one
+            for elimination, which also returns the E/I sums the next step starts from (kept
+            like the present synapses above). Random draws stay eager, so the noise stream is
+            the same. Weights under 65,536 entries, and a step whose factors could overflow
+            the dtype, keep the eager path. Results equal the other paths up to float
+            rounding.
 
     State (created lazily in :meth:`step`, so wiping ``optimizer.state`` only resets it) and the
     generator round-trip through :meth:`state_dict`; a resumed run continues bit-for-bit.
@@ -204,6 +207,7 @@ class BioRule(RuleStateMixin, Optimizer):
         self._group_steps: list[int] = []  # steps taken per param group (warm-up, noise decay)
         self._plans: dict[Tensor, DalePlan] = {}  # constants derived from the unit signs
         self._counts: dict[Tensor, tuple] = {}  # present synapses after the last elimination
+        self._fused_sums: dict[Tensor, tuple] = {}  # E/I sums after the last compiled step
         self.nonfinite_skips = 0
         self._warned_nonfinite = False
         super().__init__(params, defaults)
@@ -422,7 +426,7 @@ class BioRule(RuleStateMixin, Optimizer):
         by_device: dict[torch.device, list[int]] = {}
         for i, p in enumerate(params):
             by_device.setdefault(p.device, []).append(i)
-        pending, fused = [], []  # fast paths: elimination pending, or done (fused)
+        pending, compiled = [], set()  # fast paths: elimination pending, or done (compiled)
         for device, idx in by_device.items():
             self._generator(device)  # created now even without noise: its state round-trips
             pick = [params[i] for i in idx], [grads[i] for i in idx], [states[i] for i in idx]
@@ -430,17 +434,15 @@ class BioRule(RuleStateMixin, Optimizer):
                 results = fast.multi_step(self, group, *pick, [grad_scales[i] for i in idx], rate,
                                           noise, eliminate=not grow_due)  # fmt: skip
             else:  # one tensor at a time: the same noise stream on every path
-                results = [
-                    fast.step_tensor(self, group, params[i], grads[i], states[i],
-                                     grad_scales[i], rate, noise, eliminate=not grow_due)
-                    for i in idx
-                ]  # fmt: skip
+                results = [self._step_tensor(group, params[i], grads[i], states[i],
+                                             grad_scales[i], rate, noise, not grow_due)
+                           for i in idx]  # fmt: skip
             for i, result in zip(idx, results, strict=True):
                 if isinstance(result, tuple):
                     pending.append((i, *result))
-                elif result is not None:  # fused: done; was the weight finite before?
-                    fused.append((i, result))
-        done = fast.finish(self, group, params, states, pending, fused)
+                elif result is True:  # the compiled path updated and eliminated
+                    compiled.add(i)
+        done = fast.finish(self, group, params, states, pending) | compiled
         rest = [i for i in range(len(params)) if i not in done]
         _keep_finite_([params[i] for i in rest], [states[i].get("momentum_buffer") for i in rest])
         for i, (p, state) in enumerate(zip(params, states, strict=True)):
@@ -451,6 +453,12 @@ class BioRule(RuleStateMixin, Optimizer):
                 self._eliminate(group, p, state)
             if before is not None:
                 state["importance"].addcmul_(grads[i], p - before[i], value=-1.0)
+
+    def _step_tensor(self, group, p, g, state, scale, rate, noise, eliminate: bool):
+        """One synapse tensor's update on the compiled path when it covers it, else eagerly."""
+        if compiled_step.fused_ok(group, p, state, scale, rate, eliminate):
+            return compiled_step.step_fused(self, group, p, g, state, scale, rate, noise)
+        return fast.step_tensor(self, group, p, g, state, scale, rate, noise, eliminate=eliminate)
 
     def _prepare_state(self, group: dict, p: Tensor) -> dict:
         state = self._init_synapse_state(group, p)

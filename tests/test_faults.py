@@ -267,7 +267,7 @@ def test_bio_rule_state_loads_with_weights_only_and_continues_bit_for_bit():
         (["--consolidate", "1.5"], "--consolidate: expected a number in [0, 1]"),
         (["--consolidate-factor", "0"], "--consolidate-factor: expected a number in (0, 1]"),
         (["--rule-option", "noise"], "--rule-option: expected KEY=VALUE"),
-        (["--rule-option", "frobnicate=1"], "does not take these options"),
+        (["--rule-option", "frobnicate=1"], "bio takes no option frobnicate; its options: "),
         (["--rule-option", "lr=-1"], "lr must be a finite number in (0.0, inf)"),
         (["--rule-option", "grow_mode=sideways"], "grow_mode must be one of"),
         (["--rule", "adam", "--consolidate", "0.5"], "consolidate applies to the rules bio"),

@@ -400,6 +400,16 @@ def test_make_optimizer_names():
         make_optimizer("rmsprop", model.parameters())
 
 
+@pytest.mark.parametrize("name", bp.OPTIMIZER_NAMES)
+def test_make_optimizer_refuses_an_option_the_rule_does_not_take_listing_its_own(name):
+    model = _mlp()
+    with pytest.raises(ValueError, match=f"{name} takes no option nosie; its options: ") as info:
+        make_optimizer(name, model.parameters(), nosie=0.1)
+    assert "lr" in str(info.value).split("its options: ")[1].split(", ")
+    assert "other_weight_decay" in bp.baselines.optimizer_options("eg")
+    assert "noise" not in bp.baselines.optimizer_options("adam")
+
+
 def test_default_bio_learns_while_keeping_dale():
     torch.manual_seed(0)
     x, y = _data(n=256)

@@ -1,14 +1,16 @@
 """The fast and fused paths of BioRule's step (issue 12) against a plain implementation of the
 rule's equations, the state memory per parameter, noise statistics and the group warm-up."""
 
+import functools
 import io
 
 import pytest
 import torch
+from conftest import load_benchmark
 from torch import nn
 
 import bioplastic as bp
-from bioplastic import _fast_step
+from bioplastic import _fast_step, _fused_step
 from bioplastic.optim import BioRule
 
 BETA, MU, COST, MAX_STEP, PRUNE, RATE, WARMUP, LR, EPS = (
@@ -93,17 +95,24 @@ def _run(model, grads, steps, **kwargs):
 def test_fast_and_reference_paths_equal_the_written_out_rule(foreach, count_min, monkeypatch):
     if count_min is not None:  # remember the counts of these small weights too
         monkeypatch.setattr(_fast_step, "COUNT_MIN_NUMEL", count_min)
+    _check_against_the_written_out_rule(lambda grads, steps: _run(_model(), grads, steps,
+                                                                  foreach=foreach))  # fmt: skip
+
+
+def _check_against_the_written_out_rule(run) -> BioRule:
+    """``run(grads, steps)`` (weights, optimizer) equals the written-out rule over 40 steps."""
     steps = 40
     model = _model()
     grads = _grads(model, steps)
     signs = [m.dale_sign for m in model if hasattr(m, "dale_sign")]
     expected = [p.detach().clone() for p in model.parameters()]
     _reference_run(expected, signs, grads, steps)
-    got, _ = _run(_model(), grads, steps, foreach=foreach)
+    got, opt = run(grads, steps)
     for a, b in zip(got, expected, strict=True):
         assert torch.equal(a != 0, b != 0)  # the same synapses eliminated
         torch.testing.assert_close(a, b, rtol=2e-5, atol=1e-8)
     assert any((a == 0).any() for a in got)  # elimination ran
+    return opt
 
 
 def test_fast_path_draws_the_reference_noise_stream():
@@ -116,20 +125,64 @@ def test_fast_path_draws_the_reference_noise_stream():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-8)
 
 
-def test_fused_path_equals_the_reference(monkeypatch):
+@functools.cache
+def _compile_fails() -> str:
+    """Why ``torch.compile`` cannot build a CPU kernel here ('' when it can)."""
     if not hasattr(torch, "compile"):
-        pytest.skip("torch.compile is not available")
-    monkeypatch.setattr(_fast_step, "FUSED_MIN_NUMEL", 0)  # fuse this small layer too
-    torch.manual_seed(0)
-    layer = bp.dalify(nn.Sequential(nn.Linear(16, 8, bias=False)), seed=0)
-    grads = _grads(layer, 6)
+        return "torch.compile is not available"
     try:
-        fused, _ = _run(layer, grads, 6, fused=True, noise=0.1)
+        torch.compile(lambda x: x * 2.0 + 1.0, dynamic=True)(torch.ones(4))
     except Exception as error:  # no C++ compiler or inductor backend on this machine
-        pytest.skip(f"torch.compile failed: {type(error).__name__}")
-    layer = bp.dalify(nn.Sequential(nn.Linear(16, 8, bias=False)), seed=0)
-    reference, _ = _run(layer, grads, 6, foreach=False, noise=0.1)
-    torch.testing.assert_close(fused[0], reference[0], rtol=1e-4, atol=1e-8)
+        return f"torch.compile failed: {type(error).__name__}"
+    return ""
+
+
+@pytest.fixture
+def compiled_path(monkeypatch):
+    """Skip where torch.compile cannot work; compile even these small layers."""
+    if _compile_fails():
+        pytest.skip(_compile_fails())
+    monkeypatch.setattr(_fused_step, "FUSED_MIN_NUMEL", 0)
+
+
+def test_fused_path_equals_the_written_out_rule(compiled_path):
+    opt = _check_against_the_written_out_rule(
+        lambda grads, steps: _run(_model(), grads, steps, fused=True)
+    )
+    # every weight took the compiled path, which remembers the E/I sums it leaves
+    for p in opt.param_groups[0]["params"]:
+        sums, plan = opt._fused_sums[p][:2]
+        torch.testing.assert_close(sums, plan.signed @ p.detach().view(len(p), -1).T)
+
+
+def test_fused_path_draws_the_reference_noise_stream(compiled_path):
+    steps = 10
+    grads = _grads(_model(), steps)
+    kwargs = dict(noise=0.18, noise_halflife=0.0)
+    fused, _ = _run(_model(), grads, steps, fused=True, **kwargs)
+    reference, _ = _run(_model(), grads, steps, foreach=False, **kwargs)
+    for a, b in zip(fused, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-8)
+
+
+def test_a_step_that_could_overflow_takes_the_eager_path(compiled_path):
+    """Magnitudes near the largest float: the compiled kernels do not make an overflowed
+    weight finite, so such a step is taken on the eager fast path, which does."""
+
+    def huge():
+        model = _model()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(1e38)
+        return model
+
+    grads = _grads(huge(), 3)
+    fused, opt = _run(huge(), grads, 3, fused=True)
+    eager, _ = _run(huge(), grads, 3)
+    assert len(opt._fused_sums) < len(fused)  # some weight took the eager path
+    for a, b in zip(fused, eager, strict=True):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=0.0)
 
 
 def test_noise_per_synapse_is_white_with_the_set_variance():
@@ -314,3 +367,40 @@ def test_resuming_from_a_checkpoint_is_bit_identical_with_remembered_counts(monk
         resumed.step()
     for a, b in zip(straight, model.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_step_benchmark_times_the_rule_against_adam_and_the_peers(tmp_path):
+    """``benchmarks/optimizer_step.py`` in one small run: every optimizer gets a row with its
+    ratios and state, a peer that cannot run on a model is listed with the reason."""
+    pytest.importorskip("deep_rewire")
+    pytest.importorskip("rigl_torch")
+    bench = load_benchmark("optimizer_step")
+    bench.SKIPPED.clear()
+    out = tmp_path / "step"
+    names = "adam(),adam-fused,bio,deepr,rigl"
+    results = bench.main(
+        [
+            "--models",
+            "mlp-1e5,conv",
+            "--optimizers",
+            names,
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+            "--out",
+            str(out),
+            "--figure",
+            str(tmp_path / "f.png"),
+        ]
+    )
+    conv = results["models"]["conv"]
+    assert set(conv) == {"adam()", "adam-fused", "bio", "deepr", "rigl"}
+    assert conv["adam()"]["ratio_vs_adam()"] == 1.0
+    assert all(row["median_ms"] > 0 and row["ratio_vs_adam-fused"] > 0 for row in conv.values())
+    assert conv["bio"]["state_bytes_per_param"] <= 4.1  # one momentum buffer, float32
+    assert conv["adam()"]["state_bytes_per_param"] == pytest.approx(8.0, abs=0.01)  # + steps
+    assert "rigl" not in results["models"]["mlp-1e5"]  # its first layer stays dense there
+    assert "first layer dense" in results["skipped"]["mlp-1e5"]["rigl"]
+    assert "not run on mlp-1e5: `rigl`" in (out.with_suffix(".md")).read_text()
+    assert (tmp_path / "f.png").stat().st_size > 0

@@ -36,7 +36,7 @@ MAX_SEED = 2**32 - 1
 MAX_THREADS = 1024
 #: Longest user text quoted in an error message; longer text is cut in the middle.
 _MAX_SHOWN = 80
-_MAX_MESSAGE = 400
+_MAX_MESSAGE = 800  # room for a list of allowed options (BioRule has ~40)
 
 
 class CLIError(Exception):

@@ -541,8 +541,8 @@ def _start_message(config: TrainConfig, info: DistInfo, resume: Any, epoch: int,
     where = "single process" if info.backend is None else f"{info.backend}"
     start = "" if resume is None else f", resuming at epoch {epoch + 1} batch {batch}"
     return (
-        f"training {config.rule} on {config.dataset}: {info.world_size} rank(s) ({where}, "
-        f"{info.device}){start}"
+        f"training {config.rule} on {config.dataset} (hidden {list(config.hidden)}, interneurons "
+        f"{config.inhibition:g}): {info.world_size} rank(s) ({where}, {info.device}){start}"
     )
 
 
