@@ -27,7 +27,9 @@ from pathlib import Path
 import torch
 
 from bioplastic._progress import say
+from bioplastic.cli._args import add_bio_inner_argument
 from bioplastic.experiments.fewshot import format_markdown, run_fewshot_benchmark
+from bioplastic.experiments.metatrain import split_inner
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -115,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tag", default="")
     parser.add_argument("--out", default=None)
+    add_bio_inner_argument(parser, "MAML's bio and eg")
     parser.add_argument("--tune", action="store_true")
     parser.add_argument("--tune-epochs", type=int, default=3)
     parser.add_argument("--tune-episodes", type=int, default=300)
@@ -123,6 +126,10 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     if args.tune:
         return tune(args)
+    try:
+        split_inner(dict(args.bio_inner))
+    except ValueError as error:
+        parser.error(f"--bio-inner: {error}")
     bio = json.loads(args.bio) if args.bio else BIO_OPTIONS.get(args.dataset, {})
     t0 = time.perf_counter()
     results = run_fewshot_benchmark(
@@ -130,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
         episodes=args.episodes, rules=tuple(args.rules.split(",")),
         methods=tuple(args.methods.split(",")), seeds=args.seeds, pretrain_epochs=args.epochs,
         root=args.root, progress=_progress, optimizer_kwargs={"bio": bio},
-        maml_iterations=args.maml_iterations,
+        maml_iterations=args.maml_iterations, maml_inner=dict(args.bio_inner),
     )  # fmt: skip
     results["timing"]["total_s"] = time.perf_counter() - t0
     results["command"] = " ".join(["python", "benchmarks/fewshot.py", *argv])

@@ -27,9 +27,15 @@ import torch
 from torch import nn
 
 import bioplastic
+from bioplastic.cli._args import add_bio_inner_argument
 from bioplastic.data.glyphs import load_glyphs
 from bioplastic.experiments._common import write_json
-from bioplastic.experiments.metatrain import evaluate_maml, make_maml, meta_train_tasks
+from bioplastic.experiments.metatrain import (
+    evaluate_maml,
+    make_maml,
+    meta_train_tasks,
+    split_inner,
+)
 from strategies.fewshot import index_episodes, make_taskset, mean_ci
 
 METHODS = {  # name: (rule, meta_sgd)
@@ -63,8 +69,14 @@ def run_one(job: tuple[str, int, dict]) -> dict:
     rule, meta_sgd = METHODS[method]
     x_train, y_train = _data("train")
     x_test, y_test = _data("test")
+    inner_lr, inner = split_inner(args.get("bio_inner", {}) if rule == "bio" else {})
     learner, outer = make_maml(
-        _model(args["seed"], rule == "bio"), rule, meta_sgd=meta_sgd, seed=args["seed"]
+        _model(args["seed"], rule == "bio"),
+        rule,
+        meta_sgd=meta_sgd,
+        seed=args["seed"],
+        inner_lr=inner_lr,
+        inner_options=inner,
     )
     taskset = make_taskset(x_train, y_train, ways=WAYS, shots=shots, queries=QUERIES)
     start = time.perf_counter()
@@ -136,17 +148,28 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", default=str(OUT))
+    add_bio_inner_argument(parser, "the bio methods'")
     a = parser.parse_args()
     methods = a.methods.split(",")
     unknown = set(methods) - set(METHODS)
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}; choose from {list(METHODS)}")
-    command = (
-        f"python benchmarks/fewshot_l2l.py --iterations {a.iterations} --meta-batch "
-        f"{a.meta_batch} --shots {a.shots} --seed {a.seed} --workers {a.workers}"
-    )
+    bio_inner = dict(a.bio_inner)
+    try:
+        split_inner(bio_inner)
+    except ValueError as error:
+        parser.error(f"--bio-inner: {error}")
+    command = " ".join(
+        ["python benchmarks/fewshot_l2l.py", f"--iterations {a.iterations}",
+         f"--meta-batch {a.meta_batch}", f"--shots {a.shots}", f"--seed {a.seed}",
+         f"--workers {a.workers}"]
+        + [f"--episodes {a.episodes}"] * (a.episodes != 600)
+        + [f"--methods {a.methods}"] * (a.methods != ",".join(METHODS))
+        + [f"--bio-inner {k}={v}" for k, v in bio_inner.items()]
+        + [f"--out {a.out}"] * (a.out != str(OUT))
+    )  # fmt: skip
     args = {"iterations": a.iterations, "meta_batch": a.meta_batch, "episodes": a.episodes,
-            "seed": a.seed, "command": command}  # fmt: skip
+            "seed": a.seed, "command": command, "bio_inner": bio_inner}  # fmt: skip
     jobs = [(m, int(k), args) for k in a.shots.split(",") for m in methods]
     load_glyphs("train")  # render the cache once, before the workers start
     if a.workers > 1:

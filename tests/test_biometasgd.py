@@ -75,6 +75,19 @@ def test_make_maml_builds_both_meta_sgds():
     assert isinstance(learner, l2l.algorithms.MetaSGD)
 
 
+def test_make_maml_passes_inner_options_to_the_bio_learners_and_refuses_others():
+    learner, _ = make_maml(_net(), "bio", inner_lr=100.0,
+                           inner_options={"normalize": False, "max_step": 0.3})  # fmt: skip
+    assert (learner.lr, learner.normalize, learner.max_step) == (100.0, False, 0.3)
+    learner, _ = make_maml(_net(), "bio", meta_sgd=True, inner_options={"normalize": False})
+    assert isinstance(learner, BioMetaSGD) and learner.normalize is False
+    assert make_maml(_net(), "bio")[0].normalize == "model"  # BioMAML's default
+    with pytest.raises(ValueError, match="unknown inner options \\['nosie'\\]"):
+        make_maml(_net(), "bio", inner_options={"nosie": 0.1})
+    with pytest.raises(ValueError, match="apply to the rules bio and eg, not 'adam'"):
+        make_maml(nn.Linear(6, 3), "adam", inner_options={"normalize": False})
+
+
 def test_clone_warns_once_when_the_outer_optimizer_flips_signs():
     net = _net()
     meta = BioMAML(net, lr=1.0)
@@ -126,3 +139,57 @@ def test_meta_train_tasks_runs_learn2learns_loop_reproducibly():
     assert all(r["dale_violations"] == 0 for r in weight_report(net).values())
     with pytest.raises(ValueError, match="meta_batch"):
         meta_train_tasks(*make_maml(net, "bio"), taskset, shots=1, iterations=1, meta_batch=0)
+
+
+def _adapted(meta, loss_scale=1.0, task=None):
+    xs, ys, _, _ = task or _task()
+    learner = meta.clone()
+    learner.adapt(loss_scale * nn.functional.cross_entropy(learner(xs), ys))
+    return [p.detach() for p in learner.parameters()]
+
+
+def test_model_normalisation_divides_every_synapse_gradient_by_one_rms():
+    net = _net()
+    meta = BioMAML(net, lr=0.3, other_lr=0.2, normalize="model", max_step=None)
+    xs, ys, _, _ = _task()
+    grads = torch.autograd.grad(nn.functional.cross_entropy(net(xs), ys), list(net.parameters()))
+    synapse = [g for p, g in zip(net.parameters(), grads, strict=True) if p.dim() >= 2]
+    rms = torch.sqrt(
+        sum((g.double() ** 2).sum() for g in synapse) / sum(g.numel() for g in synapse)
+    )
+    for p, g, new in zip(net.parameters(), grads, _adapted(meta), strict=True):
+        if p.dim() >= 2:  # w * exp(-lr * n^-0.5 * sign(w) * g / rms)
+            step = -0.3 * p.shape[1] ** -0.5 * torch.sign(p) * g / rms.float()
+            torch.testing.assert_close(new, p.detach() * torch.exp(step))
+        else:
+            torch.testing.assert_close(new, p.detach() - 0.2 * g)
+
+
+@pytest.mark.parametrize("cls", [BioMAML, BioMetaSGD])
+def test_model_normalised_steps_ignore_the_loss_scale_and_keep_relative_sizes(cls):
+    net = _net()
+    model = cls(net, lr=0.3, normalize="model", other_lr=0.0)
+    row = cls(net, lr=0.3, normalize=True, other_lr=0.0)
+    a, b = _adapted(model), _adapted(model, loss_scale=100.0)
+    for x, y in zip(a, b, strict=True):  # free of the loss scale, as the per-unit one
+        torch.testing.assert_close(x, y)
+    raw = cls(net, lr=0.3, normalize=False, other_lr=0.0)
+    assert not torch.allclose(_adapted(raw)[0], _adapted(raw, loss_scale=100.0)[0])
+    # the model-wide scale keeps how much larger one unit's gradient is than another's: each
+    # unit's RMS log-step is proportional to its RMS gradient (the per-unit one equalises them)
+    w = net[0].weight.detach()
+    xs, ys, _, _ = _task()
+    g = torch.autograd.grad(nn.functional.cross_entropy(net(xs), ys), net[0].weight)[0]
+
+    def rms(t):
+        return t.where(w != 0, torch.nan).pow(2).nanmean(1).sqrt()
+
+    ratios = [rms(torch.log(new[0] / w)) / rms(g) for new in (_adapted(model), _adapted(row))]
+    torch.testing.assert_close(ratios[0], ratios[0].mean().expand(8))
+    assert ratios[1].std() / ratios[1].mean() > 0.2
+
+
+@pytest.mark.parametrize("bad", ["row", "tensor", 1, None])
+def test_an_unknown_normalisation_is_refused(bad):
+    with pytest.raises(ValueError, match="normalize must be True, False or 'model'"):
+        BioMAML(_net(), lr=0.3, normalize=bad)

@@ -384,3 +384,24 @@ def test_an_inhibited_readout_is_fine_tuned_on_the_features_and_its_interneurons
     plain = bp.DaleLinear(8, 5)
     assert readout_inputs(plain, feats)[0] is feats
     assert torch.equal(readout_inputs(plain, feats)[1], plain.dale_sign)
+
+
+def test_maml_inner_settings_reach_the_bio_and_eg_learners_only(monkeypatch):
+    import bioplastic.experiments.fewshot.pretrain as pretrain
+
+    seen = []
+    real = pretrain.make_maml
+
+    def spy(model, rule, *args, **kwargs):
+        learner, outer = real(model, rule, *args, **kwargs)
+        seen.append((rule, getattr(learner, "lr", None), getattr(learner, "normalize", None)))
+        return learner, outer
+
+    monkeypatch.setattr(pretrain, "make_maml", spy)
+    results = run_fewshot_benchmark(
+        "digits", ways=5, shots=(1,), episodes=4, rules=("bio", "adam", "eg"), methods=("maml",),
+        seeds=1, maml_iterations=1, maml_inner={"inner_lr": 0.7, "normalize": True},
+    )  # fmt: skip
+    assert results["config"]["maml_inner"] == {"inner_lr": 0.7, "normalize": True}
+    assert ("bio", 0.7, True) in seen and ("eg", 0.7, True) in seen
+    assert ("adam", 0.4, None) in seen  # l2l's MAML keeps its own rate

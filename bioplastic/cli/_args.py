@@ -17,6 +17,7 @@ __all__ = [
     "MAX_THREADS",
     "Parser",
     "add_device_argument",
+    "add_bio_inner_argument",
     "add_progress_argument",
     "bounded_int",
     "clip",
@@ -211,6 +212,16 @@ def add_progress_argument(parser: argparse.ArgumentParser) -> None:
 
 #: Longest rule option value (``KEY=VALUE``): no hyper-parameter needs more.
 _MAX_OPTION_LENGTH = 200
+
+
+def add_bio_inner_argument(parser: argparse.ArgumentParser, who: str) -> None:
+    """``--bio-inner KEY=VALUE`` (repeatable) of the few-shot benchmarks: ``who``'s inner step
+    over the defaults (``bioplastic.experiments.metatrain.split_inner`` checks the keys)."""
+    parser.add_argument(
+        "--bio-inner", action="append", default=[], type=rule_option, metavar="KEY=VALUE",
+        help=f"{who} inner step: inner_lr, normalize, fan_in_exponent or max_step over the "
+        "defaults (repeatable; to study the inner step)",
+    )  # fmt: skip
 
 
 def rule_option(text: str) -> tuple[str, Any]:

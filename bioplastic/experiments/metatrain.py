@@ -32,28 +32,51 @@ from strategies.fewshot.maml import BioMAML
 from strategies.fewshot.metasgd import BioMetaSGD
 from strategies.fewshot.tasksets import IndexEpisode, seeded_random, split_support_query
 
-__all__ = ["MAML_DEFAULTS", "evaluate_maml", "make_maml", "meta_train", "meta_train_tasks"]
+__all__ = [
+    "INNER_OPTIONS", "MAML_DEFAULTS", "evaluate_maml", "make_maml", "meta_train",
+    "meta_train_tasks", "split_inner",
+]  # fmt: skip
 
 l2l = import_learn2learn()
 
-#: Inner learning rates and outer optimizer options per rule. The bio inner rate is BioRule's
-#: ``lr``: the log-domain step of a synapse of fan-in ``n`` is ``lr / sqrt(n)`` times its
-#: unit-normalised gradient (:func:`bioplastic.functional.bio_update`), so one value fits every
-#: layer, loss scale and data set. The outer BioRule starts at full rate (``warmup=0``: a
+#: Inner learning rates and outer optimizer options per rule. The bio inner step (BioMAML's
+#: default, ``normalize="model"``): the log-domain step of a synapse of fan-in ``n`` is ``lr /
+#: sqrt(n)`` times its gradient over the RMS of all synapse gradients of the step, so the rate
+#: does not depend on the loss scale. 0.3 was the best of 0.1, 0.3, 1 and 3 on glyphs 5-way
+#: 1-shot (300 meta-iterations, seed 0; ``benchmarks/results/fewshot_l2l_inner/``). The
+#: outer BioRule starts at full rate (``warmup=0``: a
 #: meta-training run is a few hundred to a few thousand steps) and has no metabolic cost or
 #: elimination: a meta-gradient averages the query loss over random tasks, so each synapse's
 #: credit is weak and the fixed cost wins (measured on glyphs 5-way 1-shot, 500 iterations:
 #: the head kept 35% of its synapses and BioMAML reached 0.42, against 0.55 without them).
 MAML_DEFAULTS: dict[str, dict[str, object]] = {
     "bio": {
-        "inner_lr": 1.0,
+        "inner_lr": 0.3,
         "other_lr": 0.4,
         "outer": {"warmup": 0, "cost": 0.0, "prune_threshold": 0.0},
     },
-    "eg": {"inner_lr": 1.0, "other_lr": 0.4, "outer": {"lr": 1.0}},
+    "eg": {"inner_lr": 0.3, "other_lr": 0.4, "outer": {"lr": 1.0}},  # bio's inner step
     "adam": {"inner_lr": 0.4, "outer": {"lr": 1e-3}},
     "sgd": {"inner_lr": 0.4, "outer": {"lr": 0.05, "momentum": 0.9}},
 }
+
+
+#: Options of the bio and eg learners' inner step that :func:`make_maml` takes besides its rate.
+INNER_OPTIONS = ("fan_in_exponent", "max_step", "normalize")
+
+
+def split_inner(options: Mapping[str, object]) -> tuple[float | None, dict[str, object]]:
+    """``(inner_lr, inner_options)`` of a mapping of inner-step settings (a benchmark's
+    ``--bio-inner``): a ValueError naming any key that is neither ``inner_lr`` nor one of
+    :data:`INNER_OPTIONS`."""
+    options = dict(options)
+    lr = options.pop("inner_lr", None)
+    unknown = sorted(set(options) - set(INNER_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"unknown inner options {unknown}; allowed: inner_lr, {', '.join(INNER_OPTIONS)}"
+        )
+    return (None if lr is None else float(lr)), options  # type: ignore[arg-type]
 
 
 def make_maml(
@@ -64,6 +87,7 @@ def make_maml(
     outer_kwargs: Mapping[str, object] | None = None,
     seed: int = 0,
     meta_sgd: bool = False,
+    inner_options: Mapping[str, object] | None = None,
 ) -> tuple[nn.Module, torch.optim.Optimizer]:
     """The meta-learner and its outer optimizer for ``rule`` (see the module table).
 
@@ -75,16 +99,23 @@ def make_maml(
         outer_kwargs: options of the outer optimizer, over the defaults.
         seed: seed of the bio rule's generator (noise, growth).
         meta_sgd: learn one inner rate per parameter entry (Meta-SGD).
+        inner_options: for ``bio``/``eg``, options of the inner step over the defaults:
+            ``normalize``, ``fan_in_exponent``, ``max_step`` (see :class:`BioMAML`).
     """
     if rule not in MAML_DEFAULTS:
         raise ValueError(f"rule must be one of {tuple(MAML_DEFAULTS)}, got {rule!r}")
     defaults = MAML_DEFAULTS[rule]
     lr = float(defaults["inner_lr"] if inner_lr is None else inner_lr)
     options = {**defaults["outer"], **(outer_kwargs or {})}  # type: ignore[dict-item]
+    inner = dict(inner_options or {})
+    if inner and rule not in ("bio", "eg"):
+        raise ValueError(f"inner_options apply to the rules bio and eg, not {rule!r}")
+    if "inner_lr" in inner or split_inner(inner)[1] != inner:
+        raise ValueError("pass the inner rate as inner_lr, not in inner_options")
     if rule in ("bio", "eg"):
         cls = BioMetaSGD if meta_sgd else BioMAML
         learner: nn.Module = cls(
-            model, lr=lr, first_order=first_order, other_lr=float(defaults["other_lr"])
+            model, lr=lr, first_order=first_order, other_lr=float(defaults["other_lr"]), **inner
         )
         if rule == "bio":
             options.setdefault("seed", seed)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from bioplastic import BioConvNet, BioMLP, make_optimizer
 from bioplastic._progress import bar
 from bioplastic.baselines import interneurons_for
-from bioplastic.experiments.metatrain import evaluate_maml, make_maml, meta_train
+from bioplastic.experiments.metatrain import evaluate_maml, make_maml, meta_train, split_inner
 from bioplastic.probes import weight_report
 from bioplastic.train import accuracy, train_epochs
 
@@ -94,11 +94,15 @@ def _pretrain(model, rule, data, train_idx, held_idx, epochs, batch_size, seed, 
 def _maml_rule(
     model, rule, seed, data, train_idx, ways, shots, queries, test_x, episode_sets, device_sets,
     record, *, device, first_order, outer_kwargs, iterations, meta_batch, inner_steps, tick,
+    inner=None,
 ) -> dict[str, Any]:  # fmt: skip
     """Meta-train ``model`` with MAML under ``rule``, evaluate it on every shot count and
     return the run's record."""
     reference = {k: v.clone() for k, v in model.state_dict().items()}
-    learner, outer = make_maml(model, rule, first_order, outer_kwargs=outer_kwargs, seed=seed)
+    lr, inner = split_inner(inner or {})
+    learner, outer = make_maml(
+        model, rule, first_order, lr, outer_kwargs=outer_kwargs, seed=seed, inner_options=inner
+    )
     x_train, y_train = data.train_x[train_idx], data.train_y[train_idx]
     # one meta-trained model per rule and seed, trained at the largest shot count
     min_count = int(torch.bincount(y_train).min())

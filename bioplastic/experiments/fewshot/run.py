@@ -92,6 +92,7 @@ def run_fewshot_benchmark(
     maml_meta_batch: int = 4,
     maml_inner_steps: int | None = None,
     maml_first_order: bool = False,
+    maml_inner: Mapping[str, Any] | None = None,
     sampler: str = "bioplastic",
     cache_dir: str | None = None,
     max_classes: int | None = None,
@@ -119,6 +120,8 @@ def run_fewshot_benchmark(
             for MAML's outer optimizer.
         finetune_steps, finetune_lr: readout fine-tuning steps and per-rule learning rates.
         maml_iterations, maml_meta_batch, maml_inner_steps, maml_first_order: MAML budget.
+        maml_inner: the bio and eg learners' inner step over :data:`MAML_DEFAULTS`:
+            ``inner_lr``, ``normalize``, ``fan_in_exponent``, ``max_step`` (a study option).
         sampler: episode sampler, ``"bioplastic"`` or ``"learn2learn"``.
         cache_dir, max_classes: passed to the glyph loader.
         eval_split: ``"test"``, or ``"val"`` to evaluate on meta-val classes when choosing
@@ -171,6 +174,7 @@ def run_fewshot_benchmark(
         maml_meta_batch=maml_meta_batch,
         maml_inner_steps=maml_inner_steps or defaults["maml_inner_steps"],
         maml_first_order=maml_first_order,
+        maml_inner=dict(maml_inner or {}),
         sampler=sampler,
         max_classes=max_classes,
         eval_split=eval_split,
@@ -214,6 +218,7 @@ class _Plan:
     maml_meta_batch: int
     maml_inner_steps: int
     maml_first_order: bool
+    maml_inner: dict[str, Any]
     sampler: str
     max_classes: int | None
     eval_split: str
@@ -256,6 +261,7 @@ class _Plan:
             "maml_meta_batch": self.maml_meta_batch,
             "maml_inner_steps": self.maml_inner_steps,
             "maml_first_order": self.maml_first_order,
+            "maml_inner": dict(self.maml_inner),
             "sampler": self.sampler,
             "max_classes": self.max_classes,
             "eval_split": self.eval_split,
@@ -342,7 +348,7 @@ class _Run:
                 first_order=plan.maml_first_order,
                 outer_kwargs=plan.optimizer_kwargs.get(rule), iterations=plan.maml_iterations,
                 meta_batch=plan.maml_meta_batch, inner_steps=plan.maml_inner_steps,
-                tick=self.tick,
+                tick=self.tick, inner=plan.maml_inner if rule in ("bio", "eg") else {},
             )
         )  # fmt: skip
 
