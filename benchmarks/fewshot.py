@@ -123,13 +123,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tune-episodes", type=int, default=300)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    if args.tune:
-        return tune(args)
+    if args.bio_inner and args.tune:
+        parser.error("--bio-inner sets MAML's inner step; --tune pre-trains backbones only")
     try:
         split_inner(dict(args.bio_inner))
     except ValueError as error:
         parser.error(f"--bio-inner: {error}")
+    torch.set_num_threads(args.threads)
+    if args.tune:
+        return tune(args)
     bio = json.loads(args.bio) if args.bio else BIO_OPTIONS.get(args.dataset, {})
     t0 = time.perf_counter()
     results = run_fewshot_benchmark(

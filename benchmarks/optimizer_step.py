@@ -1,4 +1,4 @@
-"""Optimizer step time and state memory: BioRule against torch.optim.Adam and SGD.
+"""Optimizer step time and state memory: BioRule against torch.optim.Adam, SGD and the peers.
 
 Measures, in one run and on the same models and gradients, the median wall time of
 ``optimizer.step()`` (gradients fixed, so only the update is timed; elimination runs every
@@ -11,6 +11,9 @@ step, as with the defaults) for
 - ``bio-noise``: ``BioRule(noise=0.18, noise_halflife=0)`` (constant noise, every step),
 - ``bio-consolidated``: the defaults after two ``consolidate()`` calls (plasticity per synapse),
 - ``bio-fused``: ``BioRule(fused=True)`` (the first step, which compiles, is timed apart),
+- ``deepr``, ``softdeepr``, ``rigl``: the published sparse peers
+  (:class:`bioplastic.baselines.SparsePeer`, connectivity :data:`PEER_CONNECTIVITY`; the
+  ``peers`` extra); a peer that cannot run on a model is listed with the reason,
 
 on MLPs of about 1e5, 1e6 and 1e7 parameters (784-128-10, 784-1000-1000-10, 784-3000-3000-10)
 and a small conv net (BioConvNet, channels (32, 64), ON/OFF input, 1x28x28). The optimizers of
@@ -58,7 +61,6 @@ OPTIMIZERS = ("adam()", "adam-foreach", "adam-fused", "sgd", "bio", "bio-noise",
               "bio-consolidated", "bio-fused", *PEER_NAMES)  # fmt: skip
 #: Connectivity the peers run at (bio reaches 0.1-0.4 on the rule benchmark's tasks).
 PEER_CONNECTIVITY = 0.25
-SKIPPED: dict[str, dict[str, str]] = {}  # model -> optimizer -> why it was not run
 DESCRIPTIONS = {
     "adam()": "torch.optim.Adam() (defaults)",
     "adam-foreach": "torch.optim.Adam(foreach=True)",
@@ -72,7 +74,7 @@ DESCRIPTIONS = {
     f"connectivity {PEER_CONNECTIVITY})",
     "softdeepr": "Soft-DEEP R (deep-rewire 1.0.5, SparsePeer('softdeepr'))",
     "rigl": f"RigL around Adam (rigl-torch 0.5.2, SparsePeer('rigl'), connectivity "
-    f"{PEER_CONNECTIVITY}; its rewiring, every 100 steps, falls outside the timed steps)",
+    f"{PEER_CONNECTIVITY}; a rewiring, every 100th step, is timed only in runs that long)",
 }
 
 
@@ -133,7 +135,9 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure_model(model_name: str, names: list[str], args: argparse.Namespace) -> dict:
+def measure_model(
+    model_name: str, names: list[str], args: argparse.Namespace, skipped: dict[str, str]
+) -> dict:
     """Step every optimizer of ``names`` on its own copy of the model, in turn."""
     runs = {}
     for name in names:
@@ -143,7 +147,7 @@ def measure_model(model_name: str, names: list[str], args: argparse.Namespace) -
             opt = make(name, model)  # first: a peer's gradients are those of its parameterisation
         except (ValueError, ImportError) as error:  # a peer that cannot run here (extra missing,
             # or its connectivity is out of reach on this model)
-            SKIPPED.setdefault(model_name, {})[name] = str(error)
+            skipped[name] = str(error)
             continue
         target = torch.zeros(len(x), dtype=torch.long, device=args.device)
         nn.functional.cross_entropy(model(x), target).backward()
@@ -191,7 +195,10 @@ def profile_model(model_name: str, names: list[str], args: argparse.Namespace, s
     for name in names:
         model, x = build(model_name, args.device)
         target = torch.zeros(len(x), dtype=torch.long, device=args.device)
-        opt = make(name, model)
+        try:
+            opt = make(name, model)
+        except (ValueError, ImportError):  # listed as not run by measure_model
+            continue
         nn.functional.cross_entropy(model(x), target).backward()
         for _ in range(3):  # past the first (compiling) step and the lazy state
             opt.step()
@@ -241,11 +248,11 @@ def table(results: dict) -> str:
     ]
     for model_name, rows in results["models"].items():
         for name, row in rows.items():
-            fused = row.get("ratio_vs_adam-fused", float("nan"))
+            ratios = [row.get(f"ratio_vs_{a}") for a in ("adam()", "adam-fused")]
+            shown = " | ".join("–" if r is None else f"{r:.2f}" for r in ratios)
             lines.append(
                 f"| {model_name} | {row['n_params']:,} | {name} | {row['median_ms']:.3f} "
-                f"| {row.get('ratio_vs_adam()', float('nan')):.2f} | {fused:.2f} "
-                f"| {row['state_bytes_per_param']:.2f} |"
+                f"| {shown} | {row['state_bytes_per_param']:.2f} |"
             )
     lines += ["", "Optimizers:"] + [f"- `{k}`: {v}" for k, v in results["optimizers"].items()]
     for model_name, why in results.get("skipped", {}).items():
@@ -314,10 +321,13 @@ def main(argv: list[str] | None = None) -> dict:
         "optimizers": {n: DESCRIPTIONS[n] for n in names},
         "models": {},
     }  # fmt: skip
+    results["skipped"] = {}
     for model_name in models:
-        results["models"][model_name] = measure_model(model_name, names, args)
+        skipped = results["skipped"].setdefault(model_name, {})
+        results["models"][model_name] = measure_model(model_name, names, args, skipped)
+        if not skipped:
+            del results["skipped"][model_name]
         print(f"{model_name}: done", flush=True)
-    results["skipped"] = SKIPPED
     text = table(results)
     print(text)
     out = Path(args.out)

@@ -8,7 +8,14 @@ kernels per weight, each one loop over the weight that inductor vectorises:
 - :func:`fused_eliminate_` (``prune_mode="unit"`` elimination) reads the weight, compares each
   synapse with its row's threshold, writes the weight and returns the E/I magnitude sums of the
   result, which the next step starts from (remembered with the weight's version counter, as the
-  eager path remembers its counts), so no step needs a matrix product over the weight.
+  eager path remembers its counts), so no step needs a matrix product over the weight (unless
+  ``prune_threshold=0``: then the sums are one product after the update).
+
+Like the eager path's counts, the remembered sums see every in-place change of a weight that
+torch versions, not writes through ``p.data``; here they are kept for every compiled weight at
+every step. After ``load_state_dict`` they are recomputed with a matrix product, whose rounding
+differs from the kernel's sum: a resumed fused run equals an uninterrupted one up to float
+rounding, not bit for bit.
 
 The per-row constants (``cost * mbar``, ``log2(budget / sum)``) and random draws stay eager:
 inlined into a compiled loop they are recomputed per synapse, and ``randn`` in compiled CPU
@@ -73,8 +80,8 @@ def fused_update_(
     new_buf = buf * momentum + g * scale * torch.where(exc, 1.0, -1.0)
     mbar_e, mbar_i, log_e, log_i = rows.unsqueeze(2).unbind(1)
     x = new_buf + torch.where(exc, mbar_e, -mbar_i) / w + decay  # + cost * mbar / |w|
-    if plasticity is not None:
-        x = x * plasticity
+    if plasticity is not None:  # an absent synapse of plasticity 0 would give inf * 0
+        x = torch.where(w == 0, 0.0, x * plasticity)
     bound = max_step / lr
     x = x.clamp(-bound, bound) * (-lr * LOG2E) + torch.where(exc, log_e, log_i)
     if noise is not None:
@@ -154,10 +161,11 @@ def step_fused(opt, group, p, g, state, scale, rate, noise):
     lr = rate * (p.numel() // p.shape[0]) ** -group["fan_in_exponent"]
     plan = opt._plan(p, state)
     w = p.detach().view(p.shape[0], -1)
-    xi = None
+    xi, drawn_from = None, None
     if noise:
         xi = torch.zeros_like(w)
         generator, offsets = opt._generator(p.device), opt._generator(torch.device("cpu"))
+        drawn_from = [(gen, gen.get_state()) for gen in dict.fromkeys((generator, offsets))]
         F.add_noise_(xi, noise, generator, group["noise_reuse"], offsets)
     sums = _start_sums(opt, p, w, plan)
     budgets = state["budgets"]
@@ -165,6 +173,8 @@ def step_fused(opt, group, p, g, state, scale, rate, noise):
     logs = _log2_budget_factors(sums, budgets, group["budget_rate"])
     if not _cannot_overflow(sums, logs, xi, group["max_step"]):
         budgets.copy_(before)  # the eager path moves them itself
+        for gen, drawn in drawn_from or ():  # and draws the same noise again
+            gen.set_state(drawn)
         return step_tensor(opt, group, p, g, state, scale, rate, noise, eliminate=True)
     opt._counts.pop(p, None)  # the eager path's memory of this weight is stale from now on
     rows = torch.cat([_metabolic_rows(sums, plan, group["cost"]), logs]).T

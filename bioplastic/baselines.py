@@ -198,6 +198,8 @@ def optimizer_options(name: str) -> tuple[str, ...]:
         for p in inspect.signature(cls.get(name, BioRule)).parameters.values()
         if p.kind in keyword and p.name != "params"
     }
+    if name == "enforced":  # EnforcedAdam passes the rest to Adam
+        names |= set(optimizer_options("adam"))
     return tuple(sorted(names | ({"other_weight_decay"} if name == "eg" else set())))
 
 

@@ -120,19 +120,19 @@ class BioRule(RuleStateMixin, Optimizer):
             weight's present synapses between steps (recounted when ``p._version`` moved:
             change weights in place under ``torch.no_grad()``, not through ``p.data``).
         fused: compile the weight-sized part of the step with ``torch.compile`` (inductor; the
-            first step compiles, seconds to tens of seconds): one kernel for the update, one
-            for elimination, which also returns the E/I sums the next step starts from (kept
-            like the present synapses above). Random draws stay eager, so the noise stream is
-            the same. Weights under 65,536 entries, and a step whose factors could overflow
-            the dtype, keep the eager path. Results equal the other paths up to float
-            rounding.
+            first step compiles, seconds to tens of seconds): a kernel for the update, one for
+            elimination that returns the E/I sums the next step starts from (kept like the
+            counts above). Random draws stay eager (the same noise). The eager path takes
+            weights under 65,536 entries, steps that could overflow, growth steps, groups
+            without momentum, cost, homeostasis or per-row/per-synapse normalisation, and
+            non-"unit" pruning. Results (a resumed run's too) equal the others up to rounding.
 
     State (created lazily in :meth:`step`, so wiping ``optimizer.state`` only resets it) and the
-    generator round-trip through :meth:`state_dict`; a resumed run continues bit-for-bit.
-    Non-finite gradients skip that tensor's update; the first one warns, all are counted in
-    :attr:`nonfinite_skips`. A finite update that overflows (a huge ``lr`` without
-    ``max_step``, huge noise or growth) saturates at the dtype's largest magnitude, keeping the
-    sign; an absent synapse stays absent.
+    generator round-trip through :meth:`state_dict`; a resumed run continues bit-for-bit (with
+    ``fused``: up to rounding). Non-finite gradients skip that tensor's update; the first one
+    warns, all are counted in :attr:`nonfinite_skips`. A finite update that overflows (a huge
+    ``lr`` without ``max_step``, huge noise or growth) saturates at the dtype's largest
+    magnitude, keeping the sign; an absent synapse stays absent.
 
     Presynaptic signs come from ``weight.dale_sign`` (set by :func:`bioplastic.dalify`) when
     present, otherwise from the sign pattern of each weight column at the first step.

@@ -193,3 +193,19 @@ def test_model_normalised_steps_ignore_the_loss_scale_and_keep_relative_sizes(cl
 def test_an_unknown_normalisation_is_refused(bad):
     with pytest.raises(ValueError, match="normalize must be True, False or 'model'"):
         BioMAML(_net(), lr=0.3, normalize=bad)
+
+
+def test_model_normalisation_keeps_other_lr_when_no_synapse_has_a_gradient():
+    net = _net()
+    for p in net.parameters():
+        p.requires_grad_(p.dim() < 2)  # only the biases adapt
+    meta = BioMAML(net, lr=0.3, other_lr=0.4, allow_nograd=True)
+    xs, ys, _, _ = _task()
+    learner = meta.clone()
+    loss = nn.functional.cross_entropy(learner(xs), ys)
+    grads = torch.autograd.grad(loss, [p for p in learner.parameters() if p.requires_grad])
+    learner.adapt(nn.functional.cross_entropy(learner(xs), ys))
+    biases = [p for p in net.parameters() if p.dim() < 2]
+    adapted = [p for p in learner.parameters() if p.dim() < 2]
+    for old, new, g in zip(biases, adapted, grads, strict=True):
+        torch.testing.assert_close(new.detach(), old.detach() - 0.4 * g)

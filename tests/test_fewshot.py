@@ -405,3 +405,21 @@ def test_maml_inner_settings_reach_the_bio_and_eg_learners_only(monkeypatch):
     assert results["config"]["maml_inner"] == {"inner_lr": 0.7, "normalize": True}
     assert ("bio", 0.7, True) in seen and ("eg", 0.7, True) in seen
     assert ("adam", 0.4, None) in seen  # l2l's MAML keeps its own rate
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--bio-inner", "normalize=true"], "normalize must be True, False or 'model'"),
+        (["--bio-inner", "inner_lr=0"], "inner_lr must be"),
+        (["--bio-inner", "nosie=1"], "unknown inner options ['nosie']"),
+        (["--tune", "--bio-inner", "inner_lr=1"], "--tune pre-trains backbones only"),
+    ],
+)
+def test_the_benchmarks_bio_inner_settings_are_checked_before_any_work(argv, needle, capsys):
+    from conftest import load_benchmark
+
+    with pytest.raises(SystemExit) as info:
+        load_benchmark("fewshot").main(["--dataset", "digits", *argv])
+    assert info.value.code == 2
+    assert needle in capsys.readouterr().err

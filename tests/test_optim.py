@@ -407,6 +407,8 @@ def test_make_optimizer_refuses_an_option_the_rule_does_not_take_listing_its_own
         make_optimizer(name, model.parameters(), nosie=0.1)
     assert "lr" in str(info.value).split("its options: ")[1].split(", ")
     assert "other_weight_decay" in bp.baselines.optimizer_options("eg")
+    assert "weight_decay" in bp.baselines.optimizer_options("enforced")  # passed on to Adam
+    make_optimizer("enforced", _mlp().parameters(), weight_decay=1e-4, amsgrad=True)
     assert "noise" not in bp.baselines.optimizer_options("adam")
 
 

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from bioplastic import make_optimizer
+from bioplastic._checks import check_number
 from bioplastic._compat import import_learn2learn
 from bioplastic.data.episodes import EpisodeSampler
 from strategies.fewshot.maml import BioMAML
@@ -67,8 +68,8 @@ INNER_OPTIONS = ("fan_in_exponent", "max_step", "normalize")
 
 def split_inner(options: Mapping[str, object]) -> tuple[float | None, dict[str, object]]:
     """``(inner_lr, inner_options)`` of a mapping of inner-step settings (a benchmark's
-    ``--bio-inner``): a ValueError naming any key that is neither ``inner_lr`` nor one of
-    :data:`INNER_OPTIONS`."""
+    ``--bio-inner``), checked before any work: a ValueError names a key that is neither
+    ``inner_lr`` nor one of :data:`INNER_OPTIONS`, or a value :class:`BioMAML` would refuse."""
     options = dict(options)
     lr = options.pop("inner_lr", None)
     unknown = sorted(set(options) - set(INNER_OPTIONS))
@@ -76,7 +77,12 @@ def split_inner(options: Mapping[str, object]) -> tuple[float | None, dict[str, 
         raise ValueError(
             f"unknown inner options {unknown}; allowed: inner_lr, {', '.join(INNER_OPTIONS)}"
         )
-    return (None if lr is None else float(lr)), options  # type: ignore[arg-type]
+    if lr is not None:
+        lr = check_number("inner_lr", lr, 0.0, lo_open=True, hi_open=True)
+    if "fan_in_exponent" in options:
+        check_number("fan_in_exponent", options["fan_in_exponent"], 0.0, 2.0)
+    BioMAML(nn.Linear(1, 1), lr=1.0, **options)  # the learner's own checks (normalize, max_step)
+    return lr, options
 
 
 def make_maml(

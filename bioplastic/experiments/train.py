@@ -236,8 +236,8 @@ def _load_data(dataset: str, device: torch.device) -> tuple[Tensor, Tensor, Tens
 def _build_optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
     try:
         return make_optimizer(config.rule, params, **config.rule_options)
-    except TypeError as err:  # an option the rule does not take
-        raise ValueError(f"rule {config.rule!r} does not take these options ({err})") from None
+    except TypeError as err:  # a value of the wrong kind (names are checked by make_optimizer)
+        raise ValueError(f"a bad option value for rule {config.rule!r} ({err})") from None
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> Tensor:

@@ -199,11 +199,13 @@ class BioMAML(BaseLearner):
         synapse gradients (float64 inside; differentiable, as the per-unit scale is)."""
         synapse = [g for p, g in zip(params, grads, strict=True)
                    if g is not None and p.dim() >= 2 and bool(torch.isfinite(g).all())]  # fmt: skip
+        other = self.lr if self.other_lr is None else self.other_lr
         if not synapse:
-            return rates if isinstance(rates, list) else [rates] * len(params)
+            return rates if isinstance(rates, list) else [
+                self.lr if p.dim() >= 2 else other for p in params
+            ]  # fmt: skip
         total = sum(g.double().square().sum() for g in synapse)
         scale = (total / sum(g.numel() for g in synapse) + 1e-16).rsqrt()
-        other = self.lr if self.other_lr is None else self.other_lr
         each = rates if isinstance(rates, list) else [None] * len(params)
         return [
             (self.lr if r is None else r) * scale.to(p.dtype) if p.dim() >= 2

@@ -36,7 +36,7 @@ class BioMetaSGD(BioMAML):
 
     Example::
 
-        meta = BioMetaSGD(bioplastic.dalify(net), lr=1.0, other_lr=0.4)
+        meta = BioMetaSGD(bioplastic.dalify(net), lr=0.3, other_lr=0.4)
         outer = bioplastic.make_optimizer("bio", meta.param_groups(), warmup=0)
         learner = meta.clone()
         learner.adapt(loss_fn(learner(support_x), support_y))
