@@ -195,7 +195,7 @@ def step_tensor(opt, group, p, g, state, scale, rate, noise, *, eliminate: bool)
     pending (:func:`dale_eliminate_`, after one finiteness check for all tensors), or ``None``
     when the update is written and the reference order follows (keep finite, grow, eliminate).
     """
-    lr = rate * (p.numel() // p.shape[0]) ** -group["fan_in_exponent"]
+    lr = layer_rate(group, p, rate)
     if not _fast_ok(group, p, state, lr):
         opt._reference_step(group, p, state, scale, rate, noise)
         return None
@@ -236,6 +236,18 @@ def _remember(w: Tensor, prune: float) -> bool:
     return COUNT_MIN_NUMEL <= w.numel() < _EXACT_COUNT and prune > 0
 
 
+def layer_rate(group: dict, p: Tensor, rate: float) -> float:
+    """The log-domain rate of synapse tensor ``p``: ``rate * fan_in ** -fan_in_exponent``."""
+    return rate * (p.numel() // p.shape[0]) ** -group["fan_in_exponent"]
+
+
+def unchanged_since(p: Tensor, plan: DalePlan, known_plan: DalePlan, version: int,
+                    pointer: int) -> bool:  # fmt: skip
+    """Whether ``p`` is the weight something was remembered of (``known_plan``, ``version``,
+    ``pointer``): same types, no in-place change torch versioned, same storage."""
+    return known_plan is plan and version == p._version and pointer == p.data_ptr()
+
+
 def present_counts(opt, p: Tensor, plan: DalePlan) -> tuple | None:
     """What the optimizer's last elimination of ``p`` left: ``(counts, sums, floor)``, with
     ``counts`` the present synapses per type and row (``[2, rows]``), ``sums`` ``plan.signed @
@@ -247,10 +259,8 @@ def present_counts(opt, p: Tensor, plan: DalePlan) -> tuple | None:
     entry = opt._counts.get(p) if p.numel() >= COUNT_MIN_NUMEL else None
     if entry is None:
         return None
-    counts, sums, floor, known_plan, version, pointer = entry
-    if known_plan is plan and version == p._version and pointer == p.data_ptr():
-        return counts, sums, floor
-    return None
+    counts, sums, floor, *known = entry
+    return (counts, sums, floor) if unchanged_since(p, plan, *known) else None
 
 
 def _floor(thr: Tensor, counts: Tensor) -> Tensor:
@@ -383,8 +393,7 @@ def multi_ok(opt, group, params, grads, states, rate) -> bool:
     if not group["normalize"] or group["normalize_by"] == "factored":
         return False
     for p, st in zip(params, states, strict=True):
-        lr = rate * (p.numel() // len(p)) ** -group["fan_in_exponent"]
-        if not _fast_ok(group, p, st, lr):
+        if not _fast_ok(group, p, st, layer_rate(group, p, rate)):
             return False
     return len({p.dtype for p in params}) == 1
 
@@ -400,7 +409,7 @@ def multi_step(opt, group, params, grads, states, scales, rate, noise, *, elimin
     ws = [p.detach().view(len(p), -1) for p in params]
     gs = [g.reshape(len(g), -1) for g in grads]
     bufs = [st["momentum_buffer"].view(len(p), -1) for p, st in zip(params, states, strict=True)]
-    lrs = [rate * (w.shape[1] ** -group["fan_in_exponent"]) for w in ws]
+    lrs = [layer_rate(group, p, rate) for p in params]
     signs = [plan.sign_row for plan in plans]
     xs = torch._foreach_mul(gs, [s.reshape(len(s), -1) if s.dim() else s for s in scales])
     torch._foreach_mul_(bufs, momentum)

@@ -45,8 +45,10 @@ from bioplastic._fast_step import (
     _fast_ok,
     _log2_budget_factors,
     _metabolic_rows,
+    layer_rate,
     protected_mask,
     step_tensor,
+    unchanged_since,
 )
 
 __all__ = ["FUSED_MIN_NUMEL", "fused_ok", "fused_update_", "fused_eliminate_", "step_fused"]
@@ -126,7 +128,7 @@ def fused_ok(group: dict, p: Tensor, state: dict, scale: Tensor | None, rate: fl
     """Whether the compiled path covers this tensor's step (otherwise: the eager paths)."""
     if not group["fused"] or p.numel() < FUSED_MIN_NUMEL or scale is None or not scale.dim():
         return False
-    lr = rate * (p.numel() // p.shape[0]) ** -group["fan_in_exponent"]
+    lr = layer_rate(group, p, rate)
     unit = group["prune_mode"] == "unit" or not group["prune_threshold"]
     return (
         _fast_ok(group, p, state, lr) and eliminate and unit and group["momentum"] > 0
@@ -138,10 +140,8 @@ def _start_sums(opt, p: Tensor, w: Tensor, plan: DalePlan) -> Tensor:
     """``plan.signed @ w.T``: what the last compiled elimination returned, if ``p`` has not
     changed since (by its version counter and storage; see :func:`present_counts`)."""
     entry = opt._fused_sums.get(p)
-    if entry is not None:
-        sums, known_plan, version, pointer = entry
-        if known_plan is plan and version == p._version and pointer == p.data_ptr():
-            return sums
+    if entry is not None and unchanged_since(p, plan, *entry[1:]):
+        return entry[0]
     return plan.signed @ w.T
 
 
@@ -158,7 +158,7 @@ def step_fused(opt, group, p, g, state, scale, rate, noise):
     """Step one synapse tensor that :func:`fused_ok` covers: ``True`` when the update and the
     elimination are done; otherwise (a step that could overflow) what the eager
     :func:`~bioplastic._fast_step.step_tensor` returns for it."""
-    lr = rate * (p.numel() // p.shape[0]) ** -group["fan_in_exponent"]
+    lr = layer_rate(group, p, rate)
     plan = opt._plan(p, state)
     w = p.detach().view(p.shape[0], -1)
     xi, drawn_from = None, None

@@ -488,7 +488,7 @@ class BioRule(RuleStateMixin, Optimizer):
         F.bio_step(
             [p], [p.grad], [state.get("momentum_buffer")], [self._plasticity_of(state, p)],
             [None if unit_sign is None else unit_sign.reshape(F.presynaptic_shape(p))],
-            [homeostasis], [scale], lr=rate * (p.numel() // len(p)) ** -group["fan_in_exponent"],
+            [homeostasis], [scale], lr=fast.layer_rate(group, p, rate),
             momentum=group["momentum"], decay=group["decay"], noise=min(noise, cap),
             max_step=max_step, generator=generator, noise_reuse=group["noise_reuse"],
             offset_generator=self._generator(torch.device("cpu")) if noise else None,
