@@ -49,17 +49,34 @@ WAYS, QUERIES = 5, 15
 OUT = Path(__file__).parent / "results" / "fewshot_l2l"
 
 
-def _data(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+#: The networks: an MLP 784-128-128-5, and a conv net of four 3x3 blocks of 32 channels (ReLU,
+#: 2x2 max-pool after the first three, global average pooling after the last) with a linear
+#: readout, whose 1x28x28 input goes through an ON/OFF split (excitatory and inhibitory copies,
+#: so a Dale-typed first layer can learn signed filters; the backprop net gets it too).
+ARCHS = {"mlp": "MLP 784-128-128-5", "conv": "conv net 4x(3x3, 32), ON/OFF input"}
+
+
+def _data(split: str, arch: str = "mlp") -> tuple[torch.Tensor, torch.Tensor]:
     x, y = load_glyphs(split).tensors()
-    return x.reshape(len(x), -1), y
+    return (x.reshape(len(x), -1) if arch == "mlp" else x.reshape(len(x), 1, 28, 28)), y
 
 
-def _model(seed: int, bio: bool) -> nn.Module:
+def _model(seed: int, bio: bool, arch: str = "mlp") -> nn.Module:
     torch.manual_seed(seed)
-    net = nn.Sequential(
-        nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, WAYS)
-    )
-    return bioplastic.dalify(net, seed=seed) if bio else net
+    if arch == "mlp":
+        net = nn.Sequential(
+            nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, WAYS)
+        )
+        return bioplastic.dalify(net, seed=seed) if bio else net
+    first = (bioplastic.DaleConv2d(2, 32, 3, padding=1, dale_sign=bioplastic.on_off_sign(1))
+             if bio else nn.Conv2d(2, 32, 3, padding=1))  # fmt: skip
+    layers: list[nn.Module] = [bioplastic.OnOffSplit(), first]
+    for k in range(4):
+        if k:
+            layers.append(nn.Conv2d(32, 32, 3, padding=1))
+        layers += [nn.ReLU(), nn.MaxPool2d(2) if k < 3 else nn.AdaptiveAvgPool2d(1)]
+    net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(32, WAYS))
+    return bioplastic.dalify(net, seed=seed) if bio else net  # the ON/OFF types are kept
 
 
 def run_one(job: tuple[str, int, dict]) -> dict:
@@ -67,11 +84,11 @@ def run_one(job: tuple[str, int, dict]) -> dict:
     method, shots, args = job
     torch.set_num_threads(1)
     rule, meta_sgd = METHODS[method]
-    x_train, y_train = _data("train")
-    x_test, y_test = _data("test")
+    x_train, y_train = _data("train", args.get("arch", "mlp"))
+    x_test, y_test = _data("test", args.get("arch", "mlp"))
     inner_lr, inner = split_inner(args.get("bio_inner", {}) if rule == "bio" else {})
     learner, outer = make_maml(
-        _model(args["seed"], rule == "bio"),
+        _model(args["seed"], rule == "bio", args.get("arch", "mlp")),
         rule,
         meta_sgd=meta_sgd,
         seed=args["seed"],
@@ -111,7 +128,7 @@ def summarise(runs: list[dict], args: dict) -> dict:
 def markdown(summary: dict) -> str:
     c = summary["config"]
     lines = [
-        "# Few-shot in learn2learn's loop (glyphs, MLP 784-128-128-5)",
+        f"# Few-shot in learn2learn's loop (glyphs, {ARCHS[c.get('arch', 'mlp')]})",
         "",
         f"5-way, {c['iterations']} meta-iterations x {c['meta_batch']} tasks, one inner step, "
         f"{c['episodes']} meta-test episodes (held-out classes), seed {c['seed']}. "
@@ -147,6 +164,7 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--arch", choices=list(ARCHS), default="mlp")
     parser.add_argument("--out", default=str(OUT))
     add_bio_inner_argument(parser, "the bio methods'")
     a = parser.parse_args()
@@ -165,11 +183,13 @@ def main() -> None:
          f"--workers {a.workers}"]
         + [f"--episodes {a.episodes}"] * (a.episodes != 600)
         + [f"--methods {a.methods}"] * (a.methods != ",".join(METHODS))
+        + [f"--arch {a.arch}"] * (a.arch != "mlp")
         + [f"--bio-inner {k}={v}" for k, v in bio_inner.items()]
         + [f"--out {a.out}"] * (a.out != str(OUT))
     )  # fmt: skip
     args = {"iterations": a.iterations, "meta_batch": a.meta_batch, "episodes": a.episodes,
-            "seed": a.seed, "command": command, "bio_inner": bio_inner}  # fmt: skip
+            "seed": a.seed, "command": command, "bio_inner": bio_inner,
+            "arch": a.arch}  # fmt: skip
     jobs = [(m, int(k), args) for k in a.shots.split(",") for m in methods]
     load_glyphs("train")  # render the cache once, before the workers start
     if a.workers > 1:

@@ -209,3 +209,22 @@ def test_model_normalisation_keeps_other_lr_when_no_synapse_has_a_gradient():
     adapted = [p for p in learner.parameters() if p.dim() < 2]
     for old, new, g in zip(biases, adapted, grads, strict=True):
         torch.testing.assert_close(new.detach(), old.detach() - 0.4 * g)
+
+
+def test_the_l2l_benchmarks_conv_nets_share_an_architecture_and_bios_is_dale_typed():
+    from conftest import load_benchmark
+
+    import bioplastic
+
+    bench = load_benchmark("fewshot_l2l")
+    bio, plain = bench._model(0, True, "conv"), bench._model(0, False, "conv")
+    shapes = [tuple(p.shape) for p in bio.parameters()]
+    assert shapes == [tuple(p.shape) for p in plain.parameters()]
+    assert torch.equal(bio[1].dale_sign, bioplastic.on_off_sign(1))  # ON / OFF afferents
+    assert not hasattr(plain[1], "dale_sign")
+    x = torch.rand(3, 1, 28, 28)
+    assert bio(x).shape == plain(x).shape == (3, bench.WAYS)
+    for layer in [m for m in bio.modules() if isinstance(m, nn.Conv2d | nn.Linear)]:
+        sign = layer.dale_sign.reshape(1, -1, *[1] * (layer.weight.dim() - 2))
+        assert torch.all(layer.weight * sign >= 0)  # every synapse carries its input's sign
+    assert bench._data("test", "conv")[0].shape[1:] == (1, 28, 28)
