@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import os
 import platform
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -66,6 +67,13 @@ VARIANTS: dict[str, dict] = {
     "warmup 1000": {"warmup": 1000},
     "noise 0.05": {"noise": 0.05},
     "growth (1% every 100 steps)": {"grow_every": 100, "grow_fraction": 0.01},
+    "weight_dependence 0.25": {"weight_dependence": 0.25},
+    "weight_dependence 0.5": {"weight_dependence": 0.5},
+    "weight_dependence 0.75": {"weight_dependence": 0.75},
+    "weight_dependence 0.5 (potentiation)": {
+        "weight_dependence": 0.5,
+        "weight_dependence_on": "potentiation",
+    },
     "interneurons 0.05": {"interneurons": 0.05},
     "interneurons 0.2": {"interneurons": 0.2},
 }
@@ -118,9 +126,15 @@ def summarise(runs: list[dict], tasks) -> dict:
                 "connectivity": statistics.fmean(rows[s]["connectivity"] for s in seeds),
                 "seeds": seeds,
             }
+            shapes = [(rows[s].get("worst_abs_skew"), rows[s].get("worst_abs_kurtosis"))
+                      for s in seeds]  # fmt: skip
+            if all(a is not None and b is not None for a, b in shapes):
+                entry[task]["shape"] = [statistics.fmean(x) for x in zip(*shapes, strict=True)]
         changes = [e["change"] for e in entry.values()]
+        shapes = [e["shape"] for e in entry.values() if "shape" in e]
+        worst_shape = [max(x) for x in zip(*shapes, strict=True)] or None
         table[variant] = {"tasks": entry, "mean_change": statistics.fmean(changes),
-                          "worst_change": min(changes)}  # fmt: skip
+                          "worst_change": min(changes), "worst_shape": worst_shape}  # fmt: skip
     return table
 
 
@@ -130,11 +144,13 @@ def markdown(result: dict) -> str:
         f"# BioRule's defaults, one change at a time ({len(result['seeds'])} seed(s))",
         "",
         "bio on the rule benchmark's tasks (its data, schedule and models; MLPs with feedforward "
-        "inhibition); `python benchmarks/defaults_sweep.py`. Cells: test accuracy (change "
-        "against the defaults on the same seeds), connectivity. Ordered by the mean change.",
+        f"inhibition); `{result.get('command', 'python benchmarks/defaults_sweep.py')}`. Cells: "
+        "test accuracy (change against the defaults on the same seeds), connectivity. Ordered by "
+        "the mean change. Shape: the largest over tasks of each run's worst layer "
+        "abs(skewness), abs(excess kurtosis) of ln|w| (rule benchmark bounds: 0.5, 1).",
         "",
-        "| variant | " + " | ".join(tasks) + " | mean change | worst change |",
-        "|---" * (len(tasks) + 3) + "|",
+        "| variant | " + " | ".join(tasks) + " | mean change | worst change | shape |",
+        "|---" * (len(tasks) + 4) + "|",
     ]
     order = sorted(table, key=lambda v: (v != "defaults", -table[v]["mean_change"]))
     for variant in order:
@@ -143,9 +159,11 @@ def markdown(result: dict) -> str:
             e = table[variant]["tasks"].get(task)
             cell = "-" if e is None else f"{e['test']:.3f} ({e['change']:+.3f})"
             cells.append(cell if e is None else f"{cell}, {e['connectivity']:.2f}")
+        shape = table[variant].get("worst_shape")
+        shape = "-" if not shape else f"{shape[0]:.2f}, {shape[1]:.2f}"
         lines.append(f"| {variant} | " + " | ".join(cells) +
                      f" | {table[variant]['mean_change']:+.3f} "
-                     f"| {table[variant]['worst_change']:+.3f} |")  # fmt: skip
+                     f"| {table[variant]['worst_change']:+.3f} | {shape} |")  # fmt: skip
     env = result["environment"]
     lines += ["", f"Environment: torch {env['torch']}, {env['cpus']} CPUs, {env['workers']} "
               "workers, 1 thread per run."]  # fmt: skip
@@ -172,7 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.seeds))
     runs = run_jobs(jobs_of(tasks, variants, seeds), args.workers,
                     lambda line: print(line, flush=True), args.journal)  # fmt: skip
-    result = {"tasks": tasks, "variants": variants, "seeds": seeds, "runs": runs,
+    command = "python benchmarks/defaults_sweep.py " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
+    )
+    result = {"command": command.strip(), "tasks": tasks, "variants": variants, "seeds": seeds,
+              "runs": runs,
               "table": summarise(runs, tasks),
               "environment": {"python": platform.python_version(), "torch": torch.__version__,
                               "cpus": os.cpu_count(), "workers": args.workers}}  # fmt: skip

@@ -170,7 +170,7 @@ def _fast_ok(group: dict, p: Tensor, state: dict, lr: float) -> bool:
     """Whether the fast path covers this tensor (otherwise: the reference path)."""
     if not (group["foreach"] or group["fused"]) or not state["dale"] or not p.is_contiguous():
         return False
-    if group["max_step"] is None:
+    if group["max_step"] is None or group["weight_dependence"] != 1.0:
         return False
     cap = torch.finfo(p.dtype).max / 16  # scalars that torch's float kernels accept, with room
     scalars = (lr * LOG2E, group["max_step"] / lr, group["cost"], group["decay"])

@@ -16,6 +16,7 @@ __all__ = ["CONSOLIDATE_BY", "GROUP_KEYS", "validate_group"]
 _GROW_MODES = ("random", "gradient")
 _PRUNE_MODES = ("unit", "relative", "absolute")
 _NORMALIZE_BY = ("tensor", "row", "factored")
+_DEPENDENCE_ON = ("both", "potentiation")
 _OTHER_RULES = ("adam", "sgd")
 #: Accepted values of ``BioRule.consolidate(by=...)`` (also ``BioRule.CONSOLIDATE_BY``).
 CONSOLIDATE_BY = ("magnitude", "importance")
@@ -25,12 +26,18 @@ _MAX_ADDITIVE = 1e6  # bound of other_lr and weight_decay
 #: Every key a ``BioRule`` param group may hold: its hyper-parameters (a test keeps this equal
 #: to ``BioRule``'s defaults) and the keys torch itself uses.
 GROUP_KEYS = frozenset(
-    """lr momentum grad_beta decay cost fan_in_exponent normalize_by noise noise_halflife
+    """lr momentum grad_beta decay cost weight_dependence weight_dependence_on fan_in_exponent
+    normalize_by noise noise_halflife
     noise_reuse max_step prune_threshold prune_mode budget_rate warmup grow_every grow_fraction
     grow_mode grow_scale max_connectivity other other_lr betas eps weight_decay synapse
     normalize homeostasis track_importance protect_consolidated foreach fused""".split()
 )
 _TORCH_GROUP_KEYS = frozenset({"params", "param_names", "initial_lr"})
+
+
+def _check_choice(group: dict, key: str, choices: tuple[str, ...]) -> None:
+    if group[key] not in choices:
+        raise ValueError(f"{key} must be one of {choices}, got {group[key]!r}")
 
 
 def validate_group(group: dict) -> None:
@@ -47,10 +54,9 @@ def validate_group(group: dict) -> None:
     check_number("decay", group["decay"], 0.0, math.inf, hi_open=True)
     check_number("cost", group["cost"], 0.0, math.inf, hi_open=True)
     check_number("fan_in_exponent", group["fan_in_exponent"], 0.0, 2.0)
-    if group["normalize_by"] not in _NORMALIZE_BY:
-        raise ValueError(
-            f"normalize_by must be one of {_NORMALIZE_BY}, got {group['normalize_by']!r}"
-        )
+    check_number("weight_dependence", group["weight_dependence"], 0.0, 1.0)
+    _check_choice(group, "weight_dependence_on", _DEPENDENCE_ON)
+    _check_choice(group, "normalize_by", _NORMALIZE_BY)
     check_number("noise", group["noise"], 0.0, math.inf, hi_open=True)
     check_number("noise_halflife", group["noise_halflife"], 0.0, math.inf, hi_open=True)
     nr = group["noise_reuse"]
@@ -61,8 +67,7 @@ def validate_group(group: dict) -> None:
     if group["max_step"] is not None:
         check_number("max_step", group["max_step"], 0.0, math.inf, lo_open=True, hi_open=True)
     check_number("prune_threshold", group["prune_threshold"], 0.0, math.inf, hi_open=True)
-    if group["prune_mode"] not in _PRUNE_MODES:
-        raise ValueError(f"prune_mode must be one of {_PRUNE_MODES}, got {group['prune_mode']!r}")
+    _check_choice(group, "prune_mode", _PRUNE_MODES)
     check_number("budget_rate", group["budget_rate"], 0.0, 1.0)
     wu = group["warmup"]
     if not isinstance(wu, int) or isinstance(wu, bool) or wu < 0:
@@ -78,12 +83,10 @@ def validate_group(group: dict) -> None:
             UserWarning,
             stacklevel=4,
         )
-    if group["grow_mode"] not in _GROW_MODES:
-        raise ValueError(f"grow_mode must be one of {_GROW_MODES}, got {group['grow_mode']!r}")
+    _check_choice(group, "grow_mode", _GROW_MODES)
     check_number("grow_scale", group["grow_scale"], 0.0, math.inf, lo_open=True, hi_open=True)
     check_number("max_connectivity", group["max_connectivity"], 0.0, 1.0, lo_open=True)
-    if group["other"] not in _OTHER_RULES:
-        raise ValueError(f"other must be one of {_OTHER_RULES}, got {group['other']!r}")
+    _check_choice(group, "other", _OTHER_RULES)
     # An additive step beyond these is a divergence, and torch's float32 kernels cannot take
     # much larger scalars (they raise); the bio rule's own lr has no such bound.
     check_number("other_lr", group["other_lr"], 0.0, _MAX_ADDITIVE)

@@ -13,9 +13,11 @@ presynaptic unit) and a magnitude ``m >= 0``. One step of the rule (v2) is
    with ``lr_n = lr * fan_in ** -fan_in_exponent`` per tensor (``lr`` may be a list) and
    ``mbar`` the row's summed same-type magnitude per potential synapse of that type
    (:func:`row_mean_magnitudes`), so ``cost * mbar / m`` (:func:`metabolic_drive`) is a fixed
-   cost per synapse that weak synapses feel most; because ``s`` never changes, the step can
-   neither flip a sign nor revive a zero weight; the last term rescales each unit's summed
-   excitatory and summed inhibitory magnitudes to their budgets (heterosynaptic competition);
+   cost per synapse that weak synapses feel most (optionally, :func:`weight_dependence`
+   scales ``u + cost * mbar / m`` by ``(mbar / m) ** (1 - mu)``); because ``s`` never
+   changes, the step can neither flip a sign nor revive a zero weight; the last term rescales
+   each unit's summed excitatory and summed inhibitory magnitudes to their budgets
+   (heterosynaptic competition);
 2. growth of absent synapses (optional, every ``grow_every`` steps);
 3. elimination: magnitudes at or below ``threshold`` (a number, or per synapse a fraction of
    its row's mean present same-type magnitude) become exactly 0 (unless protected).
@@ -38,6 +40,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from bioplastic._additive import adam_step, sgd_step
 from bioplastic._checks import check_number
 from bioplastic._scalars import kernel_scalar
 
@@ -92,8 +95,9 @@ def bio_update(
     ``c * s * g`` (``c = 1 / sqrt(r_i + 0.1 mean(r))``, ``r_i`` the mean squared gradient of
     postsynaptic unit ``i``; ``c = 1`` if not ``normalize``) and rate ``lr * n **
     -fan_in_exponent``: the step of :class:`~bioplastic.BioRule` with ``momentum=0``,
-    ``warmup=0``, no homeostasis, cost, noise or elimination. Signs are fixed, an absent synapse
-    stays absent, ``|dlog m| <= max_step``. Other parameters (biases) get ``p - other_lr * g``.
+    ``warmup=0``, ``weight_dependence=1``, no homeostasis, cost, noise or elimination. Signs
+    are fixed, an absent synapse stays absent, ``|dlog m| <= max_step``. Other parameters
+    (biases) get ``p - other_lr * g``.
     As in ``maml_update``, each parameter slot (shared: once; a buffer that is one follows it)
     is pointed at a new tensor, so gradients flow back to the old parameters and ``grads``.
 
@@ -273,6 +277,31 @@ def metabolic_drive(weight: Tensor, types: Tensor | None, cost: float) -> Tensor
     )
 
 
+def weight_dependence(weight: Tensor, types: Tensor | None, exponent: float) -> Tensor:
+    """``(mbar / m) ** (1 - exponent)`` on present synapses, 1 on absent ones.
+
+    Multiplying the log-domain drive by it makes a step change the magnitude by about
+    ``m ** exponent * mbar ** (1 - exponent)`` instead of ``m`` (Gutig et al. 2003's weight
+    dependence: 1 is multiplicative, 0 additive, scaled to the row's budget per potential
+    synapse ``mbar`` of :func:`row_mean_magnitudes`), so weak synapses move relatively faster.
+    """
+    mag = weight.abs()
+    ratio = row_mean_magnitudes(weight, types) / mag.clamp(min=torch.finfo(weight.dtype).tiny)
+    return torch.where(mag > 0, ratio.pow_(1.0 - exponent), torch.ones_like(mag))
+
+
+def _weight_dependent(drive: Tensor, weight: Tensor, types, dependence: tuple[float, str]):
+    """``drive`` with :func:`weight_dependence` applied (``on="potentiation"``: where it is
+    negative, i.e. the synapse grows), or ``drive`` itself at exponent 1."""
+    exponent, on = dependence
+    if exponent == 1.0:
+        return drive
+    factor = weight_dependence(weight, types, exponent)
+    if on == "potentiation":
+        factor = torch.where(drive < 0, factor, torch.ones_like(factor))
+    return drive * factor
+
+
 def homeostatic_log_factors(
     weight: Tensor,
     budget_exc: Tensor,
@@ -430,6 +459,7 @@ def bio_step(
     noise_reuse: int = 1,
     offset_generator: torch.Generator | None = None,
     cost: float | Sequence[float] = 0.0,
+    weight_dependence: tuple[float, str] = (1.0, "both"),
     foreach: bool,
 ) -> None:
     """Equation 1 of the rule, with homeostatic scaling folded in, on lists of tensors.
@@ -437,7 +467,8 @@ def bio_step(
     Per weight ``w`` with gradient ``g`` and rate ``lr`` (a number, or one per weight)::
 
         drive = c * s * g                   (momentum: buf <- momentum * buf + c * s * g)
-        dlog  = clip(-lr * p * (drive + cost * mbar / |w| + decay), -max_step, max_step)
+        drive = (drive + cost * mbar / |w|) * (mbar / |w|) ** (1 - mu)   (mu < 1 only)
+        dlog  = clip(-lr * p * (drive + decay), -max_step, max_step)
                 + noise * xi
         dlog += log(budget / current sum)   (per row, E and I separately: homeostasis)
         w    <- w * exp(dlog)
@@ -453,7 +484,8 @@ def bio_step(
     weight that normalises the gradient (``1 / RMS`` per tensor, per row or factored, see
     ``BioRule(normalize_by=...)``) or ``None`` (``c = 1``). ``cost`` (a number or one per
     weight) is the fixed cost per synapse of :func:`metabolic_drive` (not accumulated in the
-    momentum buffer).
+    momentum buffer). ``weight_dependence`` is ``(mu, on)``: the exponent (1: none) and
+    ``"both"`` or ``"potentiation"`` (only where the drive is negative; :func:`weight_dependence`).
     ``momentum_buffers`` must hold tensors where ``momentum > 0``;
     ``plasticities`` entries are ``p`` tensors or ``None`` for ``p = 1``.
     """
@@ -469,6 +501,7 @@ def bio_step(
         weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales, lr=lr,
         momentum=momentum, decay=decay, noise=noise, max_step=max_step, generator=generator,
         noise_reuse=noise_reuse, offset_generator=offset_generator, cost=cost,
+        dependence=tuple(weight_dependence),
     )  # fmt: skip
 
 
@@ -486,7 +519,7 @@ def _accumulate_(
 
 def _single_tensor_bio_step(
     weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales, *, lr,
-    momentum, decay, noise, max_step, generator, noise_reuse, offset_generator, cost,
+    momentum, decay, noise, max_step, generator, noise_reuse, offset_generator, cost, dependence,
 ):  # fmt: skip
     for w, g, buf, p, s, h, c, lr_w, cost_w in zip(
         weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales, lr,
@@ -499,8 +532,10 @@ def _single_tensor_bio_step(
             drive = g * s if s is not None else torch.sign(w).mul_(g)
             if c is not None:
                 drive.mul_(c)
+        types = h[2] if h is not None else None
         if cost_w:
-            drive = drive + metabolic_drive(w, h[2] if h is not None else None, cost_w)
+            drive = drive + metabolic_drive(w, types, cost_w)
+        drive = _weight_dependent(drive, w, types, dependence)
         step = log_step(drive, lr_w, p, decay, max_step)  # the same function as the meta path
         if noise:
             add_noise_(step, noise, generator, noise_reuse, offset_generator)
@@ -511,7 +546,7 @@ def _single_tensor_bio_step(
 
 def _multi_tensor_bio_step(
     weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales, *, lr,
-    momentum, decay, noise, max_step, generator, noise_reuse, offset_generator, cost,
+    momentum, decay, noise, max_step, generator, noise_reuse, offset_generator, cost, dependence,
 ):  # fmt: skip
     if momentum:
         for w, g, s, c, buf in zip(
@@ -531,6 +566,11 @@ def _multi_tensor_bio_step(
         if cost_w:
             # mul_ rather than add_(alpha=...): a huge rate must saturate, not raise
             step.sub_(metabolic_drive(w, h[2] if h is not None else None, cost_w).mul_(x))
+    if dependence[0] != 1.0:  # the steps are -lr * drive: a drive < 0 is a step > 0
+        steps = [
+            _weight_dependent(step.neg_(), w, h[2] if h else None, dependence).neg_()
+            for step, w, h in zip(steps, weights, homeostasis, strict=True)
+        ]
     if decay:
         shifts = [kernel_scalar(-x * decay, s.dtype) for x, s in zip(lr, steps, strict=True)]
         torch._foreach_add_(steps, shifts)
@@ -549,44 +589,3 @@ def _multi_tensor_bio_step(
             _add_homeostatic_(step, w, h)
     torch._foreach_exp_(steps)
     torch._foreach_mul_(weights, steps)
-
-
-# --------------------------------------------------------------------------------------------
-# additive updates for parameters that are not synapses
-# --------------------------------------------------------------------------------------------
-
-
-def sgd_step(params: list[Tensor], grads: list[Tensor], *, lr: float, weight_decay: float) -> None:
-    """Plain SGD: ``p <- p - lr * (g + weight_decay * p)``."""
-    for p, g in zip(params, grads, strict=True):
-        if weight_decay:
-            g = g.add(p, alpha=weight_decay)
-        p.add_(g, alpha=-lr)
-
-
-def adam_step(
-    params: list[Tensor],
-    grads: list[Tensor],
-    exp_avgs: list[Tensor],
-    exp_avg_sqs: list[Tensor],
-    steps: list[int],
-    *,
-    lr: float,
-    betas: tuple[float, float],
-    eps: float,
-    weight_decay: float,
-) -> None:
-    """Adam (Kingma & Ba 2015) with L2 weight decay, as ``torch.optim.Adam`` defines it
-    (``torch._foreach_*`` kernels: one call per operation, the same arithmetic per element)."""
-    if not params:
-        return
-    beta1, beta2 = betas
-    if weight_decay:
-        grads = torch._foreach_add(grads, params, alpha=weight_decay)
-    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-    torch._foreach_mul_(exp_avg_sqs, beta2)
-    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-    denom = torch._foreach_sqrt(exp_avg_sqs)
-    torch._foreach_div_(denom, [math.sqrt(1 - beta2**t) for t in steps])
-    torch._foreach_add_(denom, eps)
-    torch._foreach_addcdiv_(params, exp_avgs, denom, [-lr / (1 - beta1**t) for t in steps])

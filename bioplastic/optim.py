@@ -18,15 +18,12 @@ from bioplastic import _fast_step as fast
 from bioplastic import _fused_step as compiled_step
 from bioplastic import functional as F
 from bioplastic._fast_step import DalePlan
+from bioplastic._grad_scale import grad_scales_of
 from bioplastic._rule_options import validate_group
 from bioplastic._rule_state import RuleStateMixin
 
 __all__ = ["BioRule"]
 
-# Per-unit normalisation divides by sqrt(r_i + _ROW_FLOOR * mean_k r_k): a unit with (almost) no
-# gradient is not amplified beyond ~3x the tensor's typical scale (measured: better than 1e-4 on
-# 3x512 MNIST-1D, and better than max(r_i, 0.1 mean) on 2x256).
-_ROW_FLOOR = 0.1
 # Row norms at or above this have squares beyond float32's range (~3.4e38).
 _HUGE_NORM = 1.8e19
 
@@ -45,6 +42,7 @@ class BioRule(RuleStateMixin, Optimizer):
         lr_n    = lr * min(1, t / warmup) * n^(-fan_in_exponent)   (per-layer rate)
         B_i   <- B_i + budget_rate (S_i - B_i)                     (slowly adapting budgets)
         dlog m_ij = clip(-lr_n p_ij (u_ij + cost * mbar_i / m_ij + decay), +-max_step)
+                    (with weight_dependence mu < 1: u + cost term times (mbar_i / m_ij)^(1-mu))
                     + noise * xi + log(B_i / S_i)                 (homeostasis, E and I apart)
         m_ij  <- m_ij exp(dlog m_ij)
         m_ij  <- 0  if m_ij <= prune_threshold * mean of the row's present same-type m
@@ -83,6 +81,14 @@ class BioRule(RuleStateMixin, Optimizer):
         fan_in_exponent: in [0, 2]; the per-layer rate is ``lr * fan_in ** -fan_in_exponent``.
         cost: fixed metabolic cost per synapse >= 0, in units of the normalised drive
             (``cost * mbar / m`` added to ``s*g``; see above). It drives elimination.
+        weight_dependence: exponent ``mu`` in [0, 1] of the weight dependence of plasticity:
+            the drive is multiplied by ``(mbar / m) ** (1 - mu)``, so a step changes a magnitude
+            by about ``m ** mu * mbar ** (1 - mu)`` (1, the default: multiplicative; 0:
+            additive in the magnitude; Gutig et al. 2003). Weak synapses then move relatively
+            faster. Takes the reference path (slower) when below 1.
+        weight_dependence_on: ``"both"`` (potentiation and depression) or ``"potentiation"``
+            (only where the drive is negative: additive-like potentiation, multiplicative
+            depression, as van Rossum et al. 2000 measured).
         warmup: steps over which the rate ramps up linearly from ``lr / warmup`` (0: none),
             counted from the param group's steps: a parameter added to a group later (a new
             task head) gets the group's current rate.
@@ -156,6 +162,8 @@ class BioRule(RuleStateMixin, Optimizer):
         normalize_by: str = "row",
         fan_in_exponent: float = 0.5,
         cost: float = 0.4,
+        weight_dependence: float = 1.0,
+        weight_dependence_on: str = "both",
         warmup: int = 200,
         grad_beta: float = 0.99,
         momentum: float = 0.9,
@@ -187,7 +195,8 @@ class BioRule(RuleStateMixin, Optimizer):
     ):
         defaults = dict(
             lr=lr, normalize=normalize, normalize_by=normalize_by,
-            fan_in_exponent=fan_in_exponent, cost=cost, warmup=warmup, grad_beta=grad_beta,
+            fan_in_exponent=fan_in_exponent, cost=cost, weight_dependence=weight_dependence,
+            weight_dependence_on=weight_dependence_on, warmup=warmup, grad_beta=grad_beta,
             momentum=momentum, decay=decay,
             noise=noise, noise_halflife=noise_halflife, noise_reuse=noise_reuse, max_step=max_step,
             prune_threshold=prune_threshold, prune_mode=prune_mode, homeostasis=homeostasis,
@@ -353,74 +362,13 @@ class BioRule(RuleStateMixin, Optimizer):
             _keep_finite_(others)
         return loss
 
-    def _grad_scales(self, group: dict, params, states, norms) -> list[Tensor | None]:
-        """Gradient normalisation ``c`` per tensor.
-
-        ``normalize_by="tensor"``: ``1 / RMS`` of the tensor's gradient (0-dim);
-        ``"row"``: ``1 / sqrt(r_i + 0.1 mean(r))`` with ``r_i`` the mean squared gradient of
-        postsynaptic unit ``i`` (shape ``[out, 1, ...]``; the floor keeps a unit with almost no
-        gradient from being amplified; ``r`` is kept in float32 and saturates at the largest
-        float32 for gradients beyond ~1e19);
-        ``"factored"``: Adafactor's rank-1 estimate ``1 / sqrt(r_i k_j / mean(r))`` of the
-        per-synapse RMS from row and column means (weight-shaped, a temporary). All statistics
-        are exponential averages with ``grad_beta`` (bias-corrected), so the state is one scalar,
-        one per-row and/or one per-column vector per tensor.
-        """
-        if not group["normalize"]:
-            return [None] * len(params)
-        beta = group["grad_beta"]
-        mode = group["normalize_by"]
-        scales = []
-        for p, state, norm in zip(params, states, norms, strict=True):
-            debias = 1 - beta ** (state["step"] + 1)
-            if mode == "tensor":
-                # float64: the square of a huge but finite float32 norm must not overflow
-                mean_sq = norm.double() ** 2 / max(p.numel(), 1)
-                if "grad_sq" not in state:
-                    state["grad_sq"] = torch.zeros((), dtype=torch.float64, device=p.device)
-                state["grad_sq"].mul_(beta).add_(mean_sq, alpha=1 - beta)
-                debiased = state["grad_sq"] / debias
-                scales.append((1.0 / (debiased.sqrt() + group["eps"])).to(p.dtype))
-                continue
-            if "grad_sq_row" not in state:
-                # float32 (also for half-precision weights, whose squares would overflow)
-                rdtype = torch.promote_types(p.dtype, torch.float32)
-                state["grad_sq_row"] = torch.zeros(p.shape[0], dtype=rdtype, device=p.device)
-            r = state["grad_sq_row"]
-            if mode == "row" and norm is not None:  # float32 row norms from the finite check
-                r.mul_(beta).addcmul_(norm, norm, value=(1 - beta) / (p.numel() // p.shape[0]))
-                # 1 / sqrt(rhat_i + 0.1 mean(rhat) + eps^2), rhat = r / debias
-                scale = torch.add(r, r.mean(), alpha=_ROW_FLOOR).div_(debias)
-                scale = scale.add_(group["eps"] ** 2).rsqrt_()
-                scales.append(scale.to(p.dtype).reshape([-1] + [1] * (p.dim() - 1)))
-                continue
-            # huge gradients (or "factored"): float64 squares, saturating in float32
-            g2 = p.grad.reshape(p.shape[0], -1).double().square()
-            big = torch.finfo(r.dtype).max
-            r.copy_((r.double() * beta + g2.mean(1) * (1 - beta)).clamp_(max=big))
-            row = r / debias
-            # a relative floor: a unit with (almost) no gradient is not amplified
-            floor = _ROW_FLOOR * row.mean() + group["eps"] ** 2
-            if mode == "row":
-                scale = (row + floor).rsqrt_().to(p.dtype)
-                scales.append(scale.reshape([-1] + [1] * (p.dim() - 1)))
-                continue
-            if "grad_sq_col" not in state:
-                state["grad_sq_col"] = torch.zeros(p[0].numel(), dtype=torch.float64,
-                                                   device=p.device)  # fmt: skip
-            state["grad_sq_col"].mul_(beta).add_(g2.mean(0), alpha=1 - beta)
-            col = state["grad_sq_col"] / debias
-            v = torch.outer(row.double(), col) / (row.mean() + group["eps"] ** 2)
-            scales.append((v + floor).rsqrt().to(p.dtype).reshape(p.shape))
-        return scales
-
     def _step_synapses(self, group: dict, t: int, params: list[Tensor], norms: list) -> None:
         """One step of the group's synapses; ``t`` is the group's step count before it."""
         states = [self._prepare_state(group, p) for p in params]
         grads = [p.grad for p in params]
         before = [p.clone() for p in params] if group["track_importance"] else None
         noise = self._noise_now(group, t)
-        grad_scales = self._grad_scales(group, params, states, norms)
+        grad_scales = grad_scales_of(group, params, states, norms)
         rate = group["lr"] * self._warmup_factor(group, t)
         grow_due = bool(group["grow_every"]) and (t + 1) % group["grow_every"] == 0
         by_device: dict[torch.device, list[int]] = {}
@@ -493,6 +441,7 @@ class BioRule(RuleStateMixin, Optimizer):
             max_step=max_step, generator=generator, noise_reuse=group["noise_reuse"],
             offset_generator=self._generator(torch.device("cpu")) if noise else None,
             cost=group["cost"], foreach=group["foreach"],
+            weight_dependence=(group["weight_dependence"], group["weight_dependence_on"]),
         )  # fmt: skip
 
     def _eliminate(self, group: dict, p: Tensor, state: dict) -> None:

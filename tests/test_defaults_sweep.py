@@ -58,6 +58,11 @@ def test_the_sweep_compares_each_variant_with_the_defaults_on_the_same_seeds(tmp
     entry = table["lr 0.16"]["tasks"]["digits-mlp1x256"]
     assert entry["change"] == pytest.approx(faster["test"] - base[0]["test"])
     assert entry["connectivity"] < table["defaults"]["tasks"]["digits-mlp1x256"]["connectivity"]
+    # the worst layer shape over tasks, as the runs measured it, and the command that ran
+    skews = [r["worst_abs_skew"] for r in base]
+    assert table["defaults"]["worst_shape"][0] == pytest.approx(max(skews))
+    text = (tmp_path / "defaults_sweep.md").read_text()
+    assert "--variants 'lr 0.16,interneurons 0.2'" in text and "| shape |" in text
     text = (tmp_path / "defaults_sweep.md").read_text()
     assert text.count("\n| ") == 4 and "| interneurons 0.2 |" in text  # header and 3 variants
 
