@@ -48,6 +48,7 @@ __all__ = [
     "adam_step", "bio_step", "bio_update", "add_noise_", "eliminate_", "grow_",
     "homeostatic_log_factors", "log_step", "multiplicative_update", "presynaptic_shape",
     "row_budgets", "row_mean_magnitudes", "metabolic_drive", "sgd_step", "type_masks",
+    "weight_dependence",
 ]  # fmt: skip
 
 
@@ -270,11 +271,14 @@ def metabolic_drive(weight: Tensor, types: Tensor | None, cost: float) -> Tensor
     strong ones, so unsupported synapses are driven out by competition; survivors grow as
     ``1/connectivity``, so the cost they feel, and elimination, slow down as sparsity rises.
     """
+    return _mbar_over_m(weight, types).mul_(cost)
+
+
+def _mbar_over_m(weight: Tensor, types: Tensor | None) -> Tensor:
+    """``mbar / m`` on present synapses, 0 on absent ones (:func:`row_mean_magnitudes`)."""
     mag = weight.abs()
     mbar = row_mean_magnitudes(weight, types)
-    return torch.where(mag > 0, mbar / mag.clamp(min=torch.finfo(weight.dtype).tiny), mag).mul_(
-        cost
-    )
+    return torch.where(mag > 0, mbar / mag.clamp(min=torch.finfo(weight.dtype).tiny), mag)
 
 
 def weight_dependence(weight: Tensor, types: Tensor | None, exponent: float) -> Tensor:
@@ -285,21 +289,21 @@ def weight_dependence(weight: Tensor, types: Tensor | None, exponent: float) -> 
     dependence: 1 is multiplicative, 0 additive, scaled to the row's budget per potential
     synapse ``mbar`` of :func:`row_mean_magnitudes`), so weak synapses move relatively faster.
     """
-    mag = weight.abs()
-    ratio = row_mean_magnitudes(weight, types) / mag.clamp(min=torch.finfo(weight.dtype).tiny)
-    return torch.where(mag > 0, ratio.pow_(1.0 - exponent), torch.ones_like(mag))
+    return _dependence_factor(_mbar_over_m(weight, types), exponent)
 
 
-def _weight_dependent(drive: Tensor, weight: Tensor, types, dependence: tuple[float, str]):
-    """``drive`` with :func:`weight_dependence` applied (``on="potentiation"``: where it is
-    negative, i.e. the synapse grows), or ``drive`` itself at exponent 1."""
-    exponent, on = dependence
-    if exponent == 1.0:
-        return drive
-    factor = weight_dependence(weight, types, exponent)
-    if on == "potentiation":
-        factor = torch.where(drive < 0, factor, torch.ones_like(factor))
-    return drive * factor
+def _dependence_factor(ratio: Tensor, exponent: float) -> Tensor:
+    """:func:`weight_dependence` from ``mbar / m`` (0 on absent synapses)."""
+    return torch.where(ratio > 0, ratio.pow(1.0 - exponent), torch.ones_like(ratio))
+
+
+def _weight_factor(ratio: Tensor, dependence: tuple[float, str], grows: Tensor) -> Tensor:
+    """The factor of the drive for ``dependence = (mu, on)``: :func:`weight_dependence`,
+    only where ``grows`` (potentiation) if ``on == "potentiation"``."""
+    factor = _dependence_factor(ratio, dependence[0])
+    if dependence[1] == "potentiation":
+        factor = torch.where(grows, factor, torch.ones_like(factor))
+    return factor
 
 
 def homeostatic_log_factors(
@@ -532,10 +536,12 @@ def _single_tensor_bio_step(
             drive = g * s if s is not None else torch.sign(w).mul_(g)
             if c is not None:
                 drive.mul_(c)
-        types = h[2] if h is not None else None
+        depends = dependence[0] != 1.0
+        ratio = _mbar_over_m(w, h[2] if h is not None else None) if cost_w or depends else None
         if cost_w:
-            drive = drive + metabolic_drive(w, types, cost_w)
-        drive = _weight_dependent(drive, w, types, dependence)
+            drive = drive + ratio * cost_w  # metabolic_drive
+        if depends:
+            drive = drive * _weight_factor(ratio, dependence, grows=drive < 0)
         step = log_step(drive, lr_w, p, decay, max_step)  # the same function as the meta path
         if noise:
             add_noise_(step, noise, generator, noise_reuse, offset_generator)
@@ -562,15 +568,14 @@ def _multi_tensor_bio_step(
         scales = [s * r if s is not None else torch.sign(w).mul_(r)
                   for w, s, r in zip(weights, unit_signs, rates, strict=True)]  # fmt: skip
         steps = torch._foreach_mul(grads, scales)
+    depends = dependence[0] != 1.0
     for step, w, h, x, cost_w in zip(steps, weights, homeostasis, lr, cost, strict=True):
+        ratio = _mbar_over_m(w, h[2] if h is not None else None) if cost_w or depends else None
         if cost_w:
             # mul_ rather than add_(alpha=...): a huge rate must saturate, not raise
-            step.sub_(metabolic_drive(w, h[2] if h is not None else None, cost_w).mul_(x))
-    if dependence[0] != 1.0:  # the steps are -lr * drive: a drive < 0 is a step > 0
-        steps = [
-            _weight_dependent(step.neg_(), w, h[2] if h else None, dependence).neg_()
-            for step, w, h in zip(steps, weights, homeostasis, strict=True)
-        ]
+            step.sub_((ratio * cost_w).mul_(x))  # metabolic_drive
+        if depends:  # the steps are -lr * drive: a drive < 0 (growth) is a step > 0
+            step.mul_(_weight_factor(ratio, dependence, grows=step > 0))
     if decay:
         shifts = [kernel_scalar(-x * decay, s.dtype) for x, s in zip(lr, steps, strict=True)]
         torch._foreach_add_(steps, shifts)
