@@ -74,6 +74,18 @@ VARIANTS: dict[str, dict] = {
         "weight_dependence": 0.5,
         "weight_dependence_on": "potentiation",
     },
+    "weight_dependence 0.5 + budget_rate 0.1": {"weight_dependence": 0.5, "budget_rate": 0.1},
+    "weight_dependence 0.75 + budget_rate 0.1": {"weight_dependence": 0.75, "budget_rate": 0.1},
+    "weight_dependence 0.5 + prune_threshold 0.2": {
+        "weight_dependence": 0.5,
+        "prune_threshold": 0.2,
+    },
+    "weight_dependence 0.5 + budget_rate 0.1 + prune_threshold 0.2": {
+        "weight_dependence": 0.5,
+        "budget_rate": 0.1,
+        "prune_threshold": 0.2,
+    },
+    "dense (cost 0 + prune_threshold 0)": {"cost": 0.0, "prune_threshold": 0.0},
     "interneurons 0.05": {"interneurons": 0.05},
     "interneurons 0.2": {"interneurons": 0.2},
 }

@@ -44,7 +44,9 @@ l2l = import_learn2learn()
 #: default, ``normalize="model"``): the log-domain step of a synapse of fan-in ``n`` is ``lr /
 #: sqrt(n)`` times its gradient over the RMS of all synapse gradients of the step, so the rate
 #: does not depend on the loss scale. 0.3 was the best of 0.1, 0.3, 1 and 3 on glyphs 5-way
-#: 1-shot (300 meta-iterations, seed 0; ``benchmarks/results/fewshot_l2l_inner/``). The
+#: 1-shot (300 meta-iterations, seed 0; ``benchmarks/results/fewshot_l2l_inner/``). On the
+#: 4-block conv net it silenced the last layer in one of four 1-shot runs (the meta-loss then
+#: sits at ln(ways)); 0.1 avoided that but lost 3-5 points elsewhere (README, few-shot). The
 #: outer BioRule starts at full rate (``warmup=0``: a
 #: meta-training run is a few hundred to a few thousand steps) and has no metabolic cost or
 #: elimination: a meta-gradient averages the query loss over random tasks, so each synapse's
