@@ -1,7 +1,9 @@
 """Does the conv net's last layer fall silent early in bio meta-training? A short check.
 
 The 4-block conv net of ``fewshot_l2l.py --arch conv`` with BioMetaSGD at 1-shot once ended at
-chance (query accuracy 0.200, meta-loss ln 5): its last ReLU layer had fallen silent. This script
+chance (query accuracy 0.200, meta-loss ln 5): its last ReLU layer had fallen silent. The
+outer BioRule steps biases with Adam (rate 1e-3); "outer bias step off" sets it to 0 (for
+BioMetaSGD the learned rates keep theirs). This script
 meta-trains each setting for a few iterations (learn2learn's loop, 5-way 1-shot, meta-train
 classes ``0..classes-1`` of the glyph train split) and reports the fraction of the last ReLU
 layer's outputs above 0 on a fixed batch of 256 training images, and the mean meta-loss of the
@@ -38,10 +40,11 @@ from strategies.fewshot import make_taskset  # noqa: E402
 SETTINGS: dict[str, tuple[bool, float, dict]] = {
     "BioMAML, inner 0.3 (default)": (False, 0.3, {}),
     "BioMAML, inner 0.1": (False, 0.1, {}),
-    "BioMAML, inner 0.3, outer biases frozen": (False, 0.3, {"other_lr": 0.0}),
+    "BioMAML, inner 0.3, outer bias step off": (False, 0.3, {"other_lr": 0.0}),
     "BioMAML, inner 0.3, outer homeostasis off": (False, 0.3, {"homeostasis": False}),
     "BioMetaSGD, inner 0.3 (default)": (True, 0.3, {}),
     "BioMetaSGD, inner 0.1": (True, 0.1, {}),
+    "BioMetaSGD, inner 0.3, outer bias step off": (True, 0.3, {"other_lr": 0.0}),
 }
 
 
@@ -117,7 +120,9 @@ def main(argv: list[str] | None = None) -> None:
         help="meta-train classes (the first of the glyph train split)",
     )
     parser.add_argument("--workers", type=positive_int, default=1)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/fewshot_collapse"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("benchmarks/results/fewshot_l2l_inner/conv_collapse")
+    )
     args = parser.parse_args(argv)
     try:
         seeds = [int(s) for s in args.seeds.split(",")]

@@ -9,8 +9,9 @@ episode: the table reports each method's mean query accuracy with its 95% CI and
 method minus its backprop counterpart with the paired 95% CI (normal, over episodes).
 
 Settings are the library defaults (:data:`bioplastic.experiments.metatrain.MAML_DEFAULTS`):
-MAML/MetaSGD inner SGD rate 0.4 with Adam outside, BioMAML/BioMetaSGD inner bio rate 1.0 with
-BioRule outside. One seed; episode CIs do not include training variability.
+MAML/MetaSGD inner SGD rate 0.4 with Adam outside, BioMAML/BioMetaSGD inner bio rate 0.3 with
+BioRule outside; ``--bio-inner`` and ``--bio-outer`` change the bio methods' settings, to study
+them. One seed; episode CIs do not include training variability.
 
     nice -n 5 python benchmarks/fewshot_l2l.py --iterations 1000 --workers 2
 """
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 import bioplastic
-from bioplastic.cli._args import add_bio_inner_argument
+from bioplastic.cli._args import add_bio_inner_argument, rule_option
 from bioplastic.data.glyphs import load_glyphs
 from bioplastic.experiments._common import write_json
 from bioplastic.experiments.metatrain import (
@@ -94,6 +95,7 @@ def run_one(job: tuple[str, int, dict]) -> dict:
         seed=args["seed"],
         inner_lr=inner_lr,
         inner_options=inner,
+        outer_kwargs=args.get("bio_outer") if rule == "bio" else None,
     )
     taskset = make_taskset(x_train, y_train, ways=WAYS, shots=shots, queries=QUERIES)
     start = time.perf_counter()
@@ -167,6 +169,11 @@ def main() -> None:
     parser.add_argument("--arch", choices=list(ARCHS), default="mlp")
     parser.add_argument("--out", default=str(OUT))
     add_bio_inner_argument(parser, "the bio methods'")
+    parser.add_argument(
+        "--bio-outer", action="append", default=[], type=rule_option, metavar="KEY=VALUE",
+        help="the bio methods' outer BioRule: an option over make_maml's (repeatable; e.g. "
+        "other_lr=0, no outer step of the biases)",
+    )  # fmt: skip
     a = parser.parse_args()
     methods = a.methods.split(",")
     unknown = set(methods) - set(METHODS)
@@ -177,6 +184,11 @@ def main() -> None:
         split_inner(bio_inner)
     except ValueError as error:
         parser.error(f"--bio-inner: {error}")
+    bio_outer = dict(a.bio_outer)
+    try:  # checked before any work: a BioRule with these options on a stand-in weight
+        bioplastic.make_optimizer("bio", [torch.zeros(2, 2, requires_grad=True)], **bio_outer)
+    except (TypeError, ValueError) as error:
+        parser.error(f"--bio-outer: {error}")
     command = " ".join(
         ["python benchmarks/fewshot_l2l.py", f"--iterations {a.iterations}",
          f"--meta-batch {a.meta_batch}", f"--shots {a.shots}", f"--seed {a.seed}",
@@ -185,10 +197,11 @@ def main() -> None:
         + [f"--methods {a.methods}"] * (a.methods != ",".join(METHODS))
         + [f"--arch {a.arch}"] * (a.arch != "mlp")
         + [f"--bio-inner {k}={v}" for k, v in bio_inner.items()]
+        + [f"--bio-outer {k}={v}" for k, v in bio_outer.items()]
         + [f"--out {a.out}"] * (a.out != str(OUT))
     )  # fmt: skip
     args = {"iterations": a.iterations, "meta_batch": a.meta_batch, "episodes": a.episodes,
-            "seed": a.seed, "command": command, "bio_inner": bio_inner,
+            "seed": a.seed, "command": command, "bio_inner": bio_inner, "bio_outer": bio_outer,
             "arch": a.arch}  # fmt: skip
     jobs = [(m, int(k), args) for k in a.shots.split(",") for m in methods]
     load_glyphs("train")  # render the cache once, before the workers start

@@ -228,3 +228,23 @@ def test_the_l2l_benchmarks_conv_nets_share_an_architecture_and_bios_is_dale_typ
         sign = layer.dale_sign.reshape(1, -1, *[1] * (layer.weight.dim() - 2))
         assert torch.all(layer.weight * sign >= 0)  # every synapse carries its input's sign
     assert bench._data("test", "conv")[0].shape[1:] == (1, 28, 28)
+
+
+@pytest.mark.parametrize("meta_sgd", [False, True])
+def test_an_outer_bias_rate_of_zero_leaves_biases_to_the_inner_loop(meta_sgd):
+    meta, outer = make_maml(_net(), "bio", meta_sgd=meta_sgd, outer_kwargs={"other_lr": 0.0})
+    biases = {n: p.detach().clone() for n, p in meta.module.named_parameters() if p.dim() < 2}
+    weights = {n: p.detach().clone() for n, p in meta.module.named_parameters() if p.dim() >= 2}
+    rates = [r.detach().clone() for r in meta.lrs] if meta_sgd else []
+    for step in range(3):
+        loss, learner = _query_loss(meta, _task(seed=step))
+        adapted = dict(learner.module.named_parameters())
+        assert any(not torch.equal(adapted[n], b) for n, b in biases.items())  # inner: adapted
+        outer.zero_grad()
+        loss.backward()
+        outer.step()
+    for name, p in meta.module.named_parameters():
+        before = biases.get(name, weights.get(name))
+        assert torch.equal(p.detach(), before) == (name in biases), name
+    if meta_sgd:  # the learned rates keep their own step
+        assert all(not torch.equal(r.detach(), r0) for r, r0 in zip(meta.lrs, rates, strict=True))

@@ -52,11 +52,16 @@ l2l = import_learn2learn()
 #: elimination: a meta-gradient averages the query loss over random tasks, so each synapse's
 #: credit is weak and the fixed cost wins (measured on glyphs 5-way 1-shot, 500 iterations:
 #: the head kept 35% of its synapses and BioMAML reached 0.42, against 0.55 without them).
+#: BioMetaSGD's learned rates get their own Adam step of ``rates_lr``, so an outer
+#: ``other_lr`` in ``outer_kwargs`` sets the biases' step only (``other_lr=0`` leaves biases to
+#: the inner loop: on the conv net that kept the last layer alive, but cost BioMAML 0.05 on
+#: the MLP; README, few-shot).
 MAML_DEFAULTS: dict[str, dict[str, object]] = {
     "bio": {
         "inner_lr": 0.3,
         "other_lr": 0.4,
         "outer": {"warmup": 0, "cost": 0.0, "prune_threshold": 0.0},
+        "rates_lr": 1e-3,  # BioMetaSGD's learned inner rates: Adam at this rate
     },
     "eg": {"inner_lr": 0.3, "other_lr": 0.4, "outer": {"lr": 1.0}},  # bio's inner step
     "adam": {"inner_lr": 0.4, "outer": {"lr": 1e-3}},
@@ -128,6 +133,8 @@ def make_maml(
         if rule == "bio":
             options.setdefault("seed", seed)
         params = learner.param_groups() if meta_sgd else learner.parameters()
+        if meta_sgd and "rates_lr" in defaults:  # the rates' own step, whatever the biases'
+            params[1]["other_lr"] = float(defaults["rates_lr"])  # type: ignore[index, arg-type]
         return learner, make_optimizer(rule, params, **options)
     algorithm = l2l.algorithms.MetaSGD if meta_sgd else l2l.algorithms.MAML
     learner = algorithm(model, lr=lr, first_order=first_order)

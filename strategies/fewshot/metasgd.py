@@ -38,6 +38,8 @@ class BioMetaSGD(BioMAML):
 
         meta = BioMetaSGD(bioplastic.dalify(net), lr=0.3, other_lr=0.4)
         outer = bioplastic.make_optimizer("bio", meta.param_groups(), warmup=0)
+        # (make_maml(net, "bio") in bioplastic.experiments.metatrain builds both with the
+        # settings of our results: no outer warm-up, cost or elimination)
         learner = meta.clone()
         learner.adapt(loss_fn(learner(support_x), support_y))
         loss_fn(learner(query_x), query_y).backward()
