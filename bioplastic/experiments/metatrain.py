@@ -109,7 +109,9 @@ def make_maml(
         rule: ``"bio"``, ``"eg"``, ``"adam"`` or ``"sgd"``.
         first_order: first-order MAML.
         inner_lr: adaptation learning rate (default :data:`MAML_DEFAULTS`).
-        outer_kwargs: options of the outer optimizer, over the defaults.
+        outer_kwargs: options of the outer optimizer, over the defaults (with ``meta_sgd``
+            and ``bio``, an ``other_lr`` here sets the biases' step; the learned rates keep
+            ``MAML_DEFAULTS["bio"]["rates_lr"]``).
         seed: seed of the bio rule's generator (noise, growth).
         meta_sgd: learn one inner rate per parameter entry (Meta-SGD).
         inner_options: for ``bio``/``eg``, options of the inner step over the defaults:
