@@ -6,9 +6,10 @@ outer BioRule steps biases with Adam (rate 1e-3); "outer bias step off" sets it 
 BioMetaSGD the learned rates keep theirs). This script
 meta-trains each setting for a few iterations (learn2learn's loop, 5-way 1-shot, meta-train
 classes ``0..classes-1`` of the glyph train split) and reports the fraction of the last ReLU
-layer's outputs above 0 on a fixed batch of 256 training images, and the mean meta-loss of the
-last 5 iterations minus ln 5, per seed. A short run only shows the early risk: a layer silent
-here can still recover over 1,000 iterations (see the README's few-shot paragraph).
+layer's outputs above 0 on a fixed batch of 256 training images, per seed (the json file also
+holds the mean meta-loss of the last 5 iterations minus ln 5). A short run only shows the early
+risk: a layer silent here can still recover over 1,000 iterations (see the README's few-shot
+paragraph).
 
     python benchmarks/fewshot_collapse.py --workers 2
 """
@@ -34,6 +35,7 @@ from bioplastic._io import write_atomic  # noqa: E402
 from bioplastic.cli._args import positive_int  # noqa: E402
 from bioplastic.experiments._common import write_json  # noqa: E402
 from bioplastic.experiments.metatrain import make_maml, meta_train_tasks  # noqa: E402
+from bioplastic.probes import record_activations  # noqa: E402
 from strategies.fewshot import make_taskset  # noqa: E402
 
 #: name: (BioMetaSGD?, inner rate, outer options over make_maml's)
@@ -50,15 +52,9 @@ SETTINGS: dict[str, tuple[bool, float, dict]] = {
 
 def last_layer_activity(meta: nn.Module, probe: torch.Tensor) -> float:
     """Fraction of the last ReLU layer's outputs above 0 on ``probe``."""
-    outputs = []
-    relu = [m for m in meta.module.modules() if isinstance(m, nn.ReLU)][-1]
-    handle = relu.register_forward_hook(lambda module, inputs, out: outputs.append(out))
-    try:
-        with torch.no_grad():
-            meta.module(probe)
-    finally:
-        handle.remove()
-    return float((outputs[0] > 0).float().mean())
+    name = [n for n, m in meta.module.named_modules() if isinstance(m, nn.ReLU)][-1]
+    acts = record_activations(meta.module, probe, layers=[name])[name]
+    return float((acts > 0).float().mean())
 
 
 def run_one(job: tuple[str, int, dict]) -> dict:
@@ -135,17 +131,16 @@ def main(argv: list[str] | None = None) -> None:
               "command": "python benchmarks/fewshot_collapse.py "
                          + shlex.join(sys.argv[1:] if argv is None else argv)}  # fmt: skip
     jobs = [(name, seed, config) for name in SETTINGS for seed in seeds]
-    if args.workers > 1:
-        with mp.get_context("spawn").Pool(args.workers) as pool:
-            runs = []
-            for run in pool.imap(run_one, jobs):
-                runs.append(run)
-                print(f"{run['setting']}, seed {run['seed']}: {run['activity']:.3f}", flush=True)
-    else:
-        runs = []
-        for job in jobs:
-            runs.append(run_one(job))
-            print(f"{job[0]}, seed {job[1]}: {runs[-1]['activity']:.3f}", flush=True)
+    pool = mp.get_context("spawn").Pool(args.workers) if args.workers > 1 else None
+    runs = []
+    try:
+        for run in pool.imap(run_one, jobs) if pool else map(run_one, jobs):
+            runs.append(run)
+            print(f"{run['setting']}, seed {run['seed']}: {run['activity']:.3f}", flush=True)
+    finally:
+        if pool:
+            pool.close()
+            pool.join()
     result = {"config": config, "runs": runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out.with_suffix(".json"), result)
