@@ -2,12 +2,13 @@
 
 Rule v2 asks for one set of defaults that serves every task. Each variant here changes one
 hyper-parameter of :class:`bioplastic.BioRule` (or BioMLP's interneuron fraction) from its
-default; bio trains every task with the rule benchmark's data, schedule and models
-(:mod:`bioplastic.experiments.rulebench`, MLPs with feedforward inhibition, the default). The
-table gives, per task, the test accuracy and the change against the defaults on the same seeds,
-and the rows are ordered by the mean change over tasks. A variant that gains on every task is a
-candidate default, to be measured by the rule benchmark (3 seeds) before it becomes one; this
-sweep alone changes nothing.
+default (options under ``readout`` apply to the readout weight alone, see
+:func:`bioplastic.experiments.rulebench.readout_groups`); bio trains every task with the rule
+benchmark's data, schedule and models (:mod:`bioplastic.experiments.rulebench`, MLPs with
+feedforward inhibition, the default). The table gives, per task, the test accuracy and the
+change against the defaults on the same seeds, and the rows are ordered by the mean change over
+tasks. A variant that gains on every task is a candidate default, to be measured by the rule
+benchmark (3 seeds) before it becomes one; this sweep alone changes nothing.
 
 Writes ``benchmarks/results/defaults_sweep.{json,md}``; every finished run is appended to
 ``--journal`` at once, and a rerun reads finished runs back (so a cut-off run continues).
@@ -86,6 +87,30 @@ VARIANTS: dict[str, dict] = {
         "prune_threshold": 0.2,
     },
     "dense (cost 0 + prune_threshold 0)": {"cost": 0.0, "prune_threshold": 0.0},
+    # one layer role at a time: the readout (the last synaptic layer) or every other layer
+    "weight_dependence 0.5 readout only": {"readout": {"weight_dependence": 0.5}},
+    "weight_dependence 0.5 hidden only": {
+        "weight_dependence": 0.5,
+        "readout": {"weight_dependence": 1.0},
+    },
+    "weight_dependence 0.5 (potentiation) readout only": {
+        "readout": {"weight_dependence": 0.5, "weight_dependence_on": "potentiation"},
+    },
+    "weight_dependence 0.5 (potentiation) hidden only": {
+        "weight_dependence": 0.5,
+        "weight_dependence_on": "potentiation",
+        "readout": {"weight_dependence": 1.0, "weight_dependence_on": "both"},
+    },
+    # the same with a higher metabolic cost (everywhere), against the connectivity it raises
+    **{
+        f"weight_dependence 0.5 (potentiation) hidden only + cost {cost}": {
+            "weight_dependence": 0.5,
+            "weight_dependence_on": "potentiation",
+            "cost": cost,
+            "readout": {"weight_dependence": 1.0, "weight_dependence_on": "both"},
+        }
+        for cost in (0.8, 1.6)
+    },
     "interneurons 0.05": {"interneurons": 0.05},
     "interneurons 0.2": {"interneurons": 0.2},
 }
@@ -189,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="processes (default: the CPU count, %(default)s)")  # fmt: skip
     parser.add_argument("--tasks", default=",".join(SWEEP_TASKS), help="comma-separated tasks")
     parser.add_argument("--variants", default=",".join(VARIANTS),
-                        help="comma-separated names, from: " + "; ".join(VARIANTS))  # fmt: skip
+                        help="comma-separated names, from: "
+                        + "; ".join(VARIANTS).replace("%", "%%"))  # fmt: skip
     parser.add_argument("--journal", type=Path, default=Path("runs/defaults_sweep.jsonl"))
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args(argv)

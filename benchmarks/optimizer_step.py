@@ -21,7 +21,8 @@ one model are stepped in turn (round robin), so a change in machine load hits al
 a ratio is the median over rounds of the ratio of the two step times within a round. Also
 reports the optimizer state in bytes per parameter (every tensor in ``optimizer.state``). Writes
 ``benchmarks/results/optimizer_step.{json,md}`` and
-``benchmarks/results/figures/optimizer_step_scaling.png`` (time against parameters, log-log).
+``benchmarks/results/figures/optimizer_step_scaling.png`` (time against parameters, log-log;
+``--out`` moves both).
 
     python benchmarks/optimizer_step.py [--device cuda] [--repeats 30] [--threads 1]
         [--models mlp-1e5,mlp-1e6,mlp-1e7,conv] [--optimizers bio,adam(),...] [--profile]
@@ -296,7 +297,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--optimizers", default=",".join(OPTIMIZERS))
     parser.add_argument("--out", default=str(RESULTS / "optimizer_step"))
-    parser.add_argument("--figure", default=str(RESULTS / "figures" / "optimizer_step_scaling.png"))
+    parser.add_argument("--figure", default=None,
+                        help="scaling plot (default: figures/NAME_scaling.png beside --out NAME, "
+                        "so a run elsewhere leaves the committed figure alone)")  # fmt: skip
     parser.add_argument("--profile", action="store_true",
                         help="also count ops, kernel launches and syncs per step")  # fmt: skip
     args = parser.parse_args(argv)
@@ -335,7 +338,8 @@ def main(argv: list[str] | None = None) -> dict:
     write_atomic(out.with_suffix(".json"), json_text(results, indent=2) + "\n")
     write_atomic(out.with_suffix(".md"), text + "\n")
     if any(m.startswith("mlp") for m in models):
-        figure(results, Path(args.figure))
+        default = out.parent / "figures" / f"{out.name}_scaling.png"
+        figure(results, Path(args.figure) if args.figure else default)
     if args.profile:
         results["profile"] = {m: profile_model(m, names, args) for m in models}
         text = profile_table(results)

@@ -75,3 +75,13 @@ def test_unknown_variants_and_tasks_are_refused_listing_the_known_ones(capsys):
             sweep.main([flag, value])
         err = capsys.readouterr().err
         assert "error: unknown" in err and known in err
+
+
+def test_help_lists_every_variant(capsys):
+    sweep = _script()
+    with pytest.raises(SystemExit) as exit_:
+        sweep.main(["--help"])
+    assert exit_.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the list
+    assert "growth (1% every 100 steps)" in out  # a '%' in a name once broke --help
+    assert "weight_dependence 0.5 (potentiation) hidden only + cost 0.8" in out

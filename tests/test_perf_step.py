@@ -404,7 +404,8 @@ def test_resuming_from_a_checkpoint_is_bit_identical_with_remembered_counts(monk
 
 def test_step_benchmark_times_the_rule_against_adam_and_the_peers(tmp_path):
     """``benchmarks/optimizer_step.py`` in one small run: every optimizer gets a row with its
-    ratios and state, a peer that cannot run on a model is listed with the reason."""
+    ratios and state, a peer that cannot run on a model is listed with the reason, and the
+    files (the scaling plot too) go where ``--out`` says."""
     pytest.importorskip("deep_rewire")
     pytest.importorskip("rigl_torch")
     bench = load_benchmark("optimizer_step")
@@ -422,8 +423,6 @@ def test_step_benchmark_times_the_rule_against_adam_and_the_peers(tmp_path):
             "1",
             "--out",
             str(out),
-            "--figure",
-            str(tmp_path / "f.png"),
         ]
     )
     conv = results["models"]["conv"]
@@ -435,4 +434,5 @@ def test_step_benchmark_times_the_rule_against_adam_and_the_peers(tmp_path):
     assert "rigl" not in results["models"]["mlp-1e5"]  # its first layer stays dense there
     assert "first layer dense" in results["skipped"]["mlp-1e5"]["rigl"]
     assert "not run on mlp-1e5: `rigl`" in (out.with_suffix(".md")).read_text()
-    assert (tmp_path / "f.png").stat().st_size > 0
+    # the plot goes beside --out (not over the committed figure)
+    assert (tmp_path / "figures" / "step_scaling.png").stat().st_size > 0

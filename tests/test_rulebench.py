@@ -140,3 +140,24 @@ def test_bio_trains_the_inhibited_mlp_and_the_other_rules_the_plain_one(monkeypa
     for rule in ("bio", "adam", "eg"):
         rb.run_one(replace(TINY, epochs=1), rule, seed=0)
     assert built == [INTERNEURONS, 0.0, 0.0]
+
+
+def test_readout_options_apply_to_the_last_synaptic_layer_alone(monkeypatch):
+    model = rb.build_model(TINY, (64,), "dale", seed=0)
+    readout = synaptic_layers(model)[-1][1].weight
+    params, rest = rb.readout_groups(model, {"lr": 0.1, "readout": {"weight_dependence": 0.5}})
+    assert rest == {"lr": 0.1}
+    assert params[1]["params"] == [readout] and params[1]["weight_dependence"] == 0.5
+    assert all(p is not readout for p in params[0]["params"])
+    assert len(params[0]["params"]) + 1 == len(list(model.parameters()))
+    plain, _ = rb.readout_groups(model, {"lr": 0.1})
+    assert plain == list(model.parameters())
+    built = []  # run_one hands the groups to the optimizer and records the options
+    original = rb.make_optimizer
+    monkeypatch.setattr(rb, "make_optimizer", lambda *a, **k: built.append(original(*a, **k))
+                        or built[-1])  # fmt: skip
+    row = rb.run_one(replace(TINY, epochs=1), "bio", seed=0,
+                     options={"readout": {"weight_dependence": 0.5}})  # fmt: skip
+    groups = built[0].param_groups
+    assert [g["weight_dependence"] for g in groups] == [1.0, 0.5]
+    assert row["options"] == {"readout": {"weight_dependence": 0.5}}

@@ -201,7 +201,8 @@ def run_one(
     """Train one model with one rule and return accuracies, connectivity and weight shape.
 
     ``connectivity`` is the target of the peers that take one (``deepr``, ``rigl``);
-    ``options`` override the rule's defaults (for sweeps such as the lr basin only).
+    ``options`` override the rule's defaults (for sweeps such as the lr basin only); under the
+    key ``readout``, options of the readout weight alone (:func:`readout_groups`).
     """
     xtr, ytr, xte, yte = load_task(task) if data is None else data
     torch.manual_seed(seed)
@@ -218,7 +219,8 @@ def run_one(
     else:
         name = rule.removesuffix("-dale")
         extra = {"seed": seed} if name in ("bio", "eg") else {}
-        optimizer = make_optimizer(name, model.parameters(), **extra, **dict(options or {}))
+        params, rest = readout_groups(model, options or {})
+        optimizer = make_optimizer(name, params, **extra, **rest)
     start = time.perf_counter()
     _train(model, optimizer, xtr, ytr, task, seed)
     if rule in PEER_NAMES:
@@ -229,6 +231,19 @@ def run_one(
     if options:
         row["options"] = dict(options)
     return row
+
+
+def readout_groups(model: nn.Module, options: Mapping[str, Any]) -> tuple[list, dict[str, Any]]:
+    """``(params, options)`` for ``make_optimizer``: with ``options["readout"]`` (a mapping),
+    two parameter groups, the readout weight (the last synaptic layer's) with those options and
+    everything else without; otherwise ``model``'s parameters as they are."""
+    rest = dict(options)
+    readout = rest.pop("readout", None)
+    if readout is None:
+        return list(model.parameters()), rest
+    weight = synaptic_layers(model)[-1][1].weight
+    others = [p for p in model.parameters() if p is not weight]
+    return [{"params": others}, {"params": [weight], **dict(readout)}], rest
 
 
 def _train(model, optimizer, x: Tensor, y: Tensor, task: Task, seed: int) -> None:
