@@ -3,7 +3,8 @@
 The 4-block conv net of ``fewshot_l2l.py --arch conv`` with BioMetaSGD at 1-shot once ended at
 chance (query accuracy 0.200, meta-loss ln 5): its last ReLU layer had fallen silent. The
 outer BioRule steps biases with Adam (rate 1e-3); "outer bias step off" sets it to 0 (for
-BioMetaSGD the learned rates keep theirs). This script
+BioMetaSGD the learned rates keep theirs), "outer bias step SGD" makes it plain SGD (a step
+proportional to the meta-gradient). This script
 meta-trains each setting for a few iterations (learn2learn's loop, 5-way 1-shot, meta-train
 classes ``0..classes-1`` of the glyph train split) and reports the fraction of the last ReLU
 layer's outputs above 0 on a fixed batch of 256 training images, per seed (the json file also
@@ -47,6 +48,17 @@ SETTINGS: dict[str, tuple[bool, float, dict]] = {
     "BioMetaSGD, inner 0.3 (default)": (True, 0.3, {}),
     "BioMetaSGD, inner 0.1": (True, 0.1, {}),
     "BioMetaSGD, inner 0.3, outer bias step off": (True, 0.3, {"other_lr": 0.0}),
+    # a bias step proportional to the meta-gradient instead of Adam's ~constant one
+    "BioMetaSGD, inner 0.3, outer bias step SGD 0.01": (
+        True,
+        0.3,
+        {"other": "sgd", "other_lr": 0.01},
+    ),
+    "BioMetaSGD, inner 0.3, outer bias step SGD 0.001": (
+        True,
+        0.3,
+        {"other": "sgd", "other_lr": 0.001},
+    ),
 }
 
 

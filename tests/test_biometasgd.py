@@ -9,7 +9,7 @@ from torch import nn
 pytest.importorskip("learn2learn")
 
 from bioplastic import dalify, make_optimizer  # noqa: E402
-from bioplastic.experiments.metatrain import make_maml  # noqa: E402
+from bioplastic.experiments.metatrain import MAML_DEFAULTS, make_maml  # noqa: E402
 from strategies.fewshot import BioMAML, BioMetaSGD  # noqa: E402
 
 
@@ -248,3 +248,16 @@ def test_an_outer_bias_rate_of_zero_leaves_biases_to_the_inner_loop(meta_sgd):
         assert torch.equal(p.detach(), before) == (name in biases), name
     if meta_sgd:  # the learned rates keep their own step
         assert all(not torch.equal(r.detach(), r0) for r, r0 in zip(meta.lrs, rates, strict=True))
+
+
+def test_an_outer_sgd_bias_step_leaves_the_learned_rates_on_adam():
+    meta, outer = make_maml(_net(), "bio", meta_sgd=True,
+                            outer_kwargs={"other": "sgd", "other_lr": 0.01})  # fmt: skip
+    biases, rates = outer.param_groups
+    assert (biases["other"], biases["other_lr"]) == ("sgd", 0.01)
+    assert (rates["other"], rates["other_lr"]) == ("adam", MAML_DEFAULTS["bio"]["rates_lr"])
+    loss, _ = _query_loss(meta, _task(seed=0))
+    outer.zero_grad()
+    loss.backward()
+    outer.step()
+    assert all("exp_avg" in outer.state[r] for r in meta.lrs)  # Adam's state: Adam stepped them

@@ -52,10 +52,10 @@ l2l = import_learn2learn()
 #: elimination: a meta-gradient averages the query loss over random tasks, so each synapse's
 #: credit is weak and the fixed cost wins (measured on glyphs 5-way 1-shot, 500 iterations:
 #: the head kept 35% of its synapses and BioMAML reached 0.42, against 0.55 without them).
-#: BioMetaSGD's learned rates get their own Adam step of ``rates_lr``, so an outer
-#: ``other_lr`` in ``outer_kwargs`` sets the biases' step only (``other_lr=0`` leaves biases to
-#: the inner loop: on the conv net that kept the last layer alive, but cost BioMAML 0.05 on
-#: the MLP; README, few-shot).
+#: BioMetaSGD's learned rates get their own Adam step of ``rates_lr``, so an outer ``other``
+#: or ``other_lr`` in ``outer_kwargs`` sets the biases' step only (``other_lr=0`` leaves biases
+#: to the inner loop: on the conv net the last layer then mostly stayed active, but BioMAML
+#: lost 0.05 on the MLP; README, few-shot).
 MAML_DEFAULTS: dict[str, dict[str, object]] = {
     "bio": {
         "inner_lr": 0.3,
@@ -110,8 +110,8 @@ def make_maml(
         first_order: first-order MAML.
         inner_lr: adaptation learning rate (default :data:`MAML_DEFAULTS`).
         outer_kwargs: options of the outer optimizer, over the defaults (with ``meta_sgd``
-            and ``bio``, an ``other_lr`` here sets the biases' step; the learned rates keep
-            ``MAML_DEFAULTS["bio"]["rates_lr"]``).
+            and ``bio``, an ``other`` or ``other_lr`` here sets the biases' step; the learned
+            rates keep Adam at ``MAML_DEFAULTS["bio"]["rates_lr"]``).
         seed: seed of the bio rule's generator (noise, growth).
         meta_sgd: learn one inner rate per parameter entry (Meta-SGD).
         inner_options: for ``bio``/``eg``, options of the inner step over the defaults:
@@ -136,6 +136,7 @@ def make_maml(
             options.setdefault("seed", seed)
         params = learner.param_groups() if meta_sgd else learner.parameters()
         if meta_sgd and "rates_lr" in defaults:  # the rates' own step, whatever the biases'
+            params[1]["other"] = "adam"  # type: ignore[index]
             params[1]["other_lr"] = float(defaults["rates_lr"])  # type: ignore[index, arg-type]
         return learner, make_optimizer(rule, params, **options)
     algorithm = l2l.algorithms.MetaSGD if meta_sgd else l2l.algorithms.MAML
