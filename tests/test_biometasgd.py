@@ -261,3 +261,11 @@ def test_an_outer_sgd_bias_step_leaves_the_learned_rates_on_adam():
     loss.backward()
     outer.step()
     assert all("exp_avg" in outer.state[r] for r in meta.lrs)  # Adam's state: Adam stepped them
+
+
+def test_outer_step_options_for_the_biases_leave_the_learned_rates_at_bio_rules_defaults():
+    _, outer = make_maml(_net(), "bio", meta_sgd=True,
+                         outer_kwargs={"weight_decay": 0.1, "betas": (0.5, 0.9)})  # fmt: skip
+    biases, rates = outer.param_groups
+    assert (biases["weight_decay"], biases["betas"]) == (0.1, (0.5, 0.9))
+    assert (rates["weight_decay"], rates["betas"]) == (0.0, (0.9, 0.999))

@@ -20,12 +20,13 @@ keep Dale's law in the meta-parameters; the additive ones do not (see
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from bioplastic import make_optimizer
+from bioplastic import BioRule, make_optimizer
 from bioplastic._checks import check_number
 from bioplastic._compat import import_learn2learn
 from bioplastic.data.episodes import EpisodeSampler
@@ -69,6 +70,13 @@ MAML_DEFAULTS: dict[str, dict[str, object]] = {
 }
 
 
+#: The additive step of BioMetaSGD's learned rates: BioRule's own defaults (Adam), whatever
+#: ``outer_kwargs`` set for the biases (its rate: ``MAML_DEFAULTS["bio"]["rates_lr"]``).
+_RATE_STEP = {
+    name: inspect.signature(BioRule).parameters[name].default
+    for name in ("other", "betas", "eps", "weight_decay")
+}
+
 #: Options of the bio and eg learners' inner step that :func:`make_maml` takes besides its rate.
 INNER_OPTIONS = ("fan_in_exponent", "max_step", "normalize")
 
@@ -110,8 +118,9 @@ def make_maml(
         first_order: first-order MAML.
         inner_lr: adaptation learning rate (default :data:`MAML_DEFAULTS`).
         outer_kwargs: options of the outer optimizer, over the defaults (with ``meta_sgd``
-            and ``bio``, an ``other`` or ``other_lr`` here sets the biases' step; the learned
-            rates keep Adam at ``MAML_DEFAULTS["bio"]["rates_lr"]``).
+            and ``bio``, ``other``, ``other_lr``, ``betas``, ``eps`` and ``weight_decay`` here
+            set the biases' step; the learned rates keep BioRule's default Adam step at
+            ``MAML_DEFAULTS["bio"]["rates_lr"]``).
         seed: seed of the bio rule's generator (noise, growth).
         meta_sgd: learn one inner rate per parameter entry (Meta-SGD).
         inner_options: for ``bio``/``eg``, options of the inner step over the defaults:
@@ -136,8 +145,7 @@ def make_maml(
             options.setdefault("seed", seed)
         params = learner.param_groups() if meta_sgd else learner.parameters()
         if meta_sgd and "rates_lr" in defaults:  # the rates' own step, whatever the biases'
-            params[1]["other"] = "adam"  # type: ignore[index]
-            params[1]["other_lr"] = float(defaults["rates_lr"])  # type: ignore[index, arg-type]
+            params[1].update(_RATE_STEP, other_lr=float(defaults["rates_lr"]))  # type: ignore
         return learner, make_optimizer(rule, params, **options)
     algorithm = l2l.algorithms.MetaSGD if meta_sgd else l2l.algorithms.MAML
     learner = algorithm(model, lr=lr, first_order=first_order)
