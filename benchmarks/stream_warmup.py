@@ -5,11 +5,12 @@ restarts it; this measures the ``bio`` strategy on split MNIST-1D (task-incremen
 epochs per experience) with ``warmup=0`` (``config.BIO_RULE``) and with BioRule's default
 warm-up, and writes ``benchmarks/results/stream_warmup.{json,md}``.
 
-    python benchmarks/stream_warmup.py
+    python benchmarks/stream_warmup.py [--out benchmarks/results/stream_warmup]
 """
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import json
 import tempfile
@@ -25,7 +26,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_WARMUP = inspect.signature(BioRule.__init__).parameters["warmup"].default
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=RESULTS / "stream_warmup",
+                        help="results path without suffix (.json and .md are written)")  # fmt: skip
+    out = parser.parse_args(argv).out
     torch.set_num_threads(1)
     rows = {}
     for warmup in (0, DEFAULT_WARMUP):
@@ -42,8 +47,9 @@ def main() -> None:
         cells = [f"{r[k]['mean']:.3f} ± {r[k]['std']:.3f}" for k in ("acc", "forgetting_max",
                                                                     "connectivity")]  # fmt: skip
         lines.append(f"| {warmup} | " + " | ".join(cells) + " |")
-    write_atomic(RESULTS / "stream_warmup.json", json.dumps(rows, indent=1) + "\n")
-    write_atomic(RESULTS / "stream_warmup.md", "\n".join(lines) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out.with_suffix(".json"), json.dumps(rows, indent=1) + "\n")
+    write_atomic(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
