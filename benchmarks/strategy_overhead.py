@@ -19,11 +19,15 @@ mini-batches of 32 and the epochs per experience our stream results use
 
 Every configuration trains each experience and then evaluates the test stream (as
 :mod:`bioplastic.experiments.stream` does). Reported, as medians over the repeats (interleaved,
-so machine load affects all configurations alike): seconds per training epoch (timed by a
-plugin), the part of it spent in the optimizer step (``before_update`` to ``after_update``)
-and the rest (data, forward, backward, plugins: the strategy's per-iteration overhead), seconds
-of ``train()`` per epoch, and seconds per experience for ``train()`` + ``eval()``. The probe
-overhead is ``bio+probes`` against ``bio`` per experience (train + eval). The load average of
+in turns forward and backward, so machine load affects all configurations alike; garbage
+collected before each run): seconds per training epoch (timed by a plugin), the part of it
+spent in the optimizer step (``before_update`` to ``after_update``) and the rest (data,
+forward, backward, plugins: the strategy's per-iteration overhead), seconds of ``train()`` per
+epoch, and seconds per experience for ``train()`` + ``eval()``. The probe
+overhead is ``bio+probes`` against ``bio`` per experience (train + eval), as a ratio of
+medians (the target's measure) and paired by repeat; and, since on a busy machine runs minutes
+apart differ by more than the probes cost, the seconds spent inside the probe metrics'
+callbacks against bio's train + eval. The load average of
 the machine (``os.getloadavg``) is recorded before and after. Prints a table and writes
 ``benchmarks/results/strategy_overhead.{json,md}``.
 
@@ -33,6 +37,7 @@ the machine (``os.getloadavg``) is recorded before and after. Prints a table and
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -57,6 +62,11 @@ from strategies.avalanche import (
     make_model,
 )
 from strategies.avalanche.config import PROBES
+from strategies.avalanche.metrics import (
+    ActivityProbeMetric,
+    TaskEncodingMetric,
+    WeightProbeMetric,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = ["naive", "bio", "bio+probes", "bio+probes+tb"]
@@ -127,10 +137,36 @@ def build(config: str, stream, hidden, epochs: int, seed: int, timer: EpochTimer
     return BioPlastic(model=model, plugins=[timer], **common)
 
 
+def time_probes(strategy) -> list[float]:
+    """Wrap the callbacks of the strategy's probe metrics so that the seconds spent in them add
+    up in the returned one-element list (the probes' own work, whatever the machine does
+    around it)."""
+    spent = [0.0]
+    probe_types = (ActivityProbeMetric, TaskEncodingMetric, WeightProbeMetric)
+    for metric in strategy.evaluator.metrics:
+        if not isinstance(metric, probe_types):
+            continue
+        names = {n for cls in type(metric).__mro__[:-1] if cls.__module__.startswith("strategies")
+                 for n in vars(cls) if n.startswith(("before_", "after_"))}  # fmt: skip
+        for name in names:
+            method = getattr(metric, name)
+
+            def timed(*args, _method=method, **kwargs):
+                t0 = time.perf_counter()
+                try:
+                    return _method(*args, **kwargs)
+                finally:
+                    spent[0] += time.perf_counter() - t0
+
+            setattr(metric, name, timed)
+    return spent
+
+
 def run_once(config: str, stream, hidden, benchmark, epochs: int, seed: int) -> dict:
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as tb_dir:
         strategy = build(config, stream, hidden, epochs, seed, timer, tb_dir)
+        probe_s = time_probes(strategy)
         train_s, eval_s = 0.0, 0.0
         n_exp = len(benchmark.train_stream)
         for k in range(n_exp):
@@ -154,6 +190,7 @@ def run_once(config: str, stream, hidden, benchmark, epochs: int, seed: int) -> 
         "train_s_per_epoch": train_s / n_epochs,
         "cycle_s_per_exp": (train_s + eval_s) / n_exp,
         "total_s": train_s + eval_s,
+        "probe_s_per_exp": probe_s[0] / n_exp,
         "n_epochs": n_epochs,
     }
 
@@ -181,16 +218,30 @@ def measure(name: str, args) -> dict:
     run_once("bio+probes+tb", stream, hidden, benchmark, 1, args.seed)  # warm-up
     raw: dict[str, list[dict]] = {c: [] for c in CONFIGS}
     start = time.perf_counter()
-    for _ in range(args.repeats):
-        for config in CONFIGS:  # interleaved: load drifts hit every configuration alike
+    for repeat in range(args.repeats):
+        # interleaved, so load drifts hit every configuration alike, in turns forward and
+        # backward, so no configuration always follows the same one
+        for config in CONFIGS if repeat % 2 == 0 else CONFIGS[::-1]:
+            gc.collect()  # the previous run's garbage is not collected during this one
             raw[config].append(run_once(config, stream, hidden, benchmark, args.epochs, args.seed))
     med = {c: {k: statistics.median(r[k] for r in raw[c]) for k in KEYS} for c in CONFIGS}
+    ratios = ratios_of(med)
+    bio_cycle = med["bio"]["cycle_s_per_exp"]
+    # the probes' own seconds per experience against bio's cycle, and the cycle overhead paired
+    # by repeat (the runs of one repeat are minutes apart at most; a median over repeats)
+    ratios["probe_own_cycle"] = (
+        statistics.median(r["probe_s_per_exp"] for r in raw["bio+probes"]) / bio_cycle
+    )
+    ratios["probe_overhead_cycle_paired"] = statistics.median(
+        b["cycle_s_per_exp"] / a["cycle_s_per_exp"] - 1
+        for a, b in zip(raw["bio"], raw["bio+probes"], strict=True)
+    )
     return {
         "stream": benchmark.bioplastic_stream,
         "model": f"make_model(stream, hidden={hidden}): multi-head MLP",
         "wall_s": time.perf_counter() - start,
         "median": med,
-        "ratios": ratios_of(med),
+        "ratios": ratios,
         "raw": raw,
     }
 
@@ -234,6 +285,10 @@ def markdown(results: dict) -> str:
             f"epochs {100 * r['probe_overhead_epoch']:+.1f}%, "
             f"train() {100 * r['probe_overhead_train']:+.1f}%; with TensorBoard "
             f"{100 * r['probe_tb_overhead_cycle']:+.1f}%",
+            f"- the same overhead paired by repeat (median of the repeats' bio+probes / bio - 1): "
+            f"{100 * r['probe_overhead_cycle_paired']:+.1f}%; time inside the probes' callbacks "
+            f"(their own work, not the machine's drift between runs): "
+            f"{100 * r['probe_own_cycle']:.1f}% of bio's train+eval per experience",
         ]
     return "\n".join(lines)
 

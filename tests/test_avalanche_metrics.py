@@ -274,3 +274,129 @@ def test_record_units_routes_task_labels_and_keeps_pre_activations(task_bm):
         assert torch.allclose(inputs[heads[0]], hidden[:10])
         expected = model.heads.classifiers["2"].classifier(hidden[10:])
         assert torch.allclose(acts[heads[2]], expected)
+
+
+def test_activity_probe_records_the_evaluation_pass_itself(task_bm, task_stream):
+    """After an evaluated experience the probe's values come from the evaluation's own forward
+    passes (first probe_size samples across mini-batches, hooks gone afterwards) and equal a
+    separate forward pass on the same fixed batch; where no hook fires it runs that pass."""
+    from strategies.avalanche.benchmarks import _first_inputs
+
+    torch.manual_seed(0)
+    probe = ActivityProbeMetric(probe_size=8)
+    model = make_model(task_stream, hidden=(16,))
+    strategy = BioPlastic(
+        model=model, train_mb_size=16, eval_mb_size=5, device="cpu",
+        evaluator=EvaluationPlugin(probe, loggers=[]),
+    )  # fmt: skip
+    strategy.train(task_bm.train_stream[0])
+    calls = []
+    model.trunk[1].register_forward_hook(lambda m, i, o: calls.append(len(o)))
+    results = strategy.eval(task_bm.test_stream[:1])
+    assert calls[:2] == [5, 5]  # the evaluation's mini-batches: the probe took 5 + 3 samples
+    assert len(calls) == 5  # ceil(24 / 5): no further forward pass for the probe
+    assert sum(len(m._forward_hooks) for m in model.modules()) == 1  # the test's hook alone
+    x, t = _first_inputs(task_bm.test_stream[0].dataset.eval(), 8)
+    expected = probe._measure(model, x, t, "Exp000", True)
+    assert expected.keys() == {k for k in results if k.startswith("probe/activity")}
+    for k in [k for k in expected if not isinstance(expected[k], HistogramValue)]:
+        assert results[k] == pytest.approx(expected[k], rel=1e-5, abs=1e-6, nan_ok=True), k
+    silent = ActivityProbeMetric(probe_size=8)  # a recorder whose hooks never fire
+    silent._trained.add(0)
+    strategy.experience = task_bm.test_stream[0]
+    silent.before_eval_exp(strategy)
+    fallback = {v.name: v.value for v in silent.after_eval_exp(strategy)}
+    assert fallback.keys() == expected.keys()
+    assert fallback["probe/activity/trunk.2/silent_fraction/Exp000"] == pytest.approx(
+        expected["probe/activity/trunk.2/silent_fraction/Exp000"]
+    )
+
+
+def test_task_encoding_records_every_task_batch_in_one_pass(task_bm):
+    """The task-encoding probe's unit activities per task come from one recording of all task
+    batches; a multi-task module that runs each task's samples apart (in task order) and task
+    batches out of task order still give each task its own mean activities."""
+    from types import SimpleNamespace
+
+    from avalanche.models import MultiTaskModule
+    from avalanche.models.utils import avalanche_model_adaptation
+
+    class PerTask(MultiTaskModule):  # runs each task's samples apart, like MTSimpleMLP
+        def __init__(self):
+            super().__init__()
+            self.trunk = nn.Sequential(nn.Linear(64, 12), nn.ReLU())
+            self.head = nn.Linear(12, 2)
+            self.scale = nn.Parameter(torch.tensor([0.5, 1.0, 2.0]))
+
+        def forward_single_task(self, x, task_label):
+            return self.head(self.trunk(x * self.scale[task_label]))
+
+    torch.manual_seed(0)
+    model = PerTask()
+    for exp in task_bm.train_stream[:3]:
+        avalanche_model_adaptation(model, exp)
+    probe = TaskEncodingMetric(rel_activity=0.5)
+    probe.task_batches = [
+        (torch.randn(7, 64), torch.full((7,), task)) for task in (2, 0, 1)
+    ]  # a stream that trains task 2 first
+    names = ["trunk.1"]
+    one_pass, means = probe._unit_masks(SimpleNamespace(model=model))
+    by_task, expected = probe._unit_masks_by_task(model, names, rectify=False)
+    assert torch.allclose(means, expected)
+    assert torch.equal(one_pass, by_task)
+    assert not torch.allclose(means[0], means[1])  # tasks differ, so a mix-up would show
+
+
+def test_weight_probe_measures_again_only_layers_that_changed():
+    """Rows of layers whose weights did not change since the last report are reused; any
+    change (even through ``.data``, which torch does not version) is measured again, and the
+    cache stays out of checkpoints."""
+    from types import SimpleNamespace
+
+    from bioplastic import dalify
+    from bioplastic import probes as P
+
+    torch.manual_seed(0)
+    model = dalify(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)))
+    probe = WeightProbeMetric()
+    strategy = SimpleNamespace(model=model, optimizer=None)
+    probe.before_training(strategy)
+    first = probe._scalars(strategy)
+    rows = {name: probe._rows[name][2] for name in ("0", "2")}
+    model[2].weight.data[:, :8] = 0.0  # half the readout's synapses gone, no version bump
+    second = probe._scalars(strategy)
+    assert probe._rows["0"][2] is rows["0"]  # unchanged: reused
+    assert probe._rows["2"][2] is not rows["2"]
+    expected = P.weight_report(model, {k: v for k, v in probe.reference.items()})
+    assert second["probe/weights/2/connectivity"] == expected["2"]["connectivity"] == 0.5
+    assert second["probe/weights/0/log_mag_mean"] == first["probe/weights/0/log_mag_mean"]
+    assert second["probe/weights/connectivity"] < first["probe/weights/connectivity"]
+    assert "_rows" not in probe.__getstate__() and "reference" in probe.__getstate__()
+
+
+def test_dale_violations_read_a_multi_head_models_heads_together(task_bm):
+    """A hidden unit that excites one head and inhibits another breaks Dale's law though each
+    head alone is fine; the whole-model count (probes' total, stream summaries) sees it."""
+    from avalanche.models.utils import avalanche_model_adaptation
+
+    from bioplastic import dalify
+    from bioplastic import probes as P
+    from strategies.avalanche.metrics import unit_dale_violations
+
+    torch.manual_seed(0)
+    model = MultiHeadMLP(64, 2, hidden=(8,))
+    for exp in task_bm.train_stream[:2]:
+        avalanche_model_adaptation(model, exp)
+    dalify(model)  # each layer's own random types: the two heads disagree on some units
+    heads = [model.heads.classifiers[k].classifier for k in ("0", "1")]
+    assert sum(P.dale_violations(h) for h in heads) == 0
+    disagree = int((heads[0].dale_sign != heads[1].dale_sign).sum())
+    assert disagree > 0
+    assert unit_dale_violations(model) == disagree + P.dale_violations(model.trunk[1])
+    with torch.no_grad():
+        heads[1].dale_sign.copy_(heads[0].dale_sign)  # one type per unit ...
+        heads[1].weight.abs_().mul_(heads[0].dale_sign)  # ... and weights that follow it
+    assert unit_dale_violations(model) == 0
+    with torch.no_grad():
+        heads[1].weight[0, 3] = -heads[1].weight[0, 3]  # one synapse against its type
+    assert unit_dale_violations(model) == 1

@@ -218,6 +218,38 @@ def test_rule_state_survives_experiences(task_bm, task_stream):
     assert history[1]["consolidated_total"] >= history[0]["consolidated_total"] > 0
 
 
+def test_new_heads_take_the_types_of_the_units_they_read(task_bm, task_stream):
+    """Every head of a multi-head model reads the same hidden units, and a unit has one type
+    whatever it projects to (Dale's law): a new head takes its sibling heads' types, with its
+    own weights (lognormal, the types' signs) and zero biases; the trained heads keep theirs."""
+    torch.manual_seed(0)
+    model = make_model(task_stream, hidden=(32,))
+    strategy = BioPlastic(
+        model=model, train_mb_size=16, train_epochs=1, evaluator=quiet(), device="cpu"
+    )
+    strategy.train(task_bm.train_stream[0])
+    first = model.heads.classifiers["0"].classifier
+    trained = first.weight.detach().clone()
+    for exp in task_bm.train_stream[1:3]:
+        strategy.train(exp)
+    heads = [model.heads.classifiers[k].classifier for k in ("0", "1", "2")]
+    assert all(torch.equal(h.dale_sign, first.dale_sign) for h in heads)
+    assert heads[1].dale_sign.data_ptr() != first.dale_sign.data_ptr()  # a copy of its own
+    assert (first.dale_sign < 0).any() and (first.dale_sign > 0).any()
+    assert all(dale_violations(h) == 0 for h in heads)
+    assert not torch.equal(heads[1].weight, heads[2].weight)  # their own initialisation
+    assert torch.equal(first.weight, trained)  # a trained head keeps its weights
+    assert all(h.weight.dale_sign is h.dale_sign for h in heads)
+    # the enforced baseline (Adam + sign projection) types its new heads the same way
+    model = make_model(task_stream, hidden=(32,))
+    enforced = make_strategy("enforced", model, train_epochs=1, evaluator=quiet(), device="cpu")
+    for exp in task_bm.train_stream[:3]:
+        enforced.train(exp)
+    heads = [model.heads.classifiers[k].classifier for k in ("0", "1", "2")]
+    assert all(torch.equal(h.dale_sign, heads[0].dale_sign) for h in heads)
+    assert all(dale_violations(h) == 0 for h in heads)
+
+
 def test_grown_classifier_keeps_types_and_old_rows():
     """Avalanche's IncrementalClassifier is replaced by a larger copy when classes arrive."""
     from avalanche.models import IncrementalClassifier

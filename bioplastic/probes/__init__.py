@@ -17,7 +17,7 @@ Groups of functions:
 
 * weights: :func:`synaptic_layers`, :func:`connectivity`, :func:`connectivity_per_layer`,
   :func:`dale_violations`, :func:`sign_flips`, :func:`log_magnitude_stats`, :func:`ei_totals`,
-  :func:`weight_report`;
+  :func:`weight_report` (:func:`layer_report` for one layer);
 * activity (``acts`` is ``[n_samples, n_units]``): :func:`population_sparseness`,
   :func:`lifetime_sparseness`, :func:`silent_fraction`, :func:`participation_ratio`,
   :func:`ei_input_balance`, :func:`activity_distribution_stats`, :func:`record_activations`,
@@ -62,6 +62,7 @@ from bioplastic.probes.weights import (
     connectivity_per_layer,
     dale_violations,
     ei_totals,
+    layer_report,
     log_magnitude_stats,
     sign_flips,
     synaptic_layers,
@@ -79,6 +80,7 @@ __all__ = [
     "ei_input_balance",
     "ei_totals",
     "jaccard_matrix",
+    "layer_report",
     "lifetime_sparseness",
     "log_magnitude_stats",
     "participation_ratio",

@@ -245,6 +245,23 @@ def norm_scale_signs(model: nn.Module) -> dict[str, dict[str, int]]:
     return out
 
 
+def layer_report(module: nn.Module, reference: Tensor | None = None) -> dict[str, float]:
+    """:func:`weight_report`'s numbers for one synaptic layer (``sign_flips`` against
+    ``reference``, the layer's earlier weight, when given)."""
+    weight = module.weight.detach()
+    row: dict[str, float] = {
+        "n_synapses": weight.numel(),
+        "n_present": int(torch.count_nonzero(weight)),
+        "connectivity": connectivity(weight),
+        "dale_violations": dale_violations(module),
+    }
+    row.update({f"log_mag_{k}": v for k, v in log_magnitude_stats(weight).items() if k != "n"})
+    row.update(ei_totals(module))
+    if reference is not None:
+        row["sign_flips"] = sign_flips(weight, reference)
+    return row
+
+
 def weight_report(
     model: nn.Module, reference_state: Mapping[str, Tensor] | None = None
 ) -> dict[str, dict[str, float]]:
@@ -264,17 +281,7 @@ def weight_report(
         )
     report: dict[str, dict[str, float]] = {}
     for name, module in layers:
-        weight = module.weight.detach()
-        row: dict[str, float] = {
-            "n_synapses": weight.numel(),
-            "n_present": int(torch.count_nonzero(weight)),
-            "connectivity": connectivity(weight),
-            "dale_violations": dale_violations(module),
-        }
-        row.update({f"log_mag_{k}": v for k, v in log_magnitude_stats(weight).items() if k != "n"})
-        row.update(ei_totals(module))
         key = f"{name}.weight" if name else "weight"
-        if reference_state is not None and key in reference_state:
-            row["sign_flips"] = sign_flips(weight, reference_state[key])
-        report[name] = row
+        reference = reference_state.get(key) if reference_state is not None else None
+        report[name] = layer_report(module, reference)
     return report

@@ -32,7 +32,7 @@ from strategies.avalanche.metrics import (
     synapse_weights,
 )
 from strategies.avalanche.models import MultiHeadMLP, PackNetMultiHead, make_model
-from strategies.avalanche.plugins import BioRulePlugin, DaleKeeper
+from strategies.avalanche.plugins import BioRulePlugin, DaleKeeper, DaleTypesPlugin
 from strategies.avalanche.real import REAL_BENCHMARKS, real_benchmark
 from strategies.avalanche.strategy import BioPlastic, make_strategy
 
@@ -46,6 +46,7 @@ __all__ = [
     "BioRulePlugin",
     "BioTensorboardLogger",
     "DaleKeeper",
+    "DaleTypesPlugin",
     "HistogramValue",
     "IntrinsicPlasticityPlugin",
     "JSONResultsLogger",

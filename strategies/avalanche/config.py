@@ -89,7 +89,7 @@ STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
     # consolidation after each experience:
     # * warmup 0: chosen when the warm-up counted each parameter's own steps (every new task
     #   head restarted it). It now counts the optimizer's steps; with BioRule's 200-step
-    #   warm-up split MNIST-1D gives ACC 0.813 vs 0.808 but connectivity 0.52 vs 0.40
+    #   warm-up split MNIST-1D gives ACC 0.799 vs 0.811 and connectivity 0.52 vs 0.40
     #   (benchmarks/stream_warmup.py, 3 seeds), so the streams keep 0;
     # * budget_rate 0.1: E and I budgets fixed per unit (0.01 adapts over ~100 steps) keep a
     #   hidden unit from shifting its E/I balance, which a new task needs; at 0.1 homeostasis

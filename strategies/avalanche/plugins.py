@@ -35,12 +35,13 @@ from typing import Any
 
 import torch
 from avalanche.core import SupervisedPlugin
+from avalanche.models import MultiHeadClassifier
 from torch import nn
 
 from bioplastic import BioRule, dale_init_, dalify, synaptic_layers
 from strategies.avalanche.config import BIO_CONSOLIDATE, BIO_RULE
 
-__all__ = ["BioRulePlugin", "DaleKeeper", "GrowSchedule"]
+__all__ = ["BioRulePlugin", "DaleKeeper", "DaleTypesPlugin", "GrowSchedule"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class DaleKeeper:
             if "dale_sign" in module._buffers:
                 module.weight.dale_sign = module.dale_sign
             elif self.active and name not in self.exempt:
-                self._dalify_layer(name, module)
+                self._dalify_layer(name, module, _sibling_types(model, name, module))
                 added.append(name)
             if "dale_sign" in module._buffers:
                 self.known[name] = (module.dale_sign.detach().cpu().clone(), module.weight.shape[0])
@@ -113,13 +114,17 @@ class DaleKeeper:
             logger.debug("gave Dale types to new layers %s", added)
         return added
 
-    def _dalify_layer(self, name: str, module: nn.Module) -> None:
+    def _dalify_layer(self, name: str, module: nn.Module, sibling: torch.Tensor | None) -> None:
         old = self.known.get(name)
         weight = module.weight
         if old is None or old[0].numel() != weight.shape[1] or old[1] > weight.shape[0]:
-            dalify(module, seed=self._seed_for(name), **self.dalify_kwargs)
-            return
-        # A grown copy of a known layer: keep its types and old rows, initialise the new rows.
+            if sibling is None:
+                dalify(module, seed=self._seed_for(name), **self.dalify_kwargs)
+                return
+            # a new head reads the units its sibling heads read: their types, not new ones
+            old = (sibling.detach().to("cpu", copy=True), 0)
+        # A grown copy of a known layer (or a new head): keep its types and old rows, initialise
+        # the new rows.
         sign, n_old = old
         sign = sign.to(device=weight.device, dtype=weight.dtype)
         module.register_buffer("dale_sign", sign)
@@ -132,6 +137,47 @@ class DaleKeeper:
             weight[n_old:] = rows.to(weight.device)
             if getattr(module, "bias", None) is not None:
                 module.bias[n_old:] = 0.0
+
+
+class DaleTypesPlugin(SupervisedPlugin):
+    """Dale's-law types for synaptic layers added during training (a task's new head), for a
+    strategy with another optimizer on a dalified model (the ``enforced`` baseline);
+    :class:`BioRulePlugin` does the same for the bio rule. Uses a :class:`DaleKeeper`.
+
+    Args:
+        seed, dalify_kwargs: as for :class:`DaleKeeper`.
+    """
+
+    def __init__(self, seed: int = 0, dalify_kwargs: Mapping[str, Any] | None = None):
+        super().__init__()
+        self.keeper = DaleKeeper(seed, dalify_kwargs)
+
+    def before_training(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        self.keeper.update(strategy.model)
+
+    def before_training_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        self.keeper.update(strategy.model)  # after the template's model adaptation
+
+    def before_eval_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        self.keeper.update(strategy.model)
+
+
+def _sibling_types(model: nn.Module, name: str, module: nn.Module) -> torch.Tensor | None:
+    """The presynaptic types of the Dale-typed heads of the multi-head classifier (Avalanche's
+    ``MultiHeadClassifier``) that ``name`` is a head of, or None: every head reads the same
+    units, and a unit has one type whatever it projects to (Dale's law)."""
+    for prefix, container in model.named_modules():
+        if not isinstance(container, MultiHeadClassifier):
+            continue
+        inside = f"{prefix}." if prefix else ""
+        if not name.startswith(inside):
+            continue
+        for other_name, other in synaptic_layers(container):
+            sign = other._buffers.get("dale_sign")
+            if f"{inside}{other_name}" != name and sign is not None:
+                if sign.numel() == module.weight.shape[1]:
+                    return sign
+    return None
 
 
 def _schedule_for(schedule: GrowSchedule | None, experience: int) -> Mapping[str, Any] | None:

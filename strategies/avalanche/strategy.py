@@ -56,7 +56,7 @@ from strategies.avalanche.config import (
     strategy_defaults,
 )
 from strategies.avalanche.models import MultiHeadMLP, PackNetMultiHead
-from strategies.avalanche.plugins import BioRulePlugin, GrowSchedule
+from strategies.avalanche.plugins import BioRulePlugin, DaleTypesPlugin, GrowSchedule
 
 __all__ = ["BioPlastic", "STRATEGY_NAMES", "make_strategy", "resolve_device"]
 
@@ -329,8 +329,10 @@ def make_strategy(
     optimizer = make_torch_optimizer(opt_name, model.parameters(), **opt_kwargs)
     criterion = nn.CrossEntropyLoss()
     args = dict(model=model, optimizer=optimizer, criterion=criterion, plugins=plugins, **base)
-    if name in ("naive", "enforced"):
+    if name == "naive":
         return Naive(**args)
+    if name == "enforced":  # new heads get the types of the units they read
+        return Naive(**{**args, "plugins": [*plugins, DaleTypesPlugin()]})
     if name == "bio+replay":
         bio = BioRulePlugin(**_consolidate_options(cfg["consolidate"]))
         return Replay(**{**args, "plugins": [*plugins, bio]}, **cfg["strategy"])

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from bioplastic import probes as P
+from strategies.avalanche.metrics import unit_dale_violations
 
 __all__ = [
     "AVALANCHE_BWT_KEY",
@@ -119,7 +120,7 @@ def _weights_summary(model: torch.nn.Module) -> dict[str, float | int]:
     present = sum(int(row["n_present"]) for row in report.values())
     return {
         "connectivity": present / total if total else math.nan,
-        "dale_violations": sum(int(row["dale_violations"]) for row in report.values()),
+        "dale_violations": unit_dale_violations(model),  # a multi-head model's heads together
         "n_synapses": total,
     }
 

@@ -45,6 +45,7 @@ from strategies.avalanche.metrics._base import (
     ACTIVATIONS,
     record_units,
     synapse_weights,
+    unit_dale_violations,
     unit_layers,
 )
 from strategies.avalanche.metrics.activity import ActivityProbeMetric
@@ -62,6 +63,7 @@ __all__ = [
     "probe_metrics",
     "record_units",
     "synapse_weights",
+    "unit_dale_violations",
     "unit_layers",
 ]
 

@@ -9,12 +9,20 @@ from typing import Any
 import torch
 from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
+from avalanche.models import MultiHeadClassifier
 from avalanche.models.utils import avalanche_forward
 from torch import Tensor, nn
 
 from bioplastic import probes as P
 
-__all__ = ["ACTIVATIONS", "record_units", "synapse_weights", "unit_layers"]
+__all__ = [
+    "ACTIVATIONS",
+    "UnitRecorder",
+    "record_units",
+    "synapse_weights",
+    "unit_dale_violations",
+    "unit_layers",
+]
 
 #: Modules whose outputs count as units' activities (firing rates) by default.
 ACTIVATIONS: tuple[type[nn.Module], ...] = (
@@ -47,6 +55,44 @@ def synapse_weights(model: nn.Module) -> dict[str, Tensor]:
         weight = wrapper.available_weights() if wrapper is not None else module.weight
         weights[name] = weight.detach()
     return weights
+
+
+def unit_dale_violations(model: nn.Module) -> int:
+    """Presynaptic units whose present outgoing synapses break Dale's law, in the whole model.
+
+    Every synaptic layer counts as in :func:`bioplastic.probes.dale_violations`, except the
+    heads of a multi-head classifier (Avalanche's ``MultiHeadClassifier``), which count as one
+    layer: they read the same units, and a unit has one type whatever it projects to, so a
+    unit that excites one head and inhibits another is a violation too (not seen per layer).
+    """
+    heads: dict[str, str] = {}  # head layer -> its classifier
+    for prefix, container in model.named_modules():
+        if isinstance(container, MultiHeadClassifier):
+            inside = f"{prefix}." if prefix else ""
+            heads.update((inside + name, prefix) for name, _ in P.synaptic_layers(container))
+    total = 0
+    grouped: dict[tuple[str, int], list[nn.Module]] = {}
+    for name, module in P.synaptic_layers(model):
+        if name in heads:
+            grouped.setdefault((heads[name], module.weight.shape[1]), []).append(module)
+        else:
+            total += P.dale_violations(module)
+    for modules in grouped.values():
+        pos = neg = None
+        for module in modules:
+            w = module.weight.detach()
+            others = tuple(d for d in range(w.dim()) if d != 1)
+            has_pos, has_neg = w.amax(dim=others) > 0, w.amin(dim=others) < 0
+            sign = module._buffers.get("dale_sign")
+            if sign is not None:  # a synapse against its unit's declared type
+                has_pos, has_neg = (
+                    has_pos | (has_neg & (sign > 0)),
+                    has_neg | (has_pos & (sign < 0)),
+                )
+            pos = has_pos if pos is None else pos | has_pos
+            neg = has_neg if neg is None else neg | has_neg
+        total += int((pos & neg).sum())
+    return total
 
 
 def unit_layers(model: nn.Module, layers: Sequence[str] | None = None) -> tuple[list[str], bool]:
@@ -120,24 +166,97 @@ def record_units(
     received by the synaptic layers named in ``inputs_of``, as float32 on the CPU; layers not
     called on these samples (the head of another task) are left out. One forward pass records
     both (:func:`bioplastic.probes.record_activity`: eval mode, no gradients, training flags
-    restored, hooks removed).
+    restored, hooks removed), in mini-batches of at most ``batch_size`` consecutive samples of
+    one task each (samples of several tasks may come in any order).
     """
     if not layers and not inputs_of:
         return {}, {}
     wrapper = _TaskForward(model, x, task_labels)
-    batches = [torch.arange(s, min(s + batch_size, len(x))) for s in range(0, len(x), batch_size)]
+    batches = _single_task_batches(task_labels, batch_size)
     out_names = {f"model.{n}" if n else "model": n for n in layers}
     targets = _input_modules(model, inputs_of)
     in_names = {f"model.{t}" if t else "model": t for t in dict.fromkeys(targets.values())}
     outs, ins = P.record_activity(wrapper, batches, list(out_names), list(in_names), missing="skip")
-    acts = {}
-    for key, a in outs.items():
-        a = a.float()
-        a = a.flatten(2).mean(-1) if a.dim() > 2 else a
-        acts[out_names[key]] = a.clamp(min=0) if rectify else a
+    acts = {out_names[key]: _as_units(a, rectify) for key, a in outs.items()}
     received = {in_names[k]: v.float() for k, v in ins.items()}
     inputs = {n: received[t] for n, t in targets.items() if t in received}
     return acts, inputs
+
+
+def _single_task_batches(task_labels: Tensor, batch_size: int) -> list[Tensor]:
+    """Index batches of at most ``batch_size`` consecutive samples of one task each, in order:
+    a multi-task module that runs each task's samples apart then records them in order, and
+    models that take one task per mini-batch (PackNet) take them at all."""
+    labels = task_labels.reshape(-1).cpu()
+    starts = [0] + (torch.nonzero(labels[1:] != labels[:-1]).reshape(-1) + 1).tolist()
+    ends = starts[1:] + [len(labels)]
+    return [
+        torch.arange(s, min(s + batch_size, end))
+        for start, end in zip(starts, ends, strict=True)
+        for s in range(start, end, batch_size)
+    ]
+
+
+def _as_units(a: Tensor, rectify: bool) -> Tensor:
+    """Float ``[n, units]`` activities: conv maps averaged over space, rectified if asked."""
+    a = a.float()
+    a = a.flatten(2).mean(-1) if a.dim() > 2 else a
+    return a.clamp(min=0) if rectify else a
+
+
+class UnitRecorder:
+    """What :func:`record_units` returns, recorded from forward passes someone else runs.
+
+    Forward hooks keep (copies of) the first ``limit`` samples that reach each of ``layers``
+    (outputs) and each synaptic layer of ``inputs_of`` (inputs), across batches, so an
+    evaluation pass gives the probes their activities without a second forward pass. Call
+    :meth:`remove` when the passes are done (hooks that stay on record nothing once ``limit``
+    samples are in); :meth:`result` has :func:`record_units`' form.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[str],
+        *,
+        rectify: bool = False,
+        inputs_of: Sequence[str] = (),
+        limit: int = 256,
+    ):
+        modules = dict(model.named_modules())
+        self.rectify = rectify
+        self.limit = limit
+        self._targets = _input_modules(model, inputs_of)
+        self._outputs: dict[str, list[Tensor]] = {n: [] for n in layers}
+        self._inputs: dict[str, list[Tensor]] = {t: [] for t in self._targets.values()}
+        self._handles = [
+            modules[n].register_forward_hook(self._keeper(kept, capture))
+            for capture, found in (("output", self._outputs), ("input", self._inputs))
+            for n, kept in found.items()
+        ]
+
+    def _keeper(self, kept: list[Tensor], capture: str):
+        def hook(_module: nn.Module, args: tuple, output: Any) -> None:
+            missing = self.limit - sum(len(v) for v in kept)
+            value = args[0] if capture == "input" else output
+            if isinstance(value, (tuple, list)):
+                value = value[0]
+            if missing > 0 and isinstance(value, Tensor) and value.dim() > 0:
+                # a copy: a later in-place op (ReLU(inplace=True)) would overwrite a view
+                kept.append(value[:missing].detach().to("cpu", copy=True))
+
+        return hook
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def result(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        acts = {n: _as_units(torch.cat(v), self.rectify) for n, v in self._outputs.items() if v}
+        received = {t: torch.cat(v).float() for t, v in self._inputs.items() if v}
+        inputs = {n: received[t] for n, t in self._targets.items() if t in received}
+        return acts, inputs
 
 
 def _layer_tag(name: str) -> str:

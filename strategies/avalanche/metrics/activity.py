@@ -14,6 +14,7 @@ from bioplastic import probes as P
 from bioplastic.probes.activity import unit_activity_stats
 from strategies.avalanche.benchmarks import _first_inputs
 from strategies.avalanche.metrics._base import (
+    UnitRecorder,
     _check_every,
     _due,
     _layer_tag,
@@ -31,8 +32,10 @@ class ActivityProbeMetric(_ProbeMetric):
     """Activity probes on a fixed probe batch: after each evaluated experience and, with
     ``every``, every ``every`` training iterations.
 
-    After each evaluation experience, the first ``probe_size`` samples of that experience's
-    evaluation data (the same samples every time) go through the model once; for every unit
+    After each evaluation experience, on the first ``probe_size`` samples of that experience's
+    evaluation data (the same samples every time: Avalanche evaluates unshuffled), recorded by
+    forward hooks during the evaluation pass itself (:class:`UnitRecorder`; where no hook fires,
+    as in a compiled model, the samples go through the model once more); for every unit
     layer (see :func:`unit_layers`) it emits ``probe/activity/<layer>/<stat>/Exp<eee>`` for
     ``population_sparseness``, ``lifetime_sparseness``, ``silent_fraction``,
     ``participation_ratio`` (non-negative activities only for the sparseness measures), for
@@ -120,8 +123,16 @@ class ActivityProbeMetric(_ProbeMetric):
     @torch.no_grad()
     def _measure(self, model: Any, x: Tensor, t: Tensor, suffix: str, histograms: bool) -> dict:
         names, rectify = unit_layers(model, self.layers)
-        synaptic = dict(P.synaptic_layers(model)) if self.ei_balance else {}
-        acts, inputs = record_units(model, x, t, names, rectify=rectify, inputs_of=list(synaptic))
+        synaptic = [n for n, _ in P.synaptic_layers(model)] if self.ei_balance else []
+        acts, inputs = record_units(model, x, t, names, rectify=rectify, inputs_of=synaptic)
+        return self._values(model, acts, inputs, suffix, histograms)
+
+    def _values(
+        self, model: Any, acts: dict[str, Tensor], inputs: dict[str, Tensor], suffix: str,
+        histograms: bool,
+    ) -> dict:  # fmt: skip
+        """The probe's values from recorded activities and synaptic inputs."""
+        synaptic = dict(P.synaptic_layers(model)) if inputs else {}
         values: dict[str, Any] = {}
         for name, a in acts.items():
             tag = _layer_tag(name)
@@ -146,12 +157,38 @@ class ActivityProbeMetric(_ProbeMetric):
     def after_training_exp(self, strategy: Any) -> None:
         self._trained.add(int(strategy.experience.current_experience))
 
-    def after_eval_exp(self, strategy: Any) -> list[MetricValue] | None:
+    def _probed(self, strategy: Any) -> bool:
         current = int(strategy.experience.current_experience)
-        if self.eval_experiences == "trained" and current not in self._trained:
+        return self.eval_experiences == "all" or current in self._trained
+
+    def before_eval_exp(self, strategy: Any) -> None:
+        self._stop_recording()
+        if self._probed(strategy):
+            model = strategy.model
+            names, rectify = unit_layers(model, self.layers)
+            synaptic = [n for n, _ in P.synaptic_layers(model)] if self.ei_balance else []
+            self._recorder = UnitRecorder(
+                model, names, rectify=rectify, inputs_of=synaptic, limit=self.probe_size
+            )
+
+    def _stop_recording(self) -> UnitRecorder | None:
+        recorder = self.__dict__.pop("_recorder", None)  # only during an evaluated experience
+        if recorder is not None:
+            recorder.remove()
+        return recorder
+
+    def after_eval_exp(self, strategy: Any) -> list[MetricValue] | None:
+        recorder = self._stop_recording()
+        if not self._probed(strategy):
             return None
-        (_, eid), x, t = self._probe_batch(strategy)
-        values = self._measure(strategy.model, x, t, f"Exp{eid:03d}", self.histograms)
+        eid = int(strategy.experience.current_experience)
+        suffix = f"Exp{eid:03d}"
+        acts, inputs = recorder.result() if recorder is not None else ({}, {})
+        if acts or inputs:  # the evaluation pass's first probe_size samples
+            values = self._values(strategy.model, acts, inputs, suffix, self.histograms)
+        else:  # no hooks fired (a compiled model, an evaluation without a forward pass)
+            _, x, t = self._probe_batch(strategy)
+            values = self._measure(strategy.model, x, t, suffix, self.histograms)
         return self._emit(strategy, values)
 
     def after_training_iteration(self, strategy: Any) -> list[MetricValue] | None:

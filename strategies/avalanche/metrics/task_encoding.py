@@ -227,13 +227,31 @@ class TaskEncodingMetric(_ProbeMetric):
     def _unit_masks(self, strategy: Any) -> tuple[Tensor | None, Tensor | None]:
         model = strategy.model
         names, rectify = unit_layers(model, self.layers)
+        # every task's batch in one recording (its mini-batches hold one task each), so the
+        # cost grows with the tasks seen, not with their square
+        x = torch.cat([x for x, _ in self.task_batches])
+        t = torch.cat([t for _, t in self.task_batches])
+        acts, _ = record_units(model, x, t, names, rectify=rectify)
+        if not acts or any(len(a) != len(x) for a in acts.values()):
+            return self._unit_masks_by_task(model, names, rectify)  # a layer some tasks skip
+        sizes = [len(x) for x, _ in self.task_batches]
+        per_task = zip(*(a.split(sizes) for a in acts.values()), strict=True)
+        means = [torch.cat([a.mean(0).reshape(-1) for a in task]) for task in per_task]
+        return self._masks_of(torch.stack(means))
+
+    def _unit_masks_by_task(
+        self, model: Any, names: list[str], rectify: bool
+    ) -> tuple[Tensor | None, Tensor | None]:
         means = []
         for x, t in self.task_batches:
             acts, _ = record_units(model, x, t, names, rectify=rectify)
             if not acts:
                 return None, None
             means.append(torch.cat([a.mean(0).reshape(-1) for a in acts.values()]))
-        mean_acts = torch.stack(means).clamp(min=0).double()
+        return self._masks_of(torch.stack(means))
+
+    def _masks_of(self, means: Tensor) -> tuple[Tensor, Tensor]:
+        mean_acts = means.clamp(min=0).double()
         if mean_acts.shape[0] == 1:
             return mean_acts > 0, mean_acts
         return P.recruited_units(mean_acts, self.rel_activity), mean_acts

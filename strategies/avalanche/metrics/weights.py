@@ -13,10 +13,10 @@ from bioplastic import BioRule
 from bioplastic import probes as P
 from strategies.avalanche.metrics._base import (
     _check_every,
-    _device,
     _due,
     _layer_tag,
     _ProbeMetric,
+    unit_dale_violations,
 )
 from strategies.avalanche.metrics.values import HistogramValue
 
@@ -30,7 +30,8 @@ class WeightProbeMetric(_ProbeMetric):
     :func:`bioplastic.probes.weight_report` (``connectivity``, ``dale_violations``,
     ``sign_flips`` against the weights at the start of training, ``log_mag_*``,
     ``excitatory``, ``inhibitory``, ``ei_ratio``), totals over the model
-    (``probe/weights/connectivity``, ``probe/weights/dale_violations``,
+    (``probe/weights/connectivity``, ``probe/weights/dale_violations``: units that break Dale's
+    law anywhere, the heads of a multi-head model read as one layer (:func:`unit_dale_violations`),
     ``probe/weights/sign_flips``), with a BioRule optimizer ``probe/rule/eliminated``,
     ``probe/rule/grown``, ``probe/rule/consolidated`` and ``probe/rule/nonfinite_skips``, and
     (``histograms=True``) ``probe/weights/<layer>/weights`` and ``.../log_magnitude`` histograms
@@ -69,7 +70,7 @@ class WeightProbeMetric(_ProbeMetric):
         if not _due(self.every, strategy):
             return None
         values: dict[str, Any] = {}
-        total = present = violations = flips = 0
+        total = present = flips = 0
         for name, module in P.synaptic_layers(strategy.model):
             w = module.weight.detach()
             tag = _layer_tag(name)
@@ -80,9 +81,9 @@ class WeightProbeMetric(_ProbeMetric):
             ref = self.reference.get(f"{name}.weight" if name else "weight")
             if ref is not None and ref.shape == w.shape:
                 flips += P.sign_flips(w, ref.to(w.device))
-            total, present, violations = total + w.numel(), present + n_present, violations + bad
+            total, present = total + w.numel(), present + n_present
         values["probe/weights/connectivity"] = present / total if total else math.nan
-        values["probe/weights/dale_violations"] = violations
+        values["probe/weights/dale_violations"] = unit_dale_violations(strategy.model)
         values["probe/weights/sign_flips"] = flips
         values.update(_rule_counts(strategy))
         return self._emit(strategy, values)
@@ -100,11 +101,9 @@ class WeightProbeMetric(_ProbeMetric):
 
     @torch.no_grad()
     def _scalars(self, strategy: Any) -> dict[str, Any]:
-        model = strategy.model
-        reference = {k: v.to(_device(model)) for k, v in self.reference.items()}
-        report = P.weight_report(model, reference)
+        report = self._report(strategy.model)
         values: dict[str, Any] = {}
-        total = present = violations = flips = 0
+        total = present = flips = 0
         for name, row in report.items():
             tag = _layer_tag(name)
             for key, value in row.items():
@@ -113,13 +112,35 @@ class WeightProbeMetric(_ProbeMetric):
                 values[f"probe/weights/{tag}/{key}"] = value
             total += row["n_synapses"]
             present += row["n_present"]
-            violations += row["dale_violations"]
             flips += row.get("sign_flips", 0)
         values["probe/weights/connectivity"] = present / total if total else math.nan
-        values["probe/weights/dale_violations"] = violations
+        values["probe/weights/dale_violations"] = unit_dale_violations(strategy.model)
         values["probe/weights/sign_flips"] = flips
         values.update(_rule_counts(strategy))
         return values
+
+    def _report(self, model: nn.Module) -> dict[str, dict[str, float]]:
+        """:func:`bioplastic.probes.weight_report` against the reference weights; a layer whose
+        weight equals the one of the last report (a multi-head model's other heads) keeps its
+        row instead of being measured again."""
+        cache = self.__dict__.setdefault("_rows", {})  # not in checkpoints (__getstate__)
+        report = {}
+        for name, module in P.synaptic_layers(model):
+            weight = module.weight.detach().to("cpu", copy=True)  # kept, as the reference is
+            ref = self.reference.get(f"{name}.weight" if name else "weight")
+            last = cache.get(name)
+            if last is not None and last[1] is ref and torch.equal(last[0], weight):
+                report[name] = last[2]
+                continue
+            on_device = ref.to(module.weight.device) if ref is not None else None
+            report[name] = P.layer_report(module, on_device)
+            cache[name] = (weight, ref, report[name])
+        return report
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_rows", None)  # a cache: a checkpoint need not hold another copy of the weights
+        return state
 
     def __str__(self) -> str:
         return "WeightProbes"
