@@ -35,6 +35,7 @@ import torch
 
 from bioplastic._io import json_text, write_atomic
 from bioplastic.cli._args import positive_int
+from bioplastic.data.glyphs import glyph_environment
 from bioplastic.experiments.rulebench import TASKS, run_jobs
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -235,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
               "runs": runs,
               "table": summarise(runs, tasks),
               "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                              "cpus": os.cpu_count(), "workers": args.workers}}  # fmt: skip
+                              "cpus": os.cpu_count(), "workers": args.workers,
+                              "glyphs": glyph_environment()}}  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out / "defaults_sweep.json", json_text(result))
     text = markdown(result)

@@ -28,6 +28,7 @@ import torch
 
 from bioplastic._progress import say
 from bioplastic.cli._args import add_bio_inner_argument
+from bioplastic.data.glyphs import glyph_environment
 from bioplastic.experiments.fewshot import format_markdown, run_fewshot_benchmark
 from bioplastic.experiments.metatrain import split_inner
 
@@ -143,6 +144,8 @@ def main(argv: list[str] | None = None) -> dict:
     )  # fmt: skip
     results["timing"]["total_s"] = time.perf_counter() - t0
     results["command"] = " ".join(["python", "benchmarks/fewshot.py", *argv])
+    if args.dataset == "glyphs":
+        results["glyphs"] = glyph_environment()
     table = format_markdown(results)
     table += f"\nTotal time {results['timing']['total_s']:.0f} s on {args.threads} thread(s).\n"
     print(table)

@@ -34,6 +34,7 @@ import fewshot_l2l as l2l_bench  # noqa: E402  (the conv net and data of the l2l
 
 from bioplastic._io import write_atomic  # noqa: E402
 from bioplastic.cli._args import positive_int  # noqa: E402
+from bioplastic.data.glyphs import glyph_environment  # noqa: E402
 from bioplastic.experiments._common import write_json  # noqa: E402
 from bioplastic.experiments.metatrain import make_maml, meta_train_tasks  # noqa: E402
 from bioplastic.probes import record_activations  # noqa: E402
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.classes < l2l_bench.WAYS:
         parser.error(f"--classes must be at least {l2l_bench.WAYS}")
     config = {"seeds": seeds, "iterations": args.iterations, "meta_batch": args.meta_batch,
-              "classes": args.classes, "settings": list(SETTINGS),
+              "classes": args.classes, "settings": list(SETTINGS), "glyphs": glyph_environment(),
               "command": "python benchmarks/fewshot_collapse.py "
                          + shlex.join(sys.argv[1:] if argv is None else argv)}  # fmt: skip
     jobs = [(name, seed, config) for name in SETTINGS for seed in seeds]

@@ -29,7 +29,7 @@ from torch import nn
 
 import bioplastic
 from bioplastic.cli._args import add_bio_inner_argument, rule_option
-from bioplastic.data.glyphs import load_glyphs
+from bioplastic.data.glyphs import glyph_environment, load_glyphs
 from bioplastic.experiments._common import write_json
 from bioplastic.experiments.metatrain import (
     evaluate_maml,
@@ -202,7 +202,7 @@ def main() -> None:
     )  # fmt: skip
     args = {"iterations": a.iterations, "meta_batch": a.meta_batch, "episodes": a.episodes,
             "seed": a.seed, "command": command, "bio_inner": bio_inner, "bio_outer": bio_outer,
-            "arch": a.arch}  # fmt: skip
+            "arch": a.arch, "glyphs": glyph_environment()}  # fmt: skip
     jobs = [(m, int(k), args) for k in a.shots.split(",") for m in methods]
     load_glyphs("train")  # render the cache once, before the workers start
     if a.workers > 1:

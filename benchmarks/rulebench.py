@@ -115,8 +115,11 @@ def _environment(workers: int) -> dict:
 
     import torch
 
+    from bioplastic.data.glyphs import glyph_environment
+
     return {"python": platform.python_version(), "torch": torch.__version__,
-            "machine": platform.machine(), "cpus": os.cpu_count(), "workers": workers}  # fmt: skip
+            "machine": platform.machine(), "cpus": os.cpu_count(), "workers": workers,
+            "glyphs": glyph_environment()}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:

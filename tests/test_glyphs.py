@@ -183,3 +183,19 @@ def test_uint8_quantisation_is_the_only_loss():
     data = load_glyphs("all", **SMALL)
     x, _ = data.tensors()
     assert np.allclose((x * 255).numpy(), np.round((x * 255).numpy()), atol=1e-4)
+
+
+def test_glyph_environment_names_what_the_images_depend_on(monkeypatch):
+    """matplotlib's version and fonts decide the images (3.10.9 and 3.11.2 differ): the
+    environment that results record says which, and a different one renders a fresh cache."""
+    import matplotlib
+
+    env = glyphs.glyph_environment()
+    assert env["matplotlib"] == matplotlib.__version__
+    assert [name for name, _ in env["fonts"]] == [p.name for p in glyphs.glyph_fonts()]
+    assert all(size > 0 for _, size in env["fonts"])
+    args = dict(instances_per_class=2, min_fonts=8, seed=0, fold_accents=True, dedupe=True,
+                max_classes=None)  # fmt: skip
+    key = glyphs._cache_key(**args)
+    monkeypatch.setattr(matplotlib, "__version__", "0.0.0")
+    assert glyphs.glyph_environment()["matplotlib"] == "0.0.0" and glyphs._cache_key(**args) != key

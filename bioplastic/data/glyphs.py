@@ -88,6 +88,7 @@ __all__ = [
     "GlyphClass",
     "GlyphDataset",
     "glyph_classes",
+    "glyph_environment",
     "glyph_fonts",
     "load_glyphs",
     "script_of",
@@ -99,18 +100,23 @@ logger = logging.getLogger(__name__)
 _CACHE_FORMAT = 1
 
 
-def _cache_key(**args) -> str:
+def glyph_environment() -> dict[str, object]:
+    """What the rendered glyphs depend on besides the loader's arguments: matplotlib's version
+    (3.10.9 and 3.11.2 render different images), the fonts it ships (name and size), Python's
+    Unicode database and the cache format. Results on glyphs record it, so that a rerun can tell
+    whether it sees the same images."""
     import matplotlib
 
-    fonts = [(path.name, path.stat().st_size) for path in glyph_fonts()]
-    key = {
+    return {
         "format": _CACHE_FORMAT,
         "matplotlib": matplotlib.__version__,
-        "torch": torch.__version__.split("+")[0],
         "unicode": unicodedata.unidata_version,
-        "fonts": fonts,
-        **args,
+        "fonts": [(path.name, path.stat().st_size) for path in glyph_fonts()],
     }
+
+
+def _cache_key(**args) -> str:
+    key = {**glyph_environment(), "torch": torch.__version__.split("+")[0], **args}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
