@@ -362,11 +362,16 @@ def test_weight_probe_measures_again_only_layers_that_changed():
     strategy = SimpleNamespace(model=model, optimizer=None)
     probe.before_training(strategy)
     first = probe._scalars(strategy)
-    rows = {name: probe._rows[name][2] for name in ("0", "2")}
+    rows = {name: probe._rows[name][3] for name in ("0", "2")}
     model[2].weight.data[:, :8] = 0.0  # half the readout's synapses gone, no version bump
     second = probe._scalars(strategy)
-    assert probe._rows["0"][2] is rows["0"]  # unchanged: reused
-    assert probe._rows["2"][2] is not rows["2"]
+    assert probe._rows["0"][3] is rows["0"]  # unchanged: reused
+    assert probe._rows["2"][3] is not rows["2"]
+    with torch.no_grad():
+        model[0].dale_sign[0] = -model[0].dale_sign[0]  # same weights, another type: measured
+    third = probe._scalars(strategy)
+    assert probe._rows["0"][3] is not rows["0"]
+    assert third["probe/weights/0/dale_violations"] == 1
     expected = P.weight_report(model, {k: v for k, v in probe.reference.items()})
     assert second["probe/weights/2/connectivity"] == expected["2"]["connectivity"] == 0.5
     assert second["probe/weights/0/log_mag_mean"] == first["probe/weights/0/log_mag_mean"]

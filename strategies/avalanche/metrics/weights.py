@@ -127,14 +127,16 @@ class WeightProbeMetric(_ProbeMetric):
         report = {}
         for name, module in P.synaptic_layers(model):
             weight = module.weight.detach().to("cpu", copy=True)  # kept, as the reference is
+            sign = module._buffers.get("dale_sign")  # the types count too (Dale, E/I totals)
+            sign = None if sign is None else sign.detach().to("cpu", copy=True)
             ref = self.reference.get(f"{name}.weight" if name else "weight")
             last = cache.get(name)
-            if last is not None and last[1] is ref and torch.equal(last[0], weight):
-                report[name] = last[2]
+            if last is not None and last[2] is ref and _same(last[0], weight, last[1], sign):
+                report[name] = last[3]
                 continue
             on_device = ref.to(module.weight.device) if ref is not None else None
             report[name] = P.layer_report(module, on_device)
-            cache[name] = (weight, ref, report[name])
+            cache[name] = (weight, sign, ref, report[name])
         return report
 
     def __getstate__(self) -> dict[str, Any]:
@@ -144,6 +146,12 @@ class WeightProbeMetric(_ProbeMetric):
 
     def __str__(self) -> str:
         return "WeightProbes"
+
+
+def _same(weight: Tensor, now: Tensor, sign: Tensor | None, sign_now: Tensor | None) -> bool:
+    if (sign is None) != (sign_now is None):
+        return False
+    return torch.equal(weight, now) and (sign is None or torch.equal(sign, sign_now))
 
 
 def _rule_counts(strategy: Any) -> dict[str, int]:
