@@ -413,3 +413,21 @@ def test_capacity_union_of_disjoint_masks():
 def test_bad_inputs_raise_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_shared_dale_violations_reads_layers_of_the_same_units_together():
+    """Each layer alone keeps Dale's law, but unit 0 excites one and inhibits the other; unit 2
+    has a synapse against its type in the second layer; a shape mismatch is refused."""
+    a = torch.tensor([[1.0, -1.0, 0.5], [2.0, -0.5, 0.0]])
+    b = torch.tensor([[-1.0, -2.0, 0.0], [0.0, -1.0, 0.0]])
+    assert probes.dale_violations(a) == 0 and probes.dale_violations(b) == 0
+    assert probes.shared_dale_violations([a, b]) == 1
+    layer = nn.Linear(3, 2, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[-1.0, -2.0, -0.3], [0.0, -1.0, 0.0]]))
+    layer.register_buffer("dale_sign", torch.tensor([-1.0, -1.0, 1.0]))
+    assert probes.dale_violations(layer) == 1  # unit 2 against its type
+    assert probes.shared_dale_violations([a, layer]) == 2
+    assert probes.shared_dale_violations([]) == 0
+    with pytest.raises(ValueError, match="same presynaptic units"):
+        probes.shared_dale_violations([a, torch.ones(2, 4)])

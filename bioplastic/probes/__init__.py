@@ -16,7 +16,8 @@ Conventions shared with the rest of ``bioplastic``:
 Groups of functions:
 
 * weights: :func:`synaptic_layers`, :func:`connectivity`, :func:`connectivity_per_layer`,
-  :func:`dale_violations`, :func:`sign_flips`, :func:`log_magnitude_stats`, :func:`ei_totals`,
+  :func:`dale_violations` (:func:`shared_dale_violations` for layers reading the same units),
+  :func:`sign_flips`, :func:`log_magnitude_stats`, :func:`ei_totals`,
   :func:`weight_report` (:func:`layer_report` for one layer);
 * activity (``acts`` is ``[n_samples, n_units]``): :func:`population_sparseness`,
   :func:`lifetime_sparseness`, :func:`silent_fraction`, :func:`participation_ratio`,
@@ -64,6 +65,7 @@ from bioplastic.probes.weights import (
     ei_totals,
     layer_report,
     log_magnitude_stats,
+    shared_dale_violations,
     sign_flips,
     synaptic_layers,
     weight_report,
@@ -89,6 +91,7 @@ __all__ = [
     "record_activity",
     "recruited_synapses",
     "recruited_units",
+    "shared_dale_violations",
     "sign_flips",
     "silent_fraction",
     "synaptic_layers",

@@ -12,7 +12,7 @@ streamed (two passes; the KS distance from a fine histogram, see :func:`log_magn
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -67,14 +67,39 @@ def dale_violations(module_or_weight: nn.Module | Tensor, dale_sign: Tensor | No
     argument, else the module's ``dale_sign`` buffer), if any present weight has
     ``sign(w) != s_j``. Range ``[0, weight.shape[1]]``; always 0 under the bio rule.
     """
+    has_pos, has_neg = _unit_signs(module_or_weight, dale_sign)
+    return int((has_pos & has_neg).sum())
+
+
+def shared_dale_violations(layers: Sequence[nn.Module | Tensor]) -> int:
+    """:func:`dale_violations` of layers that read the same presynaptic units (the heads of a
+    multi-head model): a unit breaks Dale's law if its present synapses onto all of them have
+    mixed signs or any goes against its type in that layer, since a unit has one type whatever
+    it projects to. Every layer needs the same number of presynaptic units."""
+    if not layers:
+        return 0
+    signs = [_unit_signs(layer) for layer in layers]
+    if len({pos.shape for pos, _ in signs}) != 1:
+        raise ValueError(
+            "layers must read the same presynaptic units, got "
+            f"{sorted({tuple(pos.shape) for pos, _ in signs})} of them"
+        )
+    has_pos = torch.stack([pos for pos, _ in signs]).any(dim=0)
+    has_neg = torch.stack([neg for _, neg in signs]).any(dim=0)
+    return int((has_pos & has_neg).sum())
+
+
+def _unit_signs(module_or_weight: nn.Module | Tensor, dale_sign: Tensor | None = None):
+    """Per presynaptic unit: whether it has a present positive and a present negative synapse;
+    a synapse against the unit's known type counts as both."""
     weight, sign = _weight_and_sign(module_or_weight, dale_sign, "module_or_weight")
     others = _non_presynaptic_dims(weight)
     has_pos = weight.amax(dim=others) > 0
     has_neg = weight.amin(dim=others) < 0
-    bad = has_pos & has_neg
     if sign is not None:
-        bad = bad | (has_pos & (sign < 0)) | (has_neg & (sign > 0))
-    return int(bad.sum())
+        against = (has_pos & (sign < 0)) | (has_neg & (sign > 0))
+        has_pos, has_neg = has_pos | against, has_neg | against
+    return has_pos, has_neg
 
 
 def _non_presynaptic_dims(weight: Tensor) -> tuple[int, ...]:

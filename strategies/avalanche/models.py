@@ -27,8 +27,9 @@ from torch import Tensor, nn
 
 from bioplastic.dale import OnOffSplit, on_off_sign
 from bioplastic.data import Stream
+from bioplastic.probes import synaptic_layers
 
-__all__ = ["MultiHeadMLP", "PackNetMultiHead", "make_model", "mlp_trunk"]
+__all__ = ["MultiHeadMLP", "PackNetMultiHead", "head_groups", "make_model", "mlp_trunk"]
 
 
 def _check_sizes(in_features: int, hidden: Sequence[int]) -> tuple[int, ...]:
@@ -38,6 +39,17 @@ def _check_sizes(in_features: int, hidden: Sequence[int]) -> tuple[int, ...]:
     if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
         raise ValueError(f"hidden must be a non-empty sequence of positive ints, got {hidden!r}")
     return hidden
+
+
+def head_groups(model: nn.Module) -> list[list[tuple[str, nn.Module]]]:
+    """The synaptic layers (name in ``model``, module) of each multi-head classifier
+    (Avalanche's ``MultiHeadClassifier``) in ``model``: layers that read the same units."""
+    groups = []
+    for prefix, container in model.named_modules():
+        if isinstance(container, MultiHeadClassifier):
+            inside = f"{prefix}." if prefix else ""
+            groups.append([(inside + name, m) for name, m in synaptic_layers(container)])
+    return groups
 
 
 def mlp_trunk(

@@ -35,11 +35,11 @@ from typing import Any
 
 import torch
 from avalanche.core import SupervisedPlugin
-from avalanche.models import MultiHeadClassifier
 from torch import nn
 
 from bioplastic import BioRule, dale_init_, dalify, synaptic_layers
 from strategies.avalanche.config import BIO_CONSOLIDATE, BIO_RULE
+from strategies.avalanche.models import head_groups
 
 __all__ = ["BioRulePlugin", "DaleKeeper", "DaleTypesPlugin", "GrowSchedule"]
 
@@ -163,18 +163,15 @@ class DaleTypesPlugin(SupervisedPlugin):
 
 
 def _sibling_types(model: nn.Module, name: str, module: nn.Module) -> torch.Tensor | None:
-    """The presynaptic types of the Dale-typed heads of the multi-head classifier (Avalanche's
-    ``MultiHeadClassifier``) that ``name`` is a head of, or None: every head reads the same
-    units, and a unit has one type whatever it projects to (Dale's law)."""
-    for prefix, container in model.named_modules():
-        if not isinstance(container, MultiHeadClassifier):
+    """The presynaptic types of the Dale-typed heads of the multi-head classifier that ``name``
+    is a head of (:func:`head_groups`), or None: every head reads the same units, and a unit
+    has one type whatever it projects to (Dale's law)."""
+    for group in head_groups(model):
+        if name not in (n for n, _ in group):
             continue
-        inside = f"{prefix}." if prefix else ""
-        if not name.startswith(inside):
-            continue
-        for other_name, other in synaptic_layers(container):
+        for other_name, other in group:
             sign = other._buffers.get("dale_sign")
-            if f"{inside}{other_name}" != name and sign is not None:
+            if other_name != name and sign is not None:
                 if sign.numel() == module.weight.shape[1]:
                     return sign
     return None

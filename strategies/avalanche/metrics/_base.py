@@ -9,11 +9,11 @@ from typing import Any
 import torch
 from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
-from avalanche.models import MultiHeadClassifier
 from avalanche.models.utils import avalanche_forward
 from torch import Tensor, nn
 
 from bioplastic import probes as P
+from strategies.avalanche.models import head_groups
 
 __all__ = [
     "ACTIVATIONS",
@@ -61,38 +61,14 @@ def unit_dale_violations(model: nn.Module) -> int:
     """Presynaptic units whose present outgoing synapses break Dale's law, in the whole model.
 
     Every synaptic layer counts as in :func:`bioplastic.probes.dale_violations`, except the
-    heads of a multi-head classifier (Avalanche's ``MultiHeadClassifier``), which count as one
-    layer: they read the same units, and a unit has one type whatever it projects to, so a
-    unit that excites one head and inhibits another is a violation too (not seen per layer).
+    heads of a multi-head classifier (:func:`~strategies.avalanche.models.head_groups`), which
+    count together (:func:`bioplastic.probes.shared_dale_violations`): they read the same units,
+    so a unit that excites one head and inhibits another is a violation too.
     """
-    heads: dict[str, str] = {}  # head layer -> its classifier
-    for prefix, container in model.named_modules():
-        if isinstance(container, MultiHeadClassifier):
-            inside = f"{prefix}." if prefix else ""
-            heads.update((inside + name, prefix) for name, _ in P.synaptic_layers(container))
-    total = 0
-    grouped: dict[tuple[str, int], list[nn.Module]] = {}
-    for name, module in P.synaptic_layers(model):
-        if name in heads:
-            grouped.setdefault((heads[name], module.weight.shape[1]), []).append(module)
-        else:
-            total += P.dale_violations(module)
-    for modules in grouped.values():
-        pos = neg = None
-        for module in modules:
-            w = module.weight.detach()
-            others = tuple(d for d in range(w.dim()) if d != 1)
-            has_pos, has_neg = w.amax(dim=others) > 0, w.amin(dim=others) < 0
-            sign = module._buffers.get("dale_sign")
-            if sign is not None:  # a synapse against its unit's declared type
-                has_pos, has_neg = (
-                    has_pos | (has_neg & (sign > 0)),
-                    has_neg | (has_pos & (sign < 0)),
-                )
-            pos = has_pos if pos is None else pos | has_pos
-            neg = has_neg if neg is None else neg | has_neg
-        total += int((pos & neg).sum())
-    return total
+    groups = head_groups(model)
+    heads = {name for group in groups for name, _ in group}
+    total = sum(P.dale_violations(m) for name, m in P.synaptic_layers(model) if name not in heads)
+    return total + sum(P.shared_dale_violations([m for _, m in group]) for group in groups)
 
 
 def unit_layers(model: nn.Module, layers: Sequence[str] | None = None) -> tuple[list[str], bool]:

@@ -122,10 +122,16 @@ class ActivityProbeMetric(_ProbeMetric):
 
     @torch.no_grad()
     def _measure(self, model: Any, x: Tensor, t: Tensor, suffix: str, histograms: bool) -> dict:
-        names, rectify = unit_layers(model, self.layers)
-        synaptic = [n for n, _ in P.synaptic_layers(model)] if self.ei_balance else []
+        names, rectify, synaptic = self._recorded(model)
         acts, inputs = record_units(model, x, t, names, rectify=rectify, inputs_of=synaptic)
         return self._values(model, acts, inputs, suffix, histograms)
+
+    def _recorded(self, model: Any) -> tuple[list[str], bool, list[str]]:
+        """The unit layers, whether to rectify them, and the synaptic layers whose inputs the
+        E/I balance needs."""
+        names, rectify = unit_layers(model, self.layers)
+        synaptic = [n for n, _ in P.synaptic_layers(model)] if self.ei_balance else []
+        return names, rectify, synaptic
 
     def _values(
         self, model: Any, acts: dict[str, Tensor], inputs: dict[str, Tensor], suffix: str,
@@ -164,11 +170,9 @@ class ActivityProbeMetric(_ProbeMetric):
     def before_eval_exp(self, strategy: Any) -> None:
         self._stop_recording()
         if self._probed(strategy):
-            model = strategy.model
-            names, rectify = unit_layers(model, self.layers)
-            synaptic = [n for n, _ in P.synaptic_layers(model)] if self.ei_balance else []
+            names, rectify, synaptic = self._recorded(strategy.model)
             self._recorder = UnitRecorder(
-                model, names, rectify=rectify, inputs_of=synaptic, limit=self.probe_size
+                strategy.model, names, rectify=rectify, inputs_of=synaptic, limit=self.probe_size
             )
 
     def _stop_recording(self) -> UnitRecorder | None:
