@@ -107,15 +107,18 @@ def dale_log2_step(
     cost: float,
     decay: float,
     max_step: float,
+    saturation: float = 0.0,
 ) -> Tensor:
     """Return ``dlog2 m`` of one step of the rule (a new ``[rows, fan_in]`` tensor).
 
     ``w``, ``g``, ``buf`` are ``[rows, fan_in]`` views; ``scale`` is the gradient normalisation
     (``[rows, 1]``, 0-dim or weight-shaped) or ``None``; ``budgets`` is ``([2, rows] budgets,
-    budget_rate)`` or ``None`` (no homeostasis). Updates ``buf`` (momentum) and the budgets in
-    place. Noise is added by the caller (in base 2: ``noise * LOG2E``).
+    budget_rate)`` or ``None`` (no homeostasis); ``saturation`` needs ``cost > 0``. Updates
+    ``buf`` (momentum) and the budgets in place. Noise is added by the caller (in base 2:
+    ``noise * LOG2E``).
     """
-    # x: the one weight-sized temporary (c * g first, then the drive, then dlog2 m)
+    # x: the one weight-sized temporary (c * g first, then the drive, then dlog2 m), with a
+    # second one for a saturation step
     x = g.clone() if scale is None else torch.mul(g, scale)
     if momentum:
         buf.mul_(momentum).addcmul_(x, plan.sign_row)  # + c * s * g, as the reference path
@@ -125,7 +128,10 @@ def dale_log2_step(
     if cost:
         mbar = _metabolic_rows(sums, plan, cost)
         metabolic = torch.mm(mbar.T, plan.signed, out=x) if momentum else mbar.T @ plan.signed
+        crowd = _crowding(w, metabolic, cost, saturation) if saturation else None
         torch.addcdiv(buf if momentum else x, metabolic, w, out=x)  # + cost * mbar / |w|
+        if crowd is not None:
+            _saturate_(x, crowd)
     elif momentum:
         x.copy_(buf)
     if decay:
@@ -140,6 +146,19 @@ def dale_log2_step(
     else:
         x.mul_(-lr * LOG2E)
     return x
+
+
+def _crowding(w: Tensor, metabolic: Tensor, cost: float, saturation: float) -> Tensor:
+    """``1 + (|w| / (saturation * mbar)) ** 2`` from ``metabolic = cost * mbar * s`` (a new
+    weight-sized tensor; 1 on absent synapses)."""
+    crowd = torch.div(w, metabolic).mul_(kernel_scalar(cost / saturation, w.dtype))
+    return crowd.square_().add_(1.0)
+
+
+def _saturate_(x: Tensor, crowd: Tensor) -> None:
+    """Divide the potentiating entries of the drive ``x`` (``x < 0``) by ``crowd``, in place
+    (``crowd`` is overwritten): :func:`bioplastic.functional.saturation_factor`."""
+    x.div_(crowd.masked_fill_(x >= 0, 1.0))
 
 
 def dale_eliminate_(
@@ -171,6 +190,8 @@ def _fast_ok(group: dict, p: Tensor, state: dict, lr: float) -> bool:
     if not (group["foreach"] or group["fused"]) or not state["dale"] or not p.is_contiguous():
         return False
     if group["max_step"] is None or group["weight_dependence"] != 1.0:
+        return False
+    if group["saturation"] and not group["cost"]:  # it reads mbar from the metabolic cost
         return False
     cap = torch.finfo(p.dtype).max / 16  # scalars that torch's float kernels accept, with room
     scalars = (lr * LOG2E, group["max_step"] / lr, group["cost"], group["decay"])
@@ -214,6 +235,7 @@ def step_tensor(opt, group, p, g, state, scale, rate, noise, *, eliminate: bool)
     x = dale_log2_step(
         w, g2, buf, plan, scale, plasticity, budgets, lr=lr, momentum=group["momentum"],
         cost=group["cost"], decay=group["decay"], max_step=group["max_step"],
+        saturation=group["saturation"],
     )  # fmt: skip
     if noise:
         std = min(noise * LOG2E, torch.finfo(p.dtype).max)
@@ -398,6 +420,18 @@ def multi_ok(opt, group, params, grads, states, rate) -> bool:
     return len({p.dtype for p in params}) == 1
 
 
+def _multi_drives_(xs, bufs, ws, mbar, plans, cost: float, saturation: float) -> None:
+    """``x <- buf + cost * mbar / |w|`` per tensor (``mbar`` holds ``cost * mbar`` per row and
+    type), its potentiating entries saturated if ``saturation`` (one tensor at a time: one
+    extra weight-sized temporary at most)."""
+    for x, buf, w, m, plan in zip(xs, bufs, ws, mbar, plans, strict=True):
+        torch.mm(m.T, plan.signed, out=x)  # cost * mbar * s
+        crowd = _crowding(w, x, cost, saturation) if saturation else None
+        torch.addcdiv(buf, x, w, out=x)  # drive + cost * mbar / |w|
+        if crowd is not None:
+            _saturate_(x, crowd)
+
+
 def multi_step(opt, group, params, grads, states, scales, rate, noise, *, eliminate: bool):
     """:func:`step_tensor` for a list of tensors that the fast path covers, written with one
     ``torch._foreach_*`` call per operation where torch has one (per tensor: the matrix
@@ -425,10 +459,7 @@ def multi_step(opt, group, params, grads, states, scales, rate, noise, *, elimin
     torch._foreach_mul_(mbar, kernel_scalar(cost, ws[0].dtype))
     torch._foreach_clamp_min_(mbar, tiny)
     torch._foreach_clamp_max_(mbar, big)
-    for x, m, plan in zip(xs, mbar, plans, strict=True):
-        torch.mm(m.T, plan.signed, out=x)
-    for x, buf, w in zip(xs, bufs, ws, strict=True):
-        torch.addcdiv(buf, x, w, out=x)  # drive + cost * mbar / |w|
+    _multi_drives_(xs, bufs, ws, mbar, plans, cost, group["saturation"])
     if group["decay"]:
         torch._foreach_add_(xs, kernel_scalar(group["decay"], ws[0].dtype))
     plasticities = [opt._plasticity_of(st, p) for p, st in zip(params, states, strict=True)]

@@ -132,7 +132,7 @@ def fused_ok(group: dict, p: Tensor, state: dict, scale: Tensor | None, rate: fl
     unit = group["prune_mode"] == "unit" or not group["prune_threshold"]
     return (
         _fast_ok(group, p, state, lr) and eliminate and unit and group["momentum"] > 0
-        and group["cost"] > 0 and group["homeostasis"]
+        and group["cost"] > 0 and group["homeostasis"] and not group["saturation"]
     )  # fmt: skip
 
 

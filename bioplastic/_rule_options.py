@@ -21,12 +21,14 @@ _OTHER_RULES = ("adam", "sgd")
 #: Accepted values of ``BioRule.consolidate(by=...)`` (also ``BioRule.CONSOLIDATE_BY``).
 CONSOLIDATE_BY = ("magnitude", "importance")
 _MAX_ADDITIVE = 1e6  # bound of other_lr and weight_decay
+_MIN_SATURATION, _MAX_SATURATION = 1e-6, 1e6  # bounds of a saturation level above 0
 
 
 #: Every key a ``BioRule`` param group may hold: its hyper-parameters (a test keeps this equal
 #: to ``BioRule``'s defaults) and the keys torch itself uses.
 GROUP_KEYS = frozenset(
-    """lr momentum grad_beta decay cost weight_dependence weight_dependence_on fan_in_exponent
+    """lr momentum grad_beta decay cost weight_dependence weight_dependence_on saturation
+    fan_in_exponent
     normalize_by noise noise_halflife
     noise_reuse max_step prune_threshold prune_mode budget_rate warmup grow_every grow_fraction
     grow_mode grow_scale max_connectivity other other_lr betas eps weight_decay synapse
@@ -56,6 +58,14 @@ def validate_group(group: dict) -> None:
     check_number("fan_in_exponent", group["fan_in_exponent"], 0.0, 2.0)
     check_number("weight_dependence", group["weight_dependence"], 0.0, 1.0)
     _check_choice(group, "weight_dependence_on", _DEPENDENCE_ON)
+    # 0 (none), or a level whose scalars stay within float32's range: the fast path divides
+    # the cost by it (inf, and 0 * inf on absent synapses, below ~1e-38)
+    check_number("saturation", group["saturation"], 0.0, _MAX_SATURATION)
+    if 0 < group["saturation"] < _MIN_SATURATION:
+        raise ValueError(
+            f"saturation must be 0 (none) or in [{_MIN_SATURATION:g}, {_MAX_SATURATION:g}], "
+            f"got {group['saturation']!r}"
+        )
     _check_choice(group, "normalize_by", _NORMALIZE_BY)
     check_number("noise", group["noise"], 0.0, math.inf, hi_open=True)
     check_number("noise_halflife", group["noise_halflife"], 0.0, math.inf, hi_open=True)

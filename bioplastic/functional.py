@@ -14,7 +14,8 @@ presynaptic unit) and a magnitude ``m >= 0``. One step of the rule (v2) is
    ``mbar`` the row's summed same-type magnitude per potential synapse of that type
    (:func:`row_mean_magnitudes`), so ``cost * mbar / m`` (:func:`metabolic_drive`) is a fixed
    cost per synapse that weak synapses feel most (optionally, :func:`weight_dependence`
-   scales ``u + cost * mbar / m`` by ``(mbar / m) ** (1 - mu)``); because ``s`` never
+   scales ``u + cost * mbar / m`` by ``(mbar / m) ** (1 - mu)``, and :func:`saturation_factor`
+   bounds potentiation softly); because ``s`` never
    changes, the step can neither flip a sign nor revive a zero weight; the last term rescales
    each unit's summed excitatory and summed inhibitory magnitudes to their budgets
    (heterosynaptic competition);
@@ -42,13 +43,24 @@ from torch import Tensor, nn
 
 from bioplastic._additive import adam_step, sgd_step
 from bioplastic._checks import check_number
+from bioplastic._row_terms import (
+    _mbar_over_m,
+    _weight_factor,
+    metabolic_drive,
+    presynaptic_shape,
+    row_budgets,
+    row_mean_magnitudes,
+    saturation_factor,
+    type_masks,
+    weight_dependence,
+)
 from bioplastic._scalars import kernel_scalar
 
 __all__ = [
     "adam_step", "bio_step", "bio_update", "add_noise_", "eliminate_", "grow_",
     "homeostatic_log_factors", "log_step", "multiplicative_update", "presynaptic_shape",
-    "row_budgets", "row_mean_magnitudes", "metabolic_drive", "sgd_step", "type_masks",
-    "weight_dependence",
+    "row_budgets", "row_mean_magnitudes", "metabolic_drive", "saturation_factor", "sgd_step",
+    "type_masks", "weight_dependence",
 ]  # fmt: skip
 
 
@@ -192,118 +204,6 @@ def _reroute(module: nn.Module, new: dict[int, Tensor], seen: set[int]) -> None:
 # --------------------------------------------------------------------------------------------
 # structural and homeostatic parts (in place, per tensor)
 # --------------------------------------------------------------------------------------------
-
-
-def presynaptic_shape(weight: Tensor) -> list[int]:
-    """Shape that broadcasts a per-presynaptic-unit vector along dimension 1 of ``weight``."""
-    shape = [1] * weight.dim()
-    shape[1] = -1
-    return shape
-
-
-def type_masks(unit_sign: Tensor, weight: Tensor) -> Tensor:
-    """``[2, fan_in]`` float masks of the excitatory and inhibitory entries of a weight row.
-
-    ``unit_sign`` holds the presynaptic types (dimension 1); a row of a convolution weight
-    repeats each input channel's type over its kernel.
-    """
-    per_input = weight[0].numel() // weight.shape[1]
-    exc = (unit_sign > 0).to(weight.dtype).repeat_interleave(per_input)
-    return torch.stack([exc, 1.0 - exc])
-
-
-def row_budgets(weight: Tensor, types: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Summed excitatory and inhibitory magnitudes of each postsynaptic unit (dimension 0).
-
-    With ``types`` (from :func:`type_masks`, for a Dale-typed weight) the sums are one
-    matrix product; otherwise entries are classified by their own sign.
-    """
-    rows = weight.reshape(weight.shape[0], -1)
-    if types is not None:
-        sums = rows @ types.T
-        return sums[:, 0], -sums[:, 1]
-    exc = rows.clamp(min=0).sum(1)
-    return exc, exc - rows.sum(1)
-
-
-def row_mean_magnitudes(
-    weight: Tensor, types: Tensor | None = None, present_only: bool = False
-) -> Tensor:
-    """Weight-shaped tensor: each entry's row mean magnitude over its type, absent included.
-
-    For a Dale-typed weight (``types`` from :func:`type_masks`) an excitatory entry gets the
-    summed excitatory magnitude of its postsynaptic unit (row) divided by the number of
-    excitatory afferents (present or absent), an inhibitory entry the inhibitory one;
-    otherwise entries are classified by their own sign. Under homeostasis the sums stay at
-    their budgets, so this is ``budget / potential synapses``: a per-unit scale that does not
-    move as synapses are eliminated (survivors grow away from it as connectivity falls).
-    With ``present_only`` the mean is over present synapses (the typical survivor's size).
-    """
-    rows = weight.reshape(weight.shape[0], -1)
-    if present_only:
-        present = (rows != 0).to(weight.dtype)
-        if types is None:
-            types = torch.stack([(rows > 0).to(weight.dtype), (rows < 0).to(weight.dtype)])
-            sums = torch.stack([(rows * types[0]).sum(1), (-rows * types[1]).sum(1)], 1)
-            counts = torch.stack([types[0].sum(1), types[1].sum(1)], 1)
-            mean = sums / counts.clamp(min=1)
-            return (mean[:, :1] * types[0] + mean[:, 1:] * types[1]).reshape(weight.shape)
-        mean = (rows.abs() @ types.T) / (present @ types.T).clamp(min=1)
-        return (mean @ types).reshape(weight.shape)
-    if types is None:
-        exc = (rows > 0).to(weight.dtype)
-        inh = (rows < 0).to(weight.dtype)
-        n_e, n_i = exc.sum(1, keepdim=True), inh.sum(1, keepdim=True)
-        mean_e = rows.clamp(min=0).sum(1, keepdim=True) / n_e.clamp(min=1)
-        mean_i = (-rows).clamp(min=0).sum(1, keepdim=True) / n_i.clamp(min=1)
-        return (mean_e * exc + mean_i * inh).reshape(weight.shape)
-    sums = rows.abs() @ types.T
-    mean = sums / types.sum(1).clamp(min=1)
-    return (mean @ types).reshape(weight.shape)
-
-
-def metabolic_drive(weight: Tensor, types: Tensor | None, cost: float) -> Tensor:
-    """``cost * mbar / m`` on present synapses (0 on absent ones): a fixed cost per synapse.
-
-    ``mbar`` is the row's budget per potential synapse (:func:`row_mean_magnitudes`). In the
-    log domain a fixed cost per synapse weighs ``1/m``: weak synapses pay more, and the
-    homeostatic rescale, which undoes any uniform log shift, hands what they lose to the
-    strong ones, so unsupported synapses are driven out by competition; survivors grow as
-    ``1/connectivity``, so the cost they feel, and elimination, slow down as sparsity rises.
-    """
-    return _mbar_over_m(weight, types).mul_(cost)
-
-
-def _mbar_over_m(weight: Tensor, types: Tensor | None) -> Tensor:
-    """``mbar / m`` on present synapses, 0 on absent ones (:func:`row_mean_magnitudes`)."""
-    mag = weight.abs()
-    mbar = row_mean_magnitudes(weight, types)
-    return torch.where(mag > 0, mbar / mag.clamp(min=torch.finfo(weight.dtype).tiny), mag)
-
-
-def weight_dependence(weight: Tensor, types: Tensor | None, exponent: float) -> Tensor:
-    """``(mbar / m) ** (1 - exponent)`` on present synapses, 1 on absent ones.
-
-    Multiplying the log-domain drive by it makes a step change the magnitude by about
-    ``m ** exponent * mbar ** (1 - exponent)`` instead of ``m`` (Gutig et al. 2003's weight
-    dependence: 1 is multiplicative, 0 additive, scaled to the row's budget per potential
-    synapse ``mbar`` of :func:`row_mean_magnitudes`), so weak synapses move relatively faster.
-    """
-    return _dependence_factor(_mbar_over_m(weight, types), exponent)
-
-
-def _dependence_factor(ratio: Tensor, exponent: float) -> Tensor:
-    """:func:`weight_dependence` from ``mbar / m`` (0 on absent synapses)."""
-    return torch.where(ratio > 0, ratio.pow(1.0 - exponent), torch.ones_like(ratio))
-
-
-def _weight_factor(ratio: Tensor, dependence: tuple[float, str], grows: Tensor) -> Tensor:
-    """The factor of the drive for ``dependence = (mu, on)``: :func:`weight_dependence`,
-    only where ``grows`` (potentiation) if ``on == "potentiation"``."""
-    factor = _dependence_factor(ratio, dependence[0])
-    if dependence[1] == "potentiation":
-        factor = torch.where(grows, factor, torch.ones_like(factor))
-    return factor
 
 
 def homeostatic_log_factors(
@@ -464,6 +364,7 @@ def bio_step(
     offset_generator: torch.Generator | None = None,
     cost: float | Sequence[float] = 0.0,
     weight_dependence: tuple[float, str] = (1.0, "both"),
+    saturation: float = 0.0,
     foreach: bool,
 ) -> None:
     """Equation 1 of the rule, with homeostatic scaling folded in, on lists of tensors.
@@ -472,6 +373,7 @@ def bio_step(
 
         drive = c * s * g                   (momentum: buf <- momentum * buf + c * s * g)
         drive = (drive + cost * mbar / |w|) * (mbar / |w|) ** (1 - mu)   (mu < 1 only)
+        drive = drive / (1 + (|w| / (sat * mbar)) ** 2)   where drive < 0   (sat > 0 only)
         dlog  = clip(-lr * p * (drive + decay), -max_step, max_step)
                 + noise * xi
         dlog += log(budget / current sum)   (per row, E and I separately: homeostasis)
@@ -490,6 +392,8 @@ def bio_step(
     weight) is the fixed cost per synapse of :func:`metabolic_drive` (not accumulated in the
     momentum buffer). ``weight_dependence`` is ``(mu, on)``: the exponent (1: none) and
     ``"both"`` or ``"potentiation"`` (only where the drive is negative; :func:`weight_dependence`).
+    ``saturation`` (``sat``, 0: none) is the soft upper bound of potentiation
+    (:func:`saturation_factor`).
     ``momentum_buffers`` must hold tensors where ``momentum > 0``;
     ``plasticities`` entries are ``p`` tensors or ``None`` for ``p = 1``.
     """
@@ -505,7 +409,7 @@ def bio_step(
         weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales, lr=lr,
         momentum=momentum, decay=decay, noise=noise, max_step=max_step, generator=generator,
         noise_reuse=noise_reuse, offset_generator=offset_generator, cost=cost,
-        dependence=tuple(weight_dependence),
+        dependence=tuple(weight_dependence), saturation=float(saturation),
     )  # fmt: skip
 
 
@@ -524,6 +428,7 @@ def _accumulate_(
 def _single_tensor_bio_step(
     weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales, *, lr,
     momentum, decay, noise, max_step, generator, noise_reuse, offset_generator, cost, dependence,
+    saturation,
 ):  # fmt: skip
     for w, g, buf, p, s, h, c, lr_w, cost_w in zip(
         weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales, lr,
@@ -536,12 +441,12 @@ def _single_tensor_bio_step(
             drive = g * s if s is not None else torch.sign(w).mul_(g)
             if c is not None:
                 drive.mul_(c)
-        depends = dependence[0] != 1.0
+        depends = dependence[0] != 1.0 or saturation > 0
         ratio = _mbar_over_m(w, h[2] if h is not None else None) if cost_w or depends else None
         if cost_w:
             drive = drive + ratio * cost_w  # metabolic_drive
         if depends:
-            drive = drive * _weight_factor(ratio, dependence, grows=drive < 0)
+            drive = drive * _weight_factor(ratio, dependence, drive < 0, saturation)
         step = log_step(drive, lr_w, p, decay, max_step)  # the same function as the meta path
         if noise:
             add_noise_(step, noise, generator, noise_reuse, offset_generator)
@@ -553,6 +458,7 @@ def _single_tensor_bio_step(
 def _multi_tensor_bio_step(
     weights, grads, momentum_buffers, plasticities, unit_signs, homeostasis, grad_scales, *, lr,
     momentum, decay, noise, max_step, generator, noise_reuse, offset_generator, cost, dependence,
+    saturation,
 ):  # fmt: skip
     if momentum:
         for w, g, s, c, buf in zip(
@@ -568,14 +474,14 @@ def _multi_tensor_bio_step(
         scales = [s * r if s is not None else torch.sign(w).mul_(r)
                   for w, s, r in zip(weights, unit_signs, rates, strict=True)]  # fmt: skip
         steps = torch._foreach_mul(grads, scales)
-    depends = dependence[0] != 1.0
+    depends = dependence[0] != 1.0 or saturation > 0
     for step, w, h, x, cost_w in zip(steps, weights, homeostasis, lr, cost, strict=True):
         ratio = _mbar_over_m(w, h[2] if h is not None else None) if cost_w or depends else None
         if cost_w:
             # mul_ rather than add_(alpha=...): a huge rate must saturate, not raise
             step.sub_((ratio * cost_w).mul_(x))  # metabolic_drive
         if depends:  # the steps are -lr * drive: a drive < 0 (growth) is a step > 0
-            step.mul_(_weight_factor(ratio, dependence, grows=step > 0))
+            step.mul_(_weight_factor(ratio, dependence, step > 0, saturation))
     if decay:
         shifts = [kernel_scalar(-x * decay, s.dtype) for x, s in zip(lr, steps, strict=True)]
         torch._foreach_add_(steps, shifts)

@@ -42,7 +42,9 @@ class BioRule(RuleStateMixin, Optimizer):
         lr_n    = lr * min(1, t / warmup) * n^(-fan_in_exponent)   (per-layer rate)
         B_i   <- B_i + budget_rate (S_i - B_i)                     (slowly adapting budgets)
         dlog m_ij = clip(-lr_n p_ij (u_ij + cost * mbar_i / m_ij + decay), +-max_step)
-                    (with weight_dependence mu < 1: u + cost term times (mbar_i / m_ij)^(1-mu))
+                    (with weight_dependence mu < 1: u + cost term times (mbar_i / m_ij)^(1-mu);
+                    with saturation k > 0, where it is negative, times 1 / (1 + (m_ij / (k
+                    mbar_i))^2))
                     + noise * xi + log(B_i / S_i)                 (homeostasis, E and I apart)
         m_ij  <- m_ij exp(dlog m_ij)
         m_ij  <- 0  if m_ij <= prune_threshold * mean of the row's present same-type m
@@ -89,6 +91,13 @@ class BioRule(RuleStateMixin, Optimizer):
         weight_dependence_on: ``"both"`` (potentiation and depression) or ``"potentiation"``
             (only where the drive is negative: additive-like potentiation, multiplicative
             depression, as van Rossum et al. 2000 measured).
+        saturation: soft upper bound ``k`` of potentiation, 0 (the default: none) or in
+            [1e-6, 1e6]: where the drive potentiates, it is multiplied by ``1 / (1 + (m / (k *
+            mbar)) ** 2)`` (before the ``max_step`` clip): halved at ``k`` times the row's
+            budget per potential synapse and fading as ``(k * mbar / m) ** 2`` above (a
+            fixed level while budgets hold; the soft bounds of Gutig et al. 2003, a spine's
+            limited room), so the strongest synapses stop taking the whole budget. Not
+            compiled (``fused`` takes the eager path); without ``cost``, the reference path.
         warmup: steps over which the rate ramps up linearly from ``lr / warmup`` (0: none),
             counted from the param group's steps: a parameter added to a group later (a new
             task head) gets the group's current rate.
@@ -130,8 +139,9 @@ class BioRule(RuleStateMixin, Optimizer):
             elimination that returns the E/I sums the next step starts from (kept like the
             counts above). Random draws stay eager (the same noise). The eager path takes
             weights under 65,536 entries, steps that could overflow, growth steps, groups
-            without momentum, cost, homeostasis or per-row/per-synapse normalisation, and
-            non-"unit" pruning. Results (a resumed run's too) equal the others up to rounding.
+            without momentum, cost, homeostasis or per-row/per-synapse normalisation, with
+            ``saturation``, and non-"unit" pruning. Results (a resumed run's too) equal the
+            others up to rounding.
 
     State (created lazily in :meth:`step`, so wiping ``optimizer.state`` only resets it) and the
     generator round-trip through :meth:`state_dict`; a resumed run continues bit-for-bit (with
@@ -164,6 +174,7 @@ class BioRule(RuleStateMixin, Optimizer):
         cost: float = 0.4,
         weight_dependence: float = 1.0,
         weight_dependence_on: str = "both",
+        saturation: float = 0.0,
         warmup: int = 200,
         grad_beta: float = 0.99,
         momentum: float = 0.9,
@@ -196,7 +207,8 @@ class BioRule(RuleStateMixin, Optimizer):
         defaults = dict(
             lr=lr, normalize=normalize, normalize_by=normalize_by,
             fan_in_exponent=fan_in_exponent, cost=cost, weight_dependence=weight_dependence,
-            weight_dependence_on=weight_dependence_on, warmup=warmup, grad_beta=grad_beta,
+            weight_dependence_on=weight_dependence_on, saturation=saturation, warmup=warmup,
+            grad_beta=grad_beta,
             momentum=momentum, decay=decay,
             noise=noise, noise_halflife=noise_halflife, noise_reuse=noise_reuse, max_step=max_step,
             prune_threshold=prune_threshold, prune_mode=prune_mode, homeostasis=homeostasis,
@@ -442,6 +454,7 @@ class BioRule(RuleStateMixin, Optimizer):
             offset_generator=self._generator(torch.device("cpu")) if noise else None,
             cost=group["cost"], foreach=group["foreach"],
             weight_dependence=(group["weight_dependence"], group["weight_dependence_on"]),
+            saturation=group["saturation"],
         )  # fmt: skip
 
     def _eliminate(self, group: dict, p: Tensor, state: dict) -> None:

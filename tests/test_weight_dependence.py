@@ -79,16 +79,20 @@ def test_the_reference_paths_agree_and_the_fast_paths_defer_to_them():
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("on", ["both", "potentiation"])
-@pytest.mark.parametrize("cost", [0.0, 0.4])
-def test_no_sign_flips_no_revived_zeros_and_finite_weights(on, cost):
+# the drive factors: weight dependence (reference path) and saturation (fast and reference)
+@pytest.mark.parametrize(
+    "options",
+    [dict(weight_dependence=0.0, weight_dependence_on=on, cost=cost)
+     for on in ("both", "potentiation") for cost in (0.0, 0.4)]
+    + [dict(saturation=0.5), dict(saturation=0.5, cost=0.0)],
+)  # fmt: skip
+def test_no_sign_flips_no_revived_zeros_and_finite_weights(options):
     torch.manual_seed(0)
     model = bp.dalify(nn.Sequential(nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 3)), seed=0)
     with torch.no_grad():
         model[0].weight[:, :3] = 0.0  # absent synapses from the start
     signs = [torch.sign(q.detach()).clone() for q in model.parameters() if q.dim() == 2]
-    opt = BioRule(model.parameters(), seed=0, lr=1.0, weight_dependence=0.0,
-                  weight_dependence_on=on, cost=cost, noise=0.1)  # fmt: skip
+    opt = BioRule(model.parameters(), seed=0, lr=1.0, noise=0.1, **options)
     gen = torch.Generator().manual_seed(3)
     for _ in range(20):
         for q in model.parameters():
