@@ -11,7 +11,7 @@ import warnings
 
 from bioplastic._checks import check_number
 
-__all__ = ["CONSOLIDATE_BY", "GROUP_KEYS", "validate_group"]
+__all__ = ["CONSOLIDATE_BY", "GROUP_KEYS", "LATER_OPTIONS", "validate_group"]
 
 _GROW_MODES = ("random", "gradient")
 _PRUNE_MODES = ("unit", "relative", "absolute")
@@ -35,6 +35,10 @@ GROUP_KEYS = frozenset(
     normalize homeostasis track_importance protect_consolidated foreach fused""".split()
 )
 _TORCH_GROUP_KEYS = frozenset({"params", "param_names", "initial_lr"})
+#: Options added after rule v2 whose default is the rule without them: a state dict saved
+#: before one existed loads with its default (``BioRule.load_state_dict``). Any other missing
+#: option is left missing, as before (an older rule's options are not guessed).
+LATER_OPTIONS = ("fused", "weight_dependence", "weight_dependence_on", "saturation")
 
 
 def _check_choice(group: dict, key: str, choices: tuple[str, ...]) -> None:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from bioplastic._checks import check_number
-from bioplastic._rule_options import CONSOLIDATE_BY, GROUP_KEYS, validate_group
+from bioplastic._rule_options import CONSOLIDATE_BY, LATER_OPTIONS, validate_group
 
 __all__ = ["RuleStateMixin"]
 
@@ -106,9 +106,8 @@ class RuleStateMixin:
         for options in (self.defaults, *self.param_groups):
             for key in [k for k in options if k not in accepted and k != "params"]:
                 del options[key]
-            # a state dict from before an option existed: the option's default, which keeps
-            # the rule that state dict was saved with
-            for key, default in self._option_defaults().items():
+            # a state dict from before an option existed: its default, the rule without it
+            for key, default in self._later_option_defaults().items():
                 options.setdefault(key, default)
         for state in self.state.values():
             # Optimizer.load_state_dict casts tensors to the parameter's dtype; restore ours.
@@ -146,10 +145,10 @@ class RuleStateMixin:
         return [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
 
     @classmethod
-    def _option_defaults(cls) -> dict[str, Any]:
-        """The constructor's default of every option a param group holds."""
+    def _later_option_defaults(cls) -> dict[str, Any]:
+        """The constructor's defaults of the options added after rule v2 (LATER_OPTIONS)."""
         parameters = inspect.signature(cls.__init__).parameters
-        return {k: parameters[k].default for k in GROUP_KEYS if k in parameters}
+        return {k: parameters[k].default for k in LATER_OPTIONS if k in parameters}
 
     # ---------------------------------------------------------------- probes
     def structural_counts(self) -> dict[str, int]:

@@ -105,13 +105,13 @@ def test_a_state_dict_from_before_the_option_loads_with_the_options_default():
     opt.step()
     saved = opt.state_dict()
     for group in saved["param_groups"]:  # as saved before these options existed
-        for key in ("saturation", "weight_dependence", "weight_dependence_on"):
+        for key in ("fused", "saturation", "weight_dependence", "weight_dependence_on"):
             del group[key]
     fresh = BioRule(model.parameters(), seed=0, saturation=5.0, foreach=False)
     fresh.load_state_dict(saved)
     group = fresh.param_groups[0]
-    assert (group["saturation"], group["weight_dependence"], group["weight_dependence_on"]) == (
-        0.0, 1.0, "both")  # fmt: skip
+    assert (group["saturation"], group["weight_dependence"], group["weight_dependence_on"],
+            group["fused"]) == (0.0, 1.0, "both", False)  # fmt: skip
     fresh.step()  # the reference path reads all three
     assert all(torch.isfinite(q).all() for q in model.parameters())
 
