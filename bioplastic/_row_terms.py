@@ -139,9 +139,11 @@ def _weight_factor(
     """The factor of the drive for ``dependence = (mu, on)``: :func:`weight_dependence`,
     only where ``grows`` (potentiation) if ``on == "potentiation"``; times
     :func:`saturation_factor` where ``grows`` if ``saturation > 0``."""
-    factor = _dependence_factor(ratio, dependence[0])
-    if dependence[1] == "potentiation":
-        factor = torch.where(grows, factor, torch.ones_like(factor))
+    factor = torch.ones_like(ratio)
+    if dependence[0] != 1.0:  # (mbar / m) ** 0 is 1: nothing to compute
+        factor = _dependence_factor(ratio, dependence[0])
+        if dependence[1] == "potentiation":
+            factor = torch.where(grows, factor, 1.0)
     if saturation:
-        factor = factor * torch.where(grows, saturation_factor(ratio, saturation), 1.0)
+        factor = factor.mul_(torch.where(grows, saturation_factor(ratio, saturation), 1.0))
     return factor
