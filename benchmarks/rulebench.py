@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bioplastic._io import write_atomic
 from bioplastic.experiments import rulebench as rb
+from bioplastic.experiments import rulebench_sweeps as sweeps
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -152,11 +153,11 @@ def main(argv: list[str] | None = None) -> None:
         )
     sweep = basin = None
     if args.part in ("all", "basin"):
-        basin = rb.run_lr_basin(seeds=range(args.sweep_seeds), workers=args.workers,
+        basin = sweeps.run_lr_basin(seeds=range(args.sweep_seeds), workers=args.workers,
                                 progress=progress, journal=args.journal)  # fmt: skip
         _write("rulebench_lr_basin", basin, _basin_markdown(basin))
     if args.part in ("all", "sweep"):
-        sweep = rb.run_width_depth_sweep(
+        sweep = sweeps.run_width_depth_sweep(
             range(args.sweep_seeds), args.workers, progress, args.journal
         )
         _write("rulebench_sweep", sweep, _sweep_markdown(sweep))

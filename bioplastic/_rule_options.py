@@ -29,7 +29,7 @@ _MIN_SATURATION, _MAX_SATURATION = 1e-6, 1e6  # bounds of a saturation level abo
 GROUP_KEYS = frozenset(
     """lr momentum grad_beta decay cost weight_dependence weight_dependence_on saturation
     fan_in_exponent
-    normalize_by noise noise_halflife
+    normalize_by noise noise_halflife total_steps
     noise_reuse max_step prune_threshold prune_mode budget_rate warmup grow_every grow_fraction
     grow_mode grow_scale max_connectivity other other_lr betas eps weight_decay synapse
     normalize homeostasis track_importance protect_consolidated foreach fused""".split()
@@ -38,7 +38,7 @@ _TORCH_GROUP_KEYS = frozenset({"params", "param_names", "initial_lr"})
 #: Options added after rule v2 whose default is the rule without them: a state dict saved
 #: before one existed loads with its default (``BioRule.load_state_dict``). Any other missing
 #: option is left missing, as before (an older rule's options are not guessed).
-LATER_OPTIONS = ("fused", "weight_dependence", "weight_dependence_on", "saturation")
+LATER_OPTIONS = ("fused", "weight_dependence", "weight_dependence_on", "saturation", "total_steps")
 
 
 def _check_choice(group: dict, key: str, choices: tuple[str, ...]) -> None:
@@ -86,6 +86,9 @@ def validate_group(group: dict) -> None:
     wu = group["warmup"]
     if not isinstance(wu, int) or isinstance(wu, bool) or wu < 0:
         raise ValueError(f"warmup must be an int >= 0 (0: no warm-up), got {wu!r}")
+    ts = group["total_steps"]
+    if ts is not None and (not isinstance(ts, int) or isinstance(ts, bool) or ts < 1):
+        raise ValueError(f"total_steps must be None (a constant rate) or an int >= 1, got {ts!r}")
     ge = group["grow_every"]
     if not isinstance(ge, int) or isinstance(ge, bool) or ge < 0:
         raise ValueError(f"grow_every must be an int >= 0 (0 disables growth), got {ge!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -81,6 +82,7 @@ class RuleStateMixin:
             "nonfinite_skips": self.nonfinite_skips,
             "rng": {key: gen.get_state() for key, gen in self._generators.items()},
             "group_steps": list(self._group_steps),
+            "schedule_start": list(self._schedule_start),
         }
         return state
 
@@ -128,6 +130,10 @@ class RuleStateMixin:
                 for g in self.param_groups
             ]  # fmt: skip
         self._group_steps = [int(n) for n in steps]
+        start = bio.get("schedule_start") if bio is not None else None
+        if start is None or len(start) != len(self.param_groups):
+            start = [0] * len(self.param_groups)  # older state dicts had no schedule
+        self._schedule_start = [int(n) for n in start]
         if bio is not None:
             self._seed = int(bio["seed"])
             self.nonfinite_skips = int(bio["nonfinite_skips"])
@@ -149,6 +155,40 @@ class RuleStateMixin:
         """The constructor's defaults of the options added after rule v2 (LATER_OPTIONS)."""
         parameters = inspect.signature(cls.__init__).parameters
         return {k: parameters[k].default for k in LATER_OPTIONS if k in parameters}
+
+    # ---------------------------------------------------------------- schedule
+    def _anneal_factor(self, group: dict, step: int) -> float:
+        """``1 + cos(pi * step / total_steps)`` (1 without ``total_steps``); past the end, the
+        last step's (a warning, once)."""
+        total = group["total_steps"]
+        if total is None:
+            return 1.0
+        if step >= total:
+            if not self._warned_schedule:
+                self._warned_schedule = True
+                warnings.warn(
+                    f"BioRule: step {step + 1} of a schedule of total_steps={total}; the rate "
+                    "stays at its last value (restart_schedule(n) starts a new schedule)",
+                    RuntimeWarning,
+                    stacklevel=5,
+                )
+            step = total - 1
+        return 1.0 + math.cos(math.pi * step / total)
+
+    def restart_schedule(self, total_steps: int | None = None) -> None:
+        """Start the annealing schedule again from the next step, in every param group.
+
+        ``total_steps`` (if given) replaces each group's ``total_steps``; ``None`` keeps them
+        (a group without one stays at a constant rate): for a new task of a stream, with its
+        number of steps.
+        """
+        if total_steps is not None:
+            self.validate_options(total_steps=total_steps)
+            for group in self.param_groups:
+                group["total_steps"] = total_steps
+        self._schedule_start = list(self._group_steps)
+        self._schedule_start += [0] * (len(self.param_groups) - len(self._schedule_start))
+        self._warned_schedule = False
 
     # ---------------------------------------------------------------- probes
     def structural_counts(self) -> dict[str, int]:
@@ -260,6 +300,7 @@ class RuleStateMixin:
                 for theirs, ours in zip(source.param_groups, self.param_groups, strict=True):
                     ours.update({k: v for k, v in theirs.items() if k != "params"})
                 self._group_steps = list(source._group_steps)
+                self._schedule_start = list(source._schedule_start)
             self._seed = source._seed
             self.nonfinite_skips = source.nonfinite_skips
             self._generators = {}

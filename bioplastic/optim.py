@@ -39,7 +39,7 @@ class BioRule(RuleStateMixin, Optimizer):
         r_i    <- beta r_i + (1 - beta) mean_j g_ij^2              (per-unit gradient power)
         u_ij   <- mu u_ij + s_j g_ij / sqrt(rhat_i + 0.1 mean_k rhat_k)
                   (momentum on the normalised drive; rhat = r / (1 - beta^t), bias-corrected)
-        lr_n    = lr * min(1, t / warmup) * n^(-fan_in_exponent)   (per-layer rate)
+        lr_n    = lr * min(1, t / warmup) * a_t * n^(-fan_in_exponent)   (per-layer rate)
         B_i   <- B_i + budget_rate (S_i - B_i)                     (slowly adapting budgets)
         dlog m_ij = clip(-lr_n p_ij (u_ij + cost * mbar_i / m_ij + decay), +-max_step)
                     (with weight_dependence mu < 1: u + cost term times (mbar_i / m_ij)^(1-mu);
@@ -49,6 +49,9 @@ class BioRule(RuleStateMixin, Optimizer):
         m_ij  <- m_ij exp(dlog m_ij)
         m_ij  <- 0  if m_ij <= prune_threshold * mean of the row's present same-type m
 
+    ``a_t`` is 1, or with ``total_steps = T`` the annealing ``1 + cos(pi t / T)`` (``t``
+    counted from the schedule's start; its mean over the ``T`` steps is ``1 + 1/T``, so ``lr``
+    stays the mean rate: twice ``lr`` at the start, near 0 at the end).
     ``S_i`` is the unit's summed excitatory (or inhibitory) magnitude before the step and
     ``B_i`` its budget (initialised to ``S_i`` at the first step; E and I apart); ``mbar_i = S_i
     / n_type`` is the budget per potential synapse of that type, so ``cost * mbar / m`` is a
@@ -98,6 +101,13 @@ class BioRule(RuleStateMixin, Optimizer):
             fixed level while budgets hold; the soft bounds of Gutig et al. 2003, a spine's
             limited room), so the strongest synapses stop taking the whole budget. Not
             compiled (``fused`` takes the eager path); without ``cost``, the reference path.
+        total_steps: the length of training in steps, or ``None`` (the default: a constant
+            rate). Given it, the rate anneals over those steps as ``lr * (1 + cos(pi * t /
+            total_steps))``, with mean ``lr`` (the same total plasticity as a constant rate):
+            at a constant rate the normalised drive keeps the weights moving as much at the end
+            as at the start, so they never settle (``benchmarks/results/rulebench.md``
+            measures both). Steps past ``total_steps`` keep the last rate (with a warning);
+            :meth:`restart_schedule` starts a new schedule (a new task).
         warmup: steps over which the rate ramps up linearly from ``lr / warmup`` (0: none),
             counted from the param group's steps: a parameter added to a group later (a new
             task head) gets the group's current rate.
@@ -176,6 +186,7 @@ class BioRule(RuleStateMixin, Optimizer):
         weight_dependence_on: str = "both",
         saturation: float = 0.0,
         warmup: int = 200,
+        total_steps: int | None = None,
         grad_beta: float = 0.99,
         momentum: float = 0.9,
         decay: float = 0.0,
@@ -208,7 +219,7 @@ class BioRule(RuleStateMixin, Optimizer):
             lr=lr, normalize=normalize, normalize_by=normalize_by,
             fan_in_exponent=fan_in_exponent, cost=cost, weight_dependence=weight_dependence,
             weight_dependence_on=weight_dependence_on, saturation=saturation, warmup=warmup,
-            grad_beta=grad_beta,
+            total_steps=total_steps, grad_beta=grad_beta,
             momentum=momentum, decay=decay,
             noise=noise, noise_halflife=noise_halflife, noise_reuse=noise_reuse, max_step=max_step,
             prune_threshold=prune_threshold, prune_mode=prune_mode, homeostasis=homeostasis,
@@ -226,6 +237,8 @@ class BioRule(RuleStateMixin, Optimizer):
         self._seed = seed
         self._generators: dict[str, torch.Generator] = {}
         self._group_steps: list[int] = []  # steps taken per param group (warm-up, noise decay)
+        self._schedule_start: list[int] = []  # each group's step count when its schedule began
+        self._warned_schedule = False
         self._plans: dict[Tensor, DalePlan] = {}  # constants derived from the unit signs
         self._counts: dict[Tensor, tuple] = {}  # present synapses after the last elimination
         self._fused_sums: dict[Tensor, tuple] = {}  # E/I sums after the last compiled step
@@ -350,6 +363,8 @@ class BioRule(RuleStateMixin, Optimizer):
                 loss = closure()
         if len(self._group_steps) < len(self.param_groups):  # groups appended by hand
             self._group_steps += [0] * (len(self.param_groups) - len(self._group_steps))
+        if len(self._schedule_start) < len(self.param_groups):
+            self._schedule_start += [0] * (len(self.param_groups) - len(self._schedule_start))
         for index, group in enumerate(self.param_groups):
             with_grad = [p for p in group["params"] if p.grad is not None]
             if any(p.grad.is_sparse for p in with_grad):
@@ -368,20 +383,23 @@ class BioRule(RuleStateMixin, Optimizer):
                 else:
                     others.append(p)
             if synapses:
-                self._step_synapses(group, self._group_steps[index], synapses, synapse_norms)
+                t = self._group_steps[index]
+                rate = group["lr"] * self._warmup_factor(group, t)
+                rate *= self._anneal_factor(group, t - self._schedule_start[index])
+                self._step_synapses(group, t, synapses, synapse_norms, rate)
                 self._group_steps[index] += 1
             self._step_others(group, others)
             _keep_finite_(others)
         return loss
 
-    def _step_synapses(self, group: dict, t: int, params: list[Tensor], norms: list) -> None:
+    def _step_synapses(self, group: dict, t: int, params: list[Tensor], norms: list,
+                       rate: float) -> None:  # fmt: skip
         """One step of the group's synapses; ``t`` is the group's step count before it."""
         states = [self._prepare_state(group, p) for p in params]
         grads = [p.grad for p in params]
         before = [p.clone() for p in params] if group["track_importance"] else None
         noise = self._noise_now(group, t)
         grad_scales = grad_scales_of(group, params, states, norms)
-        rate = group["lr"] * self._warmup_factor(group, t)
         grow_due = bool(group["grow_every"]) and (t + 1) % group["grow_every"] == 0
         by_device: dict[torch.device, list[int]] = {}
         for i, p in enumerate(params):

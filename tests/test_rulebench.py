@@ -161,3 +161,30 @@ def test_readout_options_apply_to_the_last_synaptic_layer_alone(monkeypatch):
     groups = built[0].param_groups
     assert [g["weight_dependence"] for g in groups] == [1.0, 0.5]
     assert row["options"] == {"readout": {"weight_dependence": 0.5}}
+
+
+def test_rule_names_give_optimizer_init_and_schedule():
+    assert rb.rule_parts("bio") == ("bio", "dale", False)
+    assert rb.rule_parts("adam") == ("adam", "default", False)
+    assert rb.rule_parts("adam-dale-cos") == ("adam", "dale", True)
+    assert rb.rule_parts("sgd-cos") == ("sgd", "default", True)
+    assert rb.rule_parts("deepr") == ("deepr", "default", False)
+    assert {rb.rule_parts(r)[2] for r in rb.DENSE_RULES} == {False, True}
+
+
+def test_bio_anneals_over_the_run_and_cos_rules_take_a_cosine_schedule(monkeypatch):
+    built = []
+    original = rb.make_optimizer
+    monkeypatch.setattr(rb, "make_optimizer", lambda *a, **k: built.append(original(*a, **k))
+                        or built[-1])  # fmt: skip
+    task = replace(TINY, epochs=1)
+    steps = -(-len(rb.load_task(task)[0]) // task.batch_size)
+    rb.run_one(task, "bio", seed=0)
+    assert built[-1].param_groups[0]["total_steps"] == steps
+    assert built[-1]._group_steps == [steps]  # the whole schedule, no step past its end
+    rb.run_one(task, "bio", seed=0, options={"total_steps": None})  # a sweep's constant rate
+    assert built[-1].param_groups[0]["total_steps"] is None
+    rb.run_one(task, "adam-cos", seed=0)
+    assert built[-1].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # annealed to 0
+    rb.run_one(task, "adam", seed=0)
+    assert built[-1].param_groups[0]["lr"] == 1e-3

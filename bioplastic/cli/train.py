@@ -127,7 +127,9 @@ def add_parser(subparsers: Any) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="a hyper-parameter of the rule, e.g. noise=0.1 or grow_every=10; repeatable "
-        "(default: the rule's defaults)",
+        "(default: the rule's defaults; bio anneals its rate over the run, total_steps = "
+        "epochs x batches per epoch, unless total_steps is given: total_steps=None for a "
+        "constant rate)",
     )
     p.add_argument("--hidden", type=_widths, default=(64,), help="comma-separated hidden widths")
     p.add_argument(

@@ -9,9 +9,12 @@ task, the same for every rule.
 Rules (:data:`RULES`): ``bio``, ``eg``, ``enforced`` and ``adam-dale``/``sgd-dale`` on the
 Dale-initialised model (on an MLP bio's has feedforward inhibition, the others' none:
 :meth:`Task.interneurons_for`); ``adam``/``sgd`` on the same architecture with PyTorch's default
-initialisation (the better of the four backprop runs is the dense baseline); and the peers of
+initialisation; each of the four also with cosine annealing (``-cos``; the best of the eight
+backprop runs is the dense baseline); and the peers of
 :class:`bioplastic.baselines.SparsePeer` (``deepr``, ``rigl`` at bio's mean connectivity on that
 task, ``softdeepr`` at its own). Every rule runs with its defaults: nothing is tuned per task.
+bio is given the length of the run (``BioRule(total_steps=...)``: its rate anneals, with the
+default ``lr`` as its mean); ``eg``, ``enforced`` and the peers run as they are.
 
 :func:`run_rulebench` returns plain data (JSON-ready); :func:`format_markdown` and
 :func:`plot_accuracy_vs_connectivity` present it; :func:`check_targets` applies the targets.
@@ -76,7 +79,7 @@ class Task:
             return self.interneurons
         if self.arch != "mlp" or rule in PEER_NAMES:
             return 0.0
-        return interneurons_for(rule.removesuffix("-dale"))
+        return interneurons_for(rule.removesuffix("-cos").removesuffix("-dale"))
 
 
 TASKS: dict[str, Task] = {
@@ -91,8 +94,22 @@ TASKS: dict[str, Task] = {
     )
 }
 
-DENSE_RULES = ("adam", "adam-dale", "sgd", "sgd-dale")
+#: Backprop baselines: PyTorch's or the Dale init, a constant rate or cosine annealing
+#: (``-cos``: torch's ``CosineAnnealingLR`` over the run, stepped per batch); the best is the
+#: dense baseline.
+DENSE_RULES = ("adam", "adam-dale", "sgd", "sgd-dale",
+               "adam-cos", "adam-dale-cos", "sgd-cos", "sgd-dale-cos")  # fmt: skip
 RULES = ("bio", "eg", "enforced", *DENSE_RULES, *PEER_NAMES)
+
+
+def rule_parts(rule: str) -> tuple[str, str, bool]:
+    """``(optimizer name, init, cosine?)`` of a benchmark rule: ``"adam-dale-cos"`` is
+    ``("adam", "dale", True)``; ``adam``/``sgd`` and the peers take PyTorch's init."""
+    cosine = rule.endswith("-cos")
+    base = rule.removesuffix("-cos")
+    name = base.removesuffix("-dale")
+    init = "default" if base in ("adam", "sgd", *PEER_NAMES) else "dale"
+    return name, init, cosine
 
 
 # ------------------------------------------------------------------------------------ data
@@ -206,7 +223,7 @@ def run_one(
     """
     xtr, ytr, xte, yte = load_task(task) if data is None else data
     torch.manual_seed(seed)
-    init = "default" if rule in ("adam", "sgd", *PEER_NAMES) else "dale"
+    name, init, cosine = rule_parts(rule)
     model = build_model(task, xtr.shape[1:], init, seed, task.interneurons_for(rule))
     reference = {k: v.clone() for k, v in model.state_dict().items()}
     steps = task.epochs * math.ceil(len(xtr) / task.batch_size)
@@ -217,12 +234,16 @@ def run_one(
             return {"task": task.name, "rule": rule, "seed": seed, "seconds": 0.0,
                     "not_run": str(err), **dict.fromkeys(_METRICS)}  # fmt: skip
     else:
-        name = rule.removesuffix("-dale")
-        extra = {"seed": seed} if name in ("bio", "eg") else {}
+        extra: dict[str, Any] = {"seed": seed} if name in ("bio", "eg") else {}
+        if name == "bio":
+            extra["total_steps"] = steps  # its annealed schedule, over the run
         params, rest = readout_groups(model, options or {})
-        optimizer = make_optimizer(name, params, **extra, **rest)
+        optimizer = make_optimizer(name, params, **{**extra, **rest})
     start = time.perf_counter()
-    _train(model, optimizer, xtr, ytr, task, seed)
+    schedule = None
+    if cosine:
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    _train(model, optimizer, xtr, ytr, task, seed, schedule)
     if rule in PEER_NAMES:
         model = optimizer.finish()
     seconds = time.perf_counter() - start
@@ -246,7 +267,7 @@ def readout_groups(model: nn.Module, options: Mapping[str, Any]) -> tuple[list, 
     return [{"params": others}, {"params": [weight], **dict(readout)}], rest
 
 
-def _train(model, optimizer, x: Tensor, y: Tensor, task: Task, seed: int) -> None:
+def _train(model, optimizer, x: Tensor, y: Tensor, task: Task, seed: int, schedule=None) -> None:
     gen = torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(task.epochs):
@@ -256,6 +277,8 @@ def _train(model, optimizer, x: Tensor, y: Tensor, task: Task, seed: int) -> Non
             optimizer.zero_grad(set_to_none=True)
             nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
             optimizer.step()
+            if schedule is not None:
+                schedule.step()
 
 
 def _evaluate(model, xtr, ytr, xte, yte, reference) -> dict[str, Any]:
@@ -424,69 +447,6 @@ def summarise(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str
     return summary
 
 
-# ------------------------------------------------------------------------------------ sweeps
-SWEEP_WIDTHS = (64, 128, 256, 512, 1024)
-SWEEP_DEPTHS = (1, 2, 3, 4)
-LR_FACTORS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-
-
-def _default_lr(rule: str) -> float:
-    if rule == "bio":
-        import inspect
-
-        from bioplastic.optim import BioRule
-
-        return float(inspect.signature(BioRule.__init__).parameters["lr"].default)
-    return 1e-3
-
-
-def run_width_depth_sweep(
-    seeds: Sequence[int] = (0,),
-    workers: int = 1,
-    progress: Callable[[str], None] | None = None,
-    journal: Path | None = None,
-) -> dict[str, Any]:
-    """bio and adam (Dale init) on MNIST-1D MLPs of every width x depth in the sweep."""
-    jobs = [
-        (Task(f"mnist1d-{d}x{w}", "mnist1d", "mlp", (w,) * d), rule, s, None, None)
-        for w in SWEEP_WIDTHS for d in SWEEP_DEPTHS for rule in ("bio", "adam-dale") for s in seeds
-    ]  # fmt: skip
-    runs = run_jobs(jobs, workers, progress, journal)
-    return {"widths": list(SWEEP_WIDTHS), "depths": list(SWEEP_DEPTHS), "seeds": list(seeds),
-            "runs": runs, "summary": summarise(runs)}  # fmt: skip
-
-
-def run_lr_basin(
-    task: str = "mnist1d-mlp2x256",
-    seeds: Sequence[int] = (0,),
-    workers: int = 1,
-    progress: Callable[[str], None] | None = None,
-    journal: Path | None = None,
-) -> dict[str, Any]:
-    """bio and adam (Dale init) with lr = default x 1/8 ... x 8; the basin width of each rule is
-    the range of factors whose accuracy is within 0.02 of that rule's best."""
-    jobs = [
-        (TASKS[task], rule, s, None, {"lr": _default_lr(rule.removesuffix("-dale")) * f})
-        for rule in ("bio", "adam-dale") for f in LR_FACTORS for s in seeds
-    ]  # fmt: skip
-    runs = run_jobs(jobs, workers, progress, journal)
-    curves: dict[str, dict[str, float]] = {}
-    for rule in ("bio", "adam-dale"):
-        base = _default_lr(rule.removesuffix("-dale"))
-        for f in LR_FACTORS:
-            mine = [r for r in runs if r["rule"] == rule]
-            accs = [r["test"] or 0.0 for r in mine if math.isclose(r["options"]["lr"], base * f)]
-            curves.setdefault(rule, {})[str(f)] = statistics.fmean(accs)
-    basin = {}
-    for rule, curve in curves.items():
-        best = max(curve.values())
-        inside = [float(f) for f, acc in curve.items() if acc >= best - 0.02]
-        basin[rule] = {"best": best, "low": min(inside), "high": max(inside),
-                       "octaves": math.log2(max(inside) / min(inside))}  # fmt: skip
-    return {"task": task, "factors": list(LR_FACTORS), "seeds": list(seeds), "runs": runs,
-            "curves": curves, "basin": basin}  # fmt: skip
-
-
 # ------------------------------------------------------------------------------------ targets
 def check_targets(results: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Per task: bio vs the best dense baseline (>= -0.01), connectivity (<= 0.30), bio vs
@@ -533,7 +493,10 @@ def format_markdown(results: Mapping[str, Any]) -> str:
     lines = [
         f"# Rule benchmark ({len(results['seeds'])} seeds, every rule at its defaults)",
         "",
-        "Test accuracy (mean ± std over seeds); connectivity in brackets.",
+        "Test accuracy (mean ± std over seeds); connectivity in brackets. bio anneals its rate "
+        "over each run (`BioRule(total_steps=steps)`); `-cos`: the backprop rule with torch's "
+        "`CosineAnnealingLR` over the run; the best of the eight backprop columns is the "
+        "dense baseline.",
         "",
         "| task | " + " | ".join(rules) + " |",
         "|---|" + "---|" * len(rules),
@@ -568,7 +531,7 @@ def plot_accuracy_vs_connectivity(results: Mapping[str, Any], path) -> None:
     cols = min(3, len(tasks))
     rows = math.ceil(len(tasks) / cols)
     fig = new_figure(4.2 * cols, 3.4 * rows)
-    markers = dict(zip(RULES, "o^sDdvP*XhH", strict=False))
+    markers = dict(zip(RULES, "o^sDdvP*XhH<>p8", strict=False))
     for i, task in enumerate(tasks):
         ax = fig.add_subplot(rows, cols, i + 1)
         for rule, entry in summary[task].items():

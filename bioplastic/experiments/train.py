@@ -24,6 +24,10 @@ device; started by ``torchrun --nproc_per_node N`` it wraps the model in PyTorch
   checksum of their model and optimizer state (:func:`state_checksum`) and stop with an error
   if they differ.
 * **Rank 0** evaluates, logs, reports progress and writes files; the other ranks only train.
+* **The rate.** ``bio`` anneals its rate over the whole run (``BioRule(total_steps=epochs x
+  batches per epoch)``; a ``total_steps`` in the rule options wins, ``None`` for a constant
+  rate). The schedule's position is part of the optimizer's state, so a resumed run continues
+  it.
 * **Checkpoints.** After every epoch rank 0 writes ``checkpoint.pt`` in the output folder
   (``torch.save`` to a temporary file, ``fsync``, then an atomic rename, so a crash while
   writing never leaves a corrupt file in its place). It holds the model's and optimizer's
@@ -57,8 +61,7 @@ import inspect
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +95,7 @@ from bioplastic.distributed import (
     state_checksum,
     verify_rule_state,
 )
+from bioplastic.experiments._roll import RankTimeout, _Roll
 from bioplastic.optim import BioRule
 from bioplastic.probes import dale_violations, synaptic_layers
 from bioplastic.train import accuracy
@@ -233,9 +237,14 @@ def _load_data(dataset: str, device: torch.device) -> tuple[Tensor, Tensor, Tens
     return x_train, y_train, x_test, y_test
 
 
-def _build_optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
+def _build_optimizer(
+    config: TrainConfig, params: Any, total_steps: int | None = None
+) -> torch.optim.Optimizer:
+    """The rule's optimizer; bio anneals over ``total_steps`` (the run's steps) unless the
+    rule options set ``total_steps`` themselves."""
+    schedule = {"total_steps": total_steps} if config.rule == "bio" and total_steps else {}
     try:
-        return make_optimizer(config.rule, params, **config.rule_options)
+        return make_optimizer(config.rule, params, **{**schedule, **config.rule_options})
     except TypeError as err:  # a value of the wrong kind (names are checked by make_optimizer)
         raise ValueError(f"a bad option value for rule {config.rule!r} ({err})") from None
 
@@ -275,14 +284,19 @@ def _resume_state(config: TrainConfig, info: DistInfo) -> dict[str, Any] | None:
 
 
 def _restore(
-    resume: dict[str, Any] | None, model: nn.Module, optimizer, config: TrainConfig, info: DistInfo
-) -> tuple[int, int, float, list[dict[str, Any]]]:
+    resume: dict[str, Any] | None, model: nn.Module, optimizer, config: TrainConfig,
+    info: DistInfo, total_steps: int,
+) -> tuple[int, int, float, list[dict[str, Any]]]:  # fmt: skip
     """Load a checkpoint's model, optimizer and RNG state; returns ``(epoch, batch, loss_sum,
-    history)`` to continue from (zeros without a checkpoint)."""
+    history)`` to continue from (zeros without a checkpoint). A bio run resumed with more (or
+    fewer) epochs anneals over its new length from where it is (``total_steps`` of the run)."""
     if resume is None:
         return 0, 0, 0.0, []
     model.load_state_dict(resume["model"])
     optimizer.load_state_dict(resume["optimizer"])
+    if config.rule == "bio" and "total_steps" not in config.rule_options:
+        for group in optimizer.param_groups:
+            group["total_steps"] = total_steps
     verify_rule_state(config.out / CHECKPOINT_NAME, model, optimizer)
     set_rng_state(resume["rng"])
     epoch, batch = int(resume["epoch"]), int(resume["batch"])
@@ -303,79 +317,6 @@ def _step(net: nn.Module, optimizer, x: Tensor, y: Tensor, info: DistInfo, n_glo
     (losses.sum() * (info.world_size / n_global)).backward()
     optimizer.step()
     return float(losses.detach().sum())
-
-
-class RankTimeout(RuntimeError):
-    """A rank did not answer a collective within the process group's timeout."""
-
-
-#: Words of the errors torch raises when a collective times out or loses a peer.
-_LOST_PEER = ("timed out", "timeout", "connection closed", "connection reset")
-_ROLL_KEY = "bioplastic/collectives/rank{}"
-
-
-def _is_lost_peer(err: BaseException) -> bool:
-    text = str(err).lower()
-    return isinstance(err, dist.DistError) or any(w in text for w in _LOST_PEER)
-
-
-class _Roll:
-    """Names the ranks that did not answer a collective.
-
-    Each rank writes to ``store`` (the process group's key-value store, served by a thread of
-    rank 0 that keeps answering while a training thread is stuck) how many collectives it has
-    entered, before entering one. When a collective fails with a timeout, the ranks that
-    entered fewer never reached it: :meth:`collective` raises :class:`RankTimeout` naming them.
-    One small store write per step; nothing at all for a single process.
-    """
-
-    def __init__(self, info: DistInfo, timeout_s: float, store: Any = None) -> None:
-        self.info, self.timeout_s, self.entered = info, timeout_s, 0
-        if store is None and info.distributed:
-            store = dist.distributed_c10d._get_default_store()
-        self.store = store
-
-    @contextmanager
-    def collective(self, where: str) -> Iterator[None]:
-        """Run the block's collectives; a timeout becomes a :class:`RankTimeout`."""
-        if not self.info.distributed:
-            yield
-            return
-        self.entered += 1
-        self.store.set(_ROLL_KEY.format(self.info.rank), str(self.entered))
-        try:
-            yield
-        except RuntimeError as err:
-            if isinstance(err, RankTimeout) or not _is_lost_peer(err):
-                raise
-            raise RankTimeout(self.message(where)) from err
-
-    def missing(self) -> list[int] | None:
-        """The ranks that entered fewer collectives than this one (``None``: unknown)."""
-        behind = []
-        try:
-            for rank in range(self.info.world_size):
-                key = _ROLL_KEY.format(rank)
-                entered = int(self.store.get(key)) if self.store.check([key]) else 0
-                if entered < self.entered:
-                    behind.append(rank)
-        except (RuntimeError, ValueError):  # the store itself is gone (rank 0 died)
-            return None
-        return behind
-
-    def message(self, where: str) -> str:
-        """One line: which rank did not answer, where, after how long, and what to do."""
-        behind = self.missing()
-        if behind:
-            who = f"rank{'s' if len(behind) > 1 else ''} {', '.join(map(str, behind))}"
-        elif behind is None:
-            who = "a rank (unknown which: the store on rank 0 did not answer either)"
-        else:
-            who = "a rank (every rank reached this point; one stopped inside it)"
-        return (
-            f"{who} of {self.info.world_size} did not answer within {self.timeout_s:g} s "
-            f"{where} (rank {self.info.rank} waited); if it is alive but slow, raise --timeout"
-        )
 
 
 def train(
@@ -432,7 +373,7 @@ def _check_previous_run(config: TrainConfig) -> None:
 
 
 def _build_model(
-    config: TrainConfig, info: DistInfo, n_inputs: int, n_classes: int
+    config: TrainConfig, info: DistInfo, n_inputs: int, n_classes: int, total_steps: int
 ) -> tuple[nn.Module, torch.optim.Optimizer]:
     """The model and optimizer, identical on every rank.
 
@@ -443,7 +384,7 @@ def _build_model(
     model = BioMLP(n_inputs, tuple(config.hidden), n_classes, seed=config.seed,
                    interneurons=config.inhibition)  # fmt: skip
     model.to(info.device)
-    return model, _build_optimizer(config, model.parameters())
+    return model, _build_optimizer(config, model.parameters(), total_steps)
 
 
 def _train(
@@ -454,8 +395,10 @@ def _train(
     resume = _resume_state(config, info)
     x_train, y_train, x_test, y_test = _load_data(config.dataset, info.device)
     n_classes = int(max(int(y_train.max()), int(y_test.max()))) + 1
-    model, optimizer = _build_model(config, info, x_train.shape[1], n_classes)
-    epoch, batch, loss_sum, history = _restore(resume, model, optimizer, config, info)
+    total_steps = config.epochs * math.ceil(len(x_train) / config.batch_size)
+    model, optimizer = _build_model(config, info, x_train.shape[1], n_classes, total_steps)
+    epoch, batch, loss_sum, history = _restore(resume, model, optimizer, config, info,
+                                               total_steps)  # fmt: skip
     resumed_from = None if resume is None else {"epoch": epoch, "batch": batch}
 
     roll = _Roll(info, config.timeout)
