@@ -157,6 +157,14 @@ class RuleStateMixin:
         return {k: parameters[k].default for k in LATER_OPTIONS if k in parameters}
 
     # ---------------------------------------------------------------- schedule
+    def _rate(self, index: int) -> float:
+        """The log-domain rate of param group ``index``'s next step: ``lr`` times the warm-up
+        (by the group's step count: a parameter added later gets the current rate) and the
+        annealing factor (by the steps since the schedule began)."""
+        group, t = self.param_groups[index], self._group_steps[index]
+        warmup = min(1.0, (t + 1) / group["warmup"]) if group["warmup"] else 1.0
+        return group["lr"] * warmup * self._anneal_factor(group, t - self._schedule_start[index])
+
     def _anneal_factor(self, group: dict, step: int) -> float:
         """``1 + cos(pi * step / total_steps)`` (1 without ``total_steps``); past the end, the
         last step's (a warning, once)."""

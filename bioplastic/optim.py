@@ -384,9 +384,7 @@ class BioRule(RuleStateMixin, Optimizer):
                     others.append(p)
             if synapses:
                 t = self._group_steps[index]
-                rate = group["lr"] * self._warmup_factor(group, t)
-                rate *= self._anneal_factor(group, t - self._schedule_start[index])
-                self._step_synapses(group, t, synapses, synapse_norms, rate)
+                self._step_synapses(group, t, synapses, synapse_norms, self._rate(index))
                 self._group_steps[index] += 1
             self._step_others(group, others)
             _keep_finite_(others)
@@ -488,11 +486,6 @@ class BioRule(RuleStateMixin, Optimizer):
         if group["protect_consolidated"]:
             protected = self._consolidated_mask(state)
         F.eliminate_(p, threshold, protected)
-
-    @staticmethod
-    def _warmup_factor(group: dict, step: int) -> float:
-        """Warm-up by the group's step count: a parameter added later gets the current rate."""
-        return min(1.0, (step + 1) / group["warmup"]) if group["warmup"] else 1.0
 
     @staticmethod
     def _noise_now(group: dict, step: int) -> float:

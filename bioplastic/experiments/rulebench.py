@@ -79,7 +79,7 @@ class Task:
             return self.interneurons
         if self.arch != "mlp" or rule in PEER_NAMES:
             return 0.0
-        return interneurons_for(rule.removesuffix("-cos").removesuffix("-dale"))
+        return interneurons_for(rule_parts(rule)[0])
 
 
 TASKS: dict[str, Task] = {

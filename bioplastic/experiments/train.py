@@ -240,13 +240,19 @@ def _load_data(dataset: str, device: torch.device) -> tuple[Tensor, Tensor, Tens
 def _build_optimizer(
     config: TrainConfig, params: Any, total_steps: int | None = None
 ) -> torch.optim.Optimizer:
-    """The rule's optimizer; bio anneals over ``total_steps`` (the run's steps) unless the
-    rule options set ``total_steps`` themselves."""
-    schedule = {"total_steps": total_steps} if config.rule == "bio" and total_steps else {}
+    """The rule's optimizer, with :func:`_run_schedule`."""
     try:
-        return make_optimizer(config.rule, params, **{**schedule, **config.rule_options})
+        return make_optimizer(config.rule, params, **{**_run_schedule(config, total_steps),
+                                                      **config.rule_options})  # fmt: skip
     except TypeError as err:  # a value of the wrong kind (names are checked by make_optimizer)
         raise ValueError(f"a bad option value for rule {config.rule!r} ({err})") from None
+
+
+def _run_schedule(config: TrainConfig, total_steps: int | None) -> dict[str, Any]:
+    """``{"total_steps": the run's steps}`` for bio, unless its options set ``total_steps``."""
+    if config.rule != "bio" or not total_steps or "total_steps" in config.rule_options:
+        return {}
+    return {"total_steps": total_steps}
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> Tensor:
@@ -294,9 +300,8 @@ def _restore(
         return 0, 0, 0.0, []
     model.load_state_dict(resume["model"])
     optimizer.load_state_dict(resume["optimizer"])
-    if config.rule == "bio" and "total_steps" not in config.rule_options:
-        for group in optimizer.param_groups:
-            group["total_steps"] = total_steps
+    for group in optimizer.param_groups:
+        group.update(_run_schedule(config, total_steps))
     verify_rule_state(config.out / CHECKPOINT_NAME, model, optimizer)
     set_rng_state(resume["rng"])
     epoch, batch = int(resume["epoch"]), int(resume["batch"])
