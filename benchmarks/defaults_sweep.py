@@ -115,7 +115,7 @@ VARIANTS: dict[str, dict] = {
         }
         for cost in (0.8, 1.6)
     },
-    **{f"saturation {k}": {"saturation": float(k)} for k in (15, 30, 60, 120)},
+    **{f"saturation {k}": {"saturation": float(k)} for k in (8, 15, 30, 60, 120)},
     "interneurons 0.05": {"interneurons": 0.05},
     "interneurons 0.2": {"interneurons": 0.2},
 }

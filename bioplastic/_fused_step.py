@@ -3,7 +3,8 @@
 The same equations as the eager fast path (:mod:`bioplastic._fast_step`), in two compiled
 kernels per weight, each one loop over the weight that inductor vectorises:
 
-- :func:`fused_update_` (momentum, metabolic cost, clip, homeostasis, noise, multiplication)
+- :func:`fused_update_` (momentum, metabolic cost, saturation, clip, homeostasis, noise,
+  multiplication)
   reads the weight, gradient and momentum once and writes the weight and momentum;
 - :func:`fused_eliminate_` (``prune_mode="unit"`` elimination) reads the weight, compares each
   synapse with its row's threshold, writes the weight and returns the E/I magnitude sums of the
@@ -74,14 +75,19 @@ def fused_update_(
     ``scale`` is the gradient normalisation per row (``[rows, 1]``) or per synapse;
     ``rows`` ``[rows, 4]`` holds per unit ``cost * mbar`` (E, I) and ``log2(budget / sum)``
     (E, I); ``exc`` is 1.0 on excitatory inputs (``plan.types[0]``); ``hp`` is ``[lr,
-    momentum, max_step, decay]`` (a tensor: changing rates does not recompile); ``noise`` is
-    ``noise_std * xi`` drawn by the caller, or ``None``. Updates ``w`` and ``buf``.
+    momentum, max_step, decay, cost / saturation]`` (a tensor: changing rates does not
+    recompile; the last 0 without saturation); ``noise`` is ``noise_std * xi`` drawn by the
+    caller, or ``None``. Updates ``w`` and ``buf``.
     """
-    lr, momentum, max_step, decay = hp.unbind(0)
+    lr, momentum, max_step, decay, crowding = hp.unbind(0)
     exc = exc > 0
     new_buf = buf * momentum + g * scale * torch.where(exc, 1.0, -1.0)
     mbar_e, mbar_i, log_e, log_i = rows.unsqueeze(2).unbind(1)
-    x = new_buf + torch.where(exc, mbar_e, -mbar_i) / w + decay  # + cost * mbar / |w|
+    metabolic = torch.where(exc, mbar_e, -mbar_i)  # cost * mbar * s
+    x = new_buf + metabolic / w  # + cost * mbar / |w|
+    # saturation: potentiation (x < 0) over 1 + (|w| / (saturation * mbar)) ** 2 (1 without)
+    crowd = w / metabolic * crowding
+    x = torch.where(x < 0, x / (1.0 + crowd * crowd), x) + decay
     if plasticity is not None:  # an absent synapse of plasticity 0 would give inf * 0
         x = torch.where(w == 0, 0.0, x * plasticity)
     bound = max_step / lr
@@ -132,7 +138,7 @@ def fused_ok(group: dict, p: Tensor, state: dict, scale: Tensor | None, rate: fl
     unit = group["prune_mode"] == "unit" or not group["prune_threshold"]
     return (
         _fast_ok(group, p, state, lr) and eliminate and unit and group["momentum"] > 0
-        and group["cost"] > 0 and group["homeostasis"] and not group["saturation"]
+        and group["cost"] > 0 and group["homeostasis"]
     )  # fmt: skip
 
 
@@ -178,7 +184,8 @@ def step_fused(opt, group, p, g, state, scale, rate, noise):
         return step_tensor(opt, group, p, g, state, scale, rate, noise, eliminate=True)
     opt._counts.pop(p, None)  # the eager path's memory of this weight is stale from now on
     rows = torch.cat([_metabolic_rows(sums, plan, group["cost"]), logs]).T
-    hp = [lr, group["momentum"], group["max_step"], group["decay"]]
+    crowding = group["cost"] / group["saturation"] if group["saturation"] else 0.0
+    hp = [lr, group["momentum"], group["max_step"], group["decay"], crowding]
     hp = torch.tensor(hp, dtype=p.dtype, device=p.device)
     plasticity = opt._plasticity_of(state, p)
     plasticity = None if plasticity is None else plasticity.view_as(w)

@@ -35,10 +35,14 @@ GROUP_KEYS = frozenset(
     normalize homeostasis track_importance protect_consolidated foreach fused""".split()
 )
 _TORCH_GROUP_KEYS = frozenset({"params", "param_names", "initial_lr"})
-#: Options added after rule v2 whose default is the rule without them: a state dict saved
-#: before one existed loads with its default (``BioRule.load_state_dict``). Any other missing
-#: option is left missing, as before (an older rule's options are not guessed).
-LATER_OPTIONS = ("fused", "weight_dependence", "weight_dependence_on", "saturation", "total_steps")
+#: Options added after rule v2, each with the value that is the rule without it: a state dict
+#: saved before one existed loads with that value (``BioRule.load_state_dict``), so a resumed
+#: run goes on with the rule it was trained with even where the default has changed since
+#: (``saturation``). Any other missing option is left missing (an older rule's are not guessed).
+LATER_OPTIONS: dict[str, object] = {
+    "fused": False, "weight_dependence": 1.0, "weight_dependence_on": "both",
+    "saturation": 0.0, "total_steps": None,
+}  # fmt: skip
 
 
 def _check_choice(group: dict, key: str, choices: tuple[str, ...]) -> None:

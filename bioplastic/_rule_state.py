@@ -108,9 +108,9 @@ class RuleStateMixin:
         for options in (self.defaults, *self.param_groups):
             for key in [k for k in options if k not in accepted and k != "params"]:
                 del options[key]
-            # a state dict from before an option existed: its default, the rule without it
-            for key, default in self._later_option_defaults().items():
-                options.setdefault(key, default)
+            # a state dict from before an option existed: the rule without it
+            for key, value in LATER_OPTIONS.items():
+                options.setdefault(key, value)
         for state in self.state.values():
             # Optimizer.load_state_dict casts tensors to the parameter's dtype; restore ours.
             if isinstance(state.get("step"), Tensor):
@@ -149,12 +149,6 @@ class RuleStateMixin:
     @classmethod
     def _accepted_options(cls) -> list[str]:
         return [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
-
-    @classmethod
-    def _later_option_defaults(cls) -> dict[str, Any]:
-        """The constructor's defaults of the options added after rule v2 (LATER_OPTIONS)."""
-        parameters = inspect.signature(cls.__init__).parameters
-        return {k: parameters[k].default for k in LATER_OPTIONS if k in parameters}
 
     # ---------------------------------------------------------------- schedule
     def _rate(self, index: int) -> float:

@@ -151,6 +151,7 @@ _OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
         homeostasis=False,
         grow_every=0,
         momentum=0.0,
+        saturation=0.0,
     ),  # fmt: skip
     "sgd": dict(lr=0.05, momentum=0.9),
     "adam": dict(lr=1e-3),

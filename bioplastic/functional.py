@@ -108,7 +108,8 @@ def bio_update(
     ``c * s * g`` (``c = 1 / sqrt(r_i + 0.1 mean(r))``, ``r_i`` the mean squared gradient of
     postsynaptic unit ``i``; ``c = 1`` if not ``normalize``) and rate ``lr * n **
     -fan_in_exponent``: the step of :class:`~bioplastic.BioRule` with ``momentum=0``,
-    ``warmup=0``, ``weight_dependence=1``, no homeostasis, cost, noise or elimination. Signs
+    ``warmup=0``, ``weight_dependence=1``, ``saturation=0``, no homeostasis, cost, noise or
+    elimination. Signs
     are fixed, an absent synapse stays absent, ``|dlog m| <= max_step``. Other parameters
     (biases) get ``p - other_lr * g``.
     As in ``maml_update``, each parameter slot (shared: once; a buffer that is one follows it)

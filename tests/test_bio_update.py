@@ -89,15 +89,16 @@ def test_buffers_are_left_alone():
 
 @pytest.mark.parametrize("normalize", [True, False])
 def test_equals_one_biorule_step_where_both_apply(normalize):
-    """BioRule with momentum 0, no warm-up, homeostasis, cost, noise or elimination, and an SGD
-    step for biases takes exactly bio_update's step (normalised drive, fan-in scaled rate)."""
+    """BioRule with momentum 0, no warm-up, saturation, homeostasis, cost, noise or elimination,
+    and an SGD step for biases takes exactly bio_update's step (normalised drive, fan-in scaled
+    rate)."""
     a, b = _net(dtype=torch.float64), _net(dtype=torch.float64)
     grads = torch.autograd.grad(_loss(a), list(a.parameters()))
     for p, g in zip(b.parameters(), grads, strict=True):
         p.grad = g.clone()
     opt = BioRule(b.parameters(), lr=3.0, normalize=normalize, momentum=0.0, warmup=0, cost=0.0,
                   homeostasis=False, prune_threshold=0.0, noise=0.0, max_step=0.3, other="sgd",
-                  other_lr=0.1, seed=0)  # fmt: skip
+                  other_lr=0.1, seed=0, saturation=0.0)  # fmt: skip
     opt.step()
     bio_update(a, lr=3.0, grads=grads, max_step=0.3, other_lr=0.1, normalize=normalize)
     for p, q in zip(a.parameters(), b.parameters(), strict=True):

@@ -13,7 +13,7 @@ import bioplastic as bp
 from bioplastic import _fast_step, _fused_step
 from bioplastic.optim import BioRule
 
-BETA, MU, COST, MAX_STEP, PRUNE, RATE, WARMUP, LR, EPS = (
+BETA, MU, COST, MAX_STEP, PRUNE, RATE, WARMUP, LR, EPS, SATURATION = (
     0.99,
     0.9,
     0.4,
@@ -23,6 +23,7 @@ BETA, MU, COST, MAX_STEP, PRUNE, RATE, WARMUP, LR, EPS = (
     200,
     0.08,
     1e-8,
+    30.0,
 )  # fmt: skip  (BioRule's defaults, written out: the reference below must not read them)
 
 
@@ -50,7 +51,10 @@ def _reference_run(weights, signs, grads, steps):
             mbar = torch.where(e > 0, (sums[:, 0] / n[0])[:, None], (sums[:, 1] / n[1])[:, None])
             metabolic = torch.where(mag > 0, COST * mbar / mag.clamp(min=1e-38), 0.0)
             lr = LR * min(1.0, (t + 1) / WARMUP) * fan**-0.5
-            step = (-lr * (st["buf"] + metabolic)).clamp(-MAX_STEP, MAX_STEP)
+            drive = st["buf"] + metabolic
+            crowd = 1 + (mag / (SATURATION * mbar)) ** 2  # potentiation (drive < 0) saturates
+            drive = torch.where(drive < 0, drive / crowd, drive)
+            step = (-lr * drive).clamp(-MAX_STEP, MAX_STEP)
             st["b"] = st["b"] + RATE * (sums - st["b"])
             logs = torch.where(sums > 0, st["b"].log() - sums.log(), 0.0)
             step = step + torch.where(e > 0, logs[:, :1], logs[:, 1:])

@@ -12,7 +12,7 @@ from bioplastic.optim import BioRule
 
 # one step, nothing but plasticity: no momentum, cost, normalisation or clip; homeostasis on
 # (its budgets start at the current sums, so the first step's rescale is 1) for the Dale types
-PLAIN = dict(momentum=0.0, cost=0.0, normalize=False, warmup=0,
+PLAIN = dict(momentum=0.0, cost=0.0, normalize=False, warmup=0, saturation=0.0,
              fan_in_exponent=0.0, max_step=None, prune_threshold=0.0)  # fmt: skip
 
 

@@ -52,7 +52,9 @@ l2l = import_learn2learn()
 #: meta-training run is a few hundred to a few thousand steps) and has no metabolic cost or
 #: elimination: a meta-gradient averages the query loss over random tasks, so each synapse's
 #: credit is weak and the fixed cost wins (measured on glyphs 5-way 1-shot, 500 iterations:
-#: the head kept 35% of its synapses and BioMAML reached 0.42, against 0.55 without them).
+#: the head kept 35% of its synapses and BioMAML reached 0.42, against 0.55 without them), nor
+#: saturation (the few-shot results were measured before it was a default; without the cost
+#: it takes the slow reference path).
 #: BioMetaSGD's learned rates get their own Adam step of ``rates_lr``, so an outer ``other``
 #: or ``other_lr`` in ``outer_kwargs`` sets the biases' step only (``other_lr=0`` leaves biases
 #: to the inner loop: on the conv net the last layer then mostly stayed active, but BioMAML
@@ -61,7 +63,7 @@ MAML_DEFAULTS: dict[str, dict[str, object]] = {
     "bio": {
         "inner_lr": 0.3,
         "other_lr": 0.4,
-        "outer": {"warmup": 0, "cost": 0.0, "prune_threshold": 0.0},
+        "outer": {"warmup": 0, "cost": 0.0, "prune_threshold": 0.0, "saturation": 0.0},
         "rates_lr": 1e-3,  # BioMetaSGD's learned inner rates: Adam at this rate
     },
     "eg": {"inner_lr": 0.3, "other_lr": 0.4, "outer": {"lr": 1.0}},  # bio's inner step

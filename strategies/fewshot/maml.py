@@ -86,7 +86,7 @@ class BioMAML(BaseLearner):
         meta = BioMAML(bioplastic.dalify(net), lr=0.3, other_lr=0.4)
         outer = bioplastic.make_optimizer("bio", meta.parameters(), warmup=0)  # keeps Dale's law
         # (make_maml(net, "bio") in bioplastic.experiments.metatrain builds both with the
-        # settings of our results: no outer warm-up, cost or elimination)
+        # settings of our results: no outer warm-up, cost, saturation or elimination)
         learner = meta.clone()
         learner.adapt(loss_fn(learner(support_x), support_y))
         loss_fn(learner(query_x), query_y).backward()
