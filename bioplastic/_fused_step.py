@@ -86,7 +86,7 @@ def fused_update_(
     metabolic = torch.where(exc, mbar_e, -mbar_i)  # cost * mbar * s
     x = new_buf + metabolic / w  # + cost * mbar / |w|
     # saturation: potentiation (x < 0) over 1 + (|w| / (saturation * mbar)) ** 2 (1 without)
-    crowd = w / metabolic * crowding
+    crowd = torch.where(crowding > 0, w / metabolic * crowding, 0.0)  # no inf * 0 without
     x = torch.where(x < 0, x / (1.0 + crowd * crowd), x) + decay
     if plasticity is not None:  # an absent synapse of plasticity 0 would give inf * 0
         x = torch.where(w == 0, 0.0, x * plasticity)

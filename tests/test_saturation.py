@@ -86,7 +86,8 @@ def test_the_fast_paths_equal_the_reference_path(options):
     assert any(not torch.allclose(a, b) for a, b in zip(runs[0], plain, strict=True))
 
 
-def test_the_compiled_path_equals_the_reference_path_with_saturation(monkeypatch):
+@pytest.mark.parametrize("options", [{}, {"decay": 0.05}])  # decay: added after saturating
+def test_the_compiled_path_equals_the_reference_path_with_saturation(options, monkeypatch):
     from test_perf_step import _compile_fails
 
     from bioplastic import _fused_step
@@ -96,16 +97,17 @@ def test_the_compiled_path_equals_the_reference_path_with_saturation(monkeypatch
     monkeypatch.setattr(_fused_step, "FUSED_MIN_NUMEL", 0)  # the test weights count as large
     calls, build = [], _fused_step.compiled
     monkeypatch.setattr(_fused_step, "compiled", lambda fn: calls.append(fn.__name__) or build(fn))
-    reference = _train(saturation=3.0, foreach=False)
-    compiled = _train(saturation=3.0, fused=True)
+    reference = _train(saturation=3.0, foreach=False, **options)
+    compiled = _train(saturation=3.0, fused=True, **options)
     assert "fused_update_" in calls  # the compiled kernel ran
     for a, b in zip(reference, compiled, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
-    plain = _train(saturation=0.0, fused=True)
+    plain = _train(saturation=0.0, fused=True, **options)
     assert any(not torch.allclose(a, b) for a, b in zip(compiled, plain, strict=True))
 
 
-def test_a_state_dict_from_before_the_option_loads_with_the_options_default():
+def test_a_state_dict_from_before_the_options_resumes_the_rule_without_them():
+    # saturation's default is 30 now; a run saved before the option existed trained without it
     model = bp.dalify(nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3)), seed=0)
     opt = BioRule(model.parameters(), seed=0)
     nn.functional.cross_entropy(model(torch.randn(5, 6)), torch.arange(5) % 3).backward()

@@ -63,6 +63,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "budget_rate 0": {"rule": {"budget_rate": 0.0}},
     "budget_rate 0.1": {"rule": {"budget_rate": 0.1}},
     "cost 0": {"rule": {"cost": 0.0}},
+    "saturation 0": {"rule": {"saturation": 0.0}},
     "elimination off": {"rule": {"prune_threshold": 0.0}},
     "elimination 0.2": {"rule": {"prune_threshold": 0.2}},
     "growth (every 50, gradient)": {

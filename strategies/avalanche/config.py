@@ -95,7 +95,8 @@ STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
     #   hidden unit from shifting its E/I balance, which a new task needs; at 0.1 homeostasis
     #   still acts within ~10 steps.
     # Task-IL, 5 seeds: split-mnist1d ACC 0.739 -> 0.806 (forgetting 0.032 -> 0.016),
-    # split-digits 0.984 -> 0.993 (0.007 -> 0.001).
+    # split-digits 0.984 -> 0.993 (0.007 -> 0.001). (Measured before saturation=30 was
+    # BioRule's default; the streams now run with it.)
     "bio": {
         "optimizer": ("bio", dict(BIO_RULE)),
         "consolidate": dict(BIO_CONSOLIDATE),
