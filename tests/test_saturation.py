@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from test_perf_step import compiled_path  # noqa: F401 (fixture: skip without compile, compile small weights)
 from torch import nn
 
 import bioplastic as bp
@@ -87,14 +88,10 @@ def test_the_fast_paths_equal_the_reference_path(options):
 
 
 @pytest.mark.parametrize("options", [{}, {"decay": 0.05}])  # decay: added after saturating
+@pytest.mark.usefixtures("compiled_path")
 def test_the_compiled_path_equals_the_reference_path_with_saturation(options, monkeypatch):
-    from test_perf_step import _compile_fails
-
     from bioplastic import _fused_step
 
-    if _compile_fails():
-        pytest.skip(_compile_fails())
-    monkeypatch.setattr(_fused_step, "FUSED_MIN_NUMEL", 0)  # the test weights count as large
     calls, build = [], _fused_step.compiled
     monkeypatch.setattr(_fused_step, "compiled", lambda fn: calls.append(fn.__name__) or build(fn))
     reference = _train(saturation=3.0, foreach=False, **options)
